@@ -1,0 +1,129 @@
+"""The ``maxrf`` command line. Core commands live here; the orchestrated ones (``process``,
+``convert``, ``watch``, ``serve``) are imported from ``flows`` only when they run, so the core
+library never imports Prefect."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from . import __version__
+from .errors import MaxrfError
+from .raw import check_raw_size, scan_paths
+from .rpl import read_rpl
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    raw, rpl = scan_paths(args.scan)
+    header = read_rpl(rpl)
+    actual = raw.stat().st_size if raw.exists() else None
+    info = {**header.to_dict(), "raw": str(raw), "raw_bytes_actual": actual}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        energy = header.energy
+        print(f"header     {rpl}")
+        print(f"raw        {raw} ({actual if actual is not None else 'missing'} bytes)")
+        print(f"shape      {header.height} x {header.width} x {header.depth} (height x width x ch)")
+        print(f"dtype      {header.dtype.str} ({header.data_type} {header.data_length} bytes, "
+              f"{header.byte_order}), record-by {header.record_by}, offset {header.offset}")
+        print(f"expected   {header.raw_bytes_expected} bytes")
+        print("energy     " + ("none in header" if energy is None else
+              f"{energy.offset_kev:+.4f} keV + {energy.gain_kev:.6f} keV/channel ({energy.source})"))
+    if args.check:
+        check_raw_size(header, raw)
+    return 0
+
+
+def cmd_demo_scan(args: argparse.Namespace) -> int:
+    from .demo import DemoSpec, generate_scan
+
+    spec = DemoSpec(
+        height=args.height, width=args.width, channels=args.channels, seed=args.seed,
+        gain=args.gain, offset=args.offset, anode=args.anode, angle=args.angle,
+        counts=args.counts, hotspots=args.hotspots, dtype=args.dtype,
+        record_by=args.record_by, layout=args.layout,
+    )
+    try:
+        generate_scan(args.prefix, spec)
+    except ValueError as exc:
+        raise MaxrfError(str(exc), args.prefix) from None
+    print(f"wrote {args.prefix}.raw, {args.prefix}.rpl, {args.prefix}.truth.json")
+    return 0
+
+
+def _add_demo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--height", type=int, default=64)
+    p.add_argument("--width", type=int, default=96)
+    p.add_argument("--channels", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gain", type=float, default=0.010002, help="keV per channel")
+    p.add_argument("--offset", type=float, default=-0.956, help="keV at channel 0")
+    p.add_argument("--anode", default="Rh", help="tube anode: Rh, Mo, Ag, W, Cr, Cu")
+    p.add_argument("--angle", type=float, default=110.0, help="scatter angle in degrees")
+    p.add_argument("--counts", type=float, default=2000.0, help="mean counts per spectrum")
+    p.add_argument("--hotspots", type=int, default=3)
+    p.add_argument("--dtype", default="<u2", help="numpy dtype of the raw file")
+    p.add_argument("--record-by", default="vector", choices=["vector", "image"])
+    p.add_argument("--layout", default="A", choices=["A", "B", "lispix"], help="header layout")
+
+
+def _flows_command(name: str):
+    """A command implemented in ``flows.commands`` (imports Prefect only when it runs)."""
+
+    def run(args: argparse.Namespace) -> int:
+        return importlib.import_module("flows.commands").COMMANDS[name](args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maxrf", description="MA-XRF scans to analysis-ready zarr datastacks."
+    )
+    parser.add_argument("--version", action="version", version=f"maxrf {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="describe a scan from its .rpl header")
+    p.add_argument("scan", help="SCAN.rpl or SCAN.raw")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--check", action="store_true", help="fail unless the .raw size is exact")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo-scan", help="write a synthetic scan with its ground truth")
+    p.add_argument("prefix", help="writes PREFIX.raw, PREFIX.rpl, PREFIX.truth.json")
+    _add_demo_options(p)
+    p.set_defaults(func=cmd_demo_scan)
+
+    from . import cli_datastack
+
+    cli_datastack.add_commands(sub, _flows_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (MaxrfError, OSError) as exc:
+        if args.debug:
+            raise
+        msg = str(exc) if isinstance(exc, MaxrfError) else _os_error(exc)
+        print(f"maxrf: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("maxrf: interrupted", file=sys.stderr)
+        return 130
+
+
+def _os_error(exc: OSError) -> str:
+    name = exc.filename if exc.filename is not None else ""
+    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The ``.datastack`` file: layers, versions, provenance, crash safety and locking."""
+
+from .integrity import CheckReport, check, recover, repack
+from .layers import PAD
+from .stack import DataStack, Staging, format_tree
+
+
+def tree(path, show_arrays: bool = False) -> str:
+    """Text overview of the datastack at ``path``."""
+    return format_tree(DataStack(path), show_arrays)
+
+
+__all__ = ["PAD", "CheckReport", "DataStack", "Staging", "check", "format_tree", "recover", "repack", "tree"]

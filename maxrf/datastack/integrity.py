@@ -1,0 +1,231 @@
+"""Whole-file operations on a datastack: ``check`` (structure + CRCs), ``recover`` (salvage intact
+layers from a damaged file, as ``zip -FF`` does) and ``repack`` (latest versions only)."""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataStackError
+from . import layers as L
+from .lock import fsync_dir
+from .stack import ROOT_META, DataStack, _layer_names, log
+
+_LOCAL = b"PK\x03\x04"
+
+
+@dataclass
+class CheckReport:
+    path: Path
+    layers: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    entries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _expected_chunk_keys(meta: dict) -> Iterator[str]:
+    shape = meta["shape"]
+    chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    enc = meta.get("chunk_key_encoding", {})
+    sep = enc.get("configuration", {}).get("separator", "/")
+    prefix = "c" + sep if enc.get("name", "default") == "default" else ""
+    grid = [math.ceil(s / c) if s else 0 for s, c in zip(shape, chunks)]
+    if not shape:
+        yield prefix.rstrip(sep) if prefix else "0"
+        return
+    if any(g == 0 for g in grid):
+        return
+    idx = [0] * len(grid)
+    while True:
+        yield prefix + sep.join(map(str, idx))
+        for axis in reversed(range(len(grid))):
+            idx[axis] += 1
+            if idx[axis] < grid[axis]:
+                break
+            idx[axis] = 0
+        else:
+            return
+
+
+def _layer_problems(name: str, meta_bytes: bytes, present: set[str]) -> list[str]:
+    try:
+        meta = json.loads(meta_bytes)
+    except ValueError:
+        return [f"{name}: metadata is not valid JSON"]
+    if meta.get("node_type") != "array":
+        return []
+    if meta.get("attributes", {}).get("maxrf", {}).get("complete") is False:
+        return [f"{name}: marked incomplete"]
+    missing = [k for k in _expected_chunk_keys(meta) if f"{name}/{k}" not in present]
+    if missing:
+        return [f"{name}: {len(missing)} chunk(s) missing (first: {missing[0]})"]
+    return []
+
+
+def check(path: str | Path) -> CheckReport:
+    """Verify a datastack: zip structure, every entry's CRC, metadata, and that no chunk is missing."""
+    ds = DataStack(path)
+    report = CheckReport(Path(path))
+    snap = ds._snapshot()  # rolls back an interrupted append first; raises if unreadable
+    snap.fileobj.seek(0)
+    with zipfile.ZipFile(snap.fileobj) as zf:
+        infos = zf.infolist()
+        report.entries = len(infos)
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            report.problems.append("duplicate zip entries (repack to clean up)")
+        for info in infos:
+            try:
+                with zf.open(info) as f:
+                    while f.read(1 << 20):
+                        pass
+            except (zipfile.BadZipFile, zlib.error, OSError) as exc:
+                report.problems.append(f"{info.filename}: {exc}")
+        present = set(names)
+        report.layers = _layer_names(names)
+        for name in report.layers:
+            report.problems += _layer_problems(name, zf.read(f"{name}/zarr.json"), present)
+        orphans = {n.split("/")[0] for n in names if "/" in n} - set(report.layers)
+        for o in sorted(orphans):
+            report.problems.append(f"{o}: chunks without metadata")
+    return report
+
+
+def _scan_local_entries(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Every local entry whose data is intact (stored or deflated, CRC valid), in file order."""
+    if path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        yield from _scan(data)
+
+
+def _scan(data: mmap.mmap) -> Iterator[tuple[str, bytes]]:
+    pos = 0
+    while True:
+        pos = data.find(_LOCAL, pos)
+        if pos < 0 or pos + 30 > len(data):
+            return
+        (_, _, flags, method, _, _, crc, csize, usize, nlen, xlen) = struct.unpack(
+            "<IHHHHHIIIHH", data[pos : pos + 30]
+        )
+        name_start = pos + 30
+        name = data[name_start : name_start + nlen].decode("utf-8", "replace")
+        extra = data[name_start + nlen : name_start + nlen + xlen]
+        if csize == 0xFFFFFFFF or usize == 0xFFFFFFFF:  # zip64 sizes live in the extra field
+            i = 0
+            while i + 4 <= len(extra):
+                tag, size = struct.unpack("<HH", extra[i : i + 4])
+                if tag == 1:
+                    usize, csize = struct.unpack("<QQ", extra[i + 4 : i + 20])
+                i += 4 + size
+        start = name_start + nlen + xlen
+        body = data[start : start + csize]
+        pos += 4
+        if flags & 0x08 or len(body) != csize:
+            continue
+        try:
+            content = body if method == 0 else zlib.decompress(body, -15) if method == 8 else None
+        except zlib.error:
+            continue
+        if content is None or len(content) != usize or zlib.crc32(content) != crc:
+            continue
+        pos = start + csize
+        yield name, content
+
+
+def recover(path: str | Path, output: str | Path | None = None) -> tuple[Path, list[str], list[str]]:
+    """Salvage complete layers from a damaged file into a new valid datastack.
+
+    Returns ``(output, kept layers, dropped layers)``. The damaged file is left as it is.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataStackError("file not found", path)
+    output = Path(output) if output else path.with_name(path.stem + ".recovered" + path.suffix)
+    if output.resolve() == path.resolve():
+        raise DataStackError("recover writes a new file: give another output path", output)
+    entries: dict[str, bytes] = {}
+    for name, content in _scan_local_entries(path):
+        entries[name] = content  # a later duplicate wins, as in zarr's zip reading
+    present = set(entries)
+    kept, dropped = [], []
+    for name in _layer_names(list(entries)):
+        if _layer_problems(name, entries[f"{name}/zarr.json"], present):
+            dropped.append(name)
+        else:
+            kept.append(name)
+    tops = {n.split("/")[0] for n in entries if "/" in n}
+    dropped += sorted(tops - set(kept) - set(dropped))
+    tmp = output.with_name(f".{output.name}.recover-{os.getpid()}")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        zf.writestr("zarr.json", entries.get("zarr.json", json.dumps(ROOT_META).encode()))
+        for layer in kept:
+            for n, content in entries.items():
+                if n.startswith(layer + "/") and n != f"{layer}/zarr.json":
+                    zf.writestr(n, content)
+            zf.writestr(f"{layer}/zarr.json", entries[f"{layer}/zarr.json"])
+    _publish(tmp, output)
+    return output, kept, dropped
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def repack(ds: DataStack, select: Sequence[str] | None = None, output: str | Path | None = None) -> Path:
+    """Keep the latest version of each (selected) layer under its plain name; atomic replace."""
+    target = Path(output) if output else ds.path
+    with ds.write_lock():
+        for stale in ds.path.parent.glob(f".{target.name}.repack-*"):
+            stale.unlink(missing_ok=True)  # a repack that died: we hold the lock now
+        snap = ds._snapshot()
+        bases = list(dict.fromkeys(L.base_name(n) for n in snap.names))
+        if select is not None:
+            unknown = [s for s in select if s not in bases]
+            if unknown:
+                raise DataStackError(f"no layer(s) {', '.join(unknown)} to keep", ds.path)
+            bases = [b for b in bases if b in select]
+        tmp = target.with_name(f".{target.name}.repack-{os.getpid()}")
+        snap.fileobj.seek(0)
+        try:
+            with zipfile.ZipFile(snap.fileobj) as src, zipfile.ZipFile(
+                tmp, "w", zipfile.ZIP_STORED, allowZip64=True
+            ) as dst:
+                dst.writestr("zarr.json", src.read("zarr.json"))
+                for base in bases:
+                    latest = L.versions(base, snap.names)[-1]
+                    prefix = latest + "/"
+                    infos = [i for i in src.infolist() if i.filename.startswith(prefix)]
+                    meta = None
+                    for info in infos:
+                        if info.filename == prefix + "zarr.json":
+                            meta = info
+                            continue
+                        with src.open(info) as fin, dst.open(base + "/" + info.filename[len(prefix):], "w", force_zip64=info.file_size > 2**31) as fout:
+                            while chunk := fin.read(1 << 22):
+                                fout.write(chunk)
+                    dst.writestr(base + "/zarr.json", src.read(meta))
+            _publish(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DataStackError(f"repack failed ({exc.strerror}); the file is unchanged", ds.path) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    ds._snap = None
+    log.info("maxrf: repacked %s (%d layers)", target, len(bases))
+    return target

@@ -1,0 +1,90 @@
+"""Layer naming, versions (``name``, ``name_``, ``name__``), ragged lists and storage choices."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from zarr.codecs import BloscCodec
+
+from ..errors import DataStackError
+
+PAD = -9999
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+CUBE_CHUNK_PIXELS = 32  # 32x32 pixels x all channels; see README "Performance" for the figures
+
+
+def check_name(name: str) -> str:
+    """A plain layer name: letters, digits, ``_ . -``; no ``/``, no ``..``, no trailing ``_``."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name or name.endswith("_"):
+        raise DataStackError(
+            f"invalid layer name {name!r}: use letters, digits, '_', '.', '-' "
+            "(no '/', no '..', no trailing '_', which marks versions)"
+        )
+    return name
+
+
+def base_name(name: str) -> str:
+    return name.rstrip("_")
+
+
+def versions(name: str, names: Iterable[str]) -> list[str]:
+    """Existing versions of ``name``, oldest first."""
+    base = base_name(name)
+    found = [n for n in names if base_name(n) == base and n.startswith(base)]
+    return sorted(found, key=len)
+
+
+def next_version(name: str, names: Iterable[str]) -> str:
+    existing = versions(name, names)
+    return name if not existing else existing[-1] + "_"
+
+
+def ragged_to_padded(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """Pad ragged int lists with ``PAD`` into a 2-D int64 array (empty rows allowed)."""
+    arrays = []
+    for i, row in enumerate(rows):
+        a = np.asarray(row)
+        if a.ndim != 1 and a.size:
+            raise DataStackError(f"row {i} of the ragged list is not one-dimensional")
+        a = a.reshape(-1)
+        if a.size and not np.issubdtype(a.dtype, np.integer):
+            if not np.all(np.equal(np.mod(a, 1), 0)):
+                raise DataStackError(f"row {i} of the ragged list holds non-integers")
+        a = a.astype(np.int64)
+        if np.any(a == PAD):
+            raise DataStackError(f"row {i} holds {PAD}, the pad value of ragged lists")
+        arrays.append(a)
+    width = max((a.size for a in arrays), default=0)
+    out = np.full((len(arrays), width), PAD, dtype=np.int64)
+    for i, a in enumerate(arrays):
+        out[i, : a.size] = a
+    return out
+
+
+def padded_to_ragged(padded: np.ndarray) -> list[np.ndarray]:
+    return [row[row != PAD] for row in np.asarray(padded)]
+
+
+def default_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Cubes: 32x32 pixels x all channels. Other arrays: one chunk up to 16 MB, else auto-like."""
+    if len(shape) == 3 and shape[2] > 64:
+        p = CUBE_CHUNK_PIXELS
+        return (min(p, shape[0]) or 1, min(p, shape[1]) or 1, max(shape[2], 1))
+    total = int(np.prod(shape, dtype=np.int64)) * itemsize
+    if total <= 16 * 2**20:
+        return tuple(max(s, 1) for s in shape)
+    chunks = [max(s, 1) for s in shape]
+    while int(np.prod(chunks)) * itemsize > 16 * 2**20:
+        i = int(np.argmax(chunks))
+        chunks[i] = max(1, chunks[i] // 2)
+    return tuple(chunks)
+
+
+def default_compressor(dtype: np.dtype) -> BloscCodec:
+    """Integers (counts): blosc-zstd bitshuffle (1/40 of the raw). Floats: blosc-lz4 shuffle."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iub":
+        return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", typesize=dtype.itemsize)
+    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=dtype.itemsize)

@@ -1,0 +1,59 @@
+"""OS-level file locks (``fcntl.flock``): released by the kernel when the holder dies."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import DataStackError, LockTimeoutError
+
+
+def try_lock(fd: int, exclusive: bool = True) -> bool:
+    """Take the lock without waiting; True when taken."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+
+
+@contextmanager
+def file_lock(
+    path: Path, timeout: float = 60.0, exclusive: bool = True, what: str = "writer lock"
+) -> Iterator[int]:
+    """Hold a lock on ``path`` (created if needed), waiting up to ``timeout`` seconds."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise DataStackError(f"cannot create lock file ({exc.strerror})", path) from None
+    try:
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while not try_lock(fd, exclusive):
+            if time.monotonic() >= deadline:
+                raise LockTimeoutError(
+                    f"another process holds the {what}; gave up after {timeout:g} s "
+                    "(is another maxrf run writing this file?)",
+                    path,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename/create/unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
