@@ -27,11 +27,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"header     {rpl}")
         print(f"raw        {raw} ({actual if actual is not None else 'missing'} bytes)")
         print(f"shape      {header.height} x {header.width} x {header.depth} (height x width x ch)")
-        print(f"dtype      {header.dtype.str} ({header.data_type} {header.data_length} bytes, "
-              f"{header.byte_order}), record-by {header.record_by}, offset {header.offset}")
+        print(
+            f"dtype      {header.dtype.str} ({header.data_type} {header.data_length} bytes, "
+            f"{header.byte_order}), record-by {header.record_by}, offset {header.offset}"
+        )
         print(f"expected   {header.raw_bytes_expected} bytes")
-        print("energy     " + ("none in header" if energy is None else
-              f"{energy.offset_kev:+.4f} keV + {energy.gain_kev:.6f} keV/channel ({energy.source})"))
+        print(
+            "energy     "
+            + (
+                "none in header"
+                if energy is None
+                else f"{energy.offset_kev:+.4f}keV + {energy.gain_kev:.6f} keV/ch [{energy.source}]"
+            )
+        )
     if args.check:
         check_raw_size(header, raw)
     return 0
@@ -41,10 +49,19 @@ def cmd_demo_scan(args: argparse.Namespace) -> int:
     from .demo import DemoSpec, generate_scan
 
     spec = DemoSpec(
-        height=args.height, width=args.width, channels=args.channels, seed=args.seed,
-        gain=args.gain, offset=args.offset, anode=args.anode, angle=args.angle,
-        counts=args.counts, hotspots=args.hotspots, dtype=args.dtype,
-        record_by=args.record_by, layout=args.layout,
+        height=args.height,
+        width=args.width,
+        channels=args.channels,
+        seed=args.seed,
+        gain=args.gain,
+        offset=args.offset,
+        anode=args.anode,
+        angle=args.angle,
+        counts=args.counts,
+        hotspots=args.hotspots,
+        dtype=args.dtype,
+        record_by=args.record_by,
+        layout=args.layout,
     )
     try:
         generate_scan(args.prefix, spec)

@@ -17,7 +17,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"problem: {problem}")
     status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"{args.file}: {status} ({len(report.layers)} layers, {report.entries} entries, CRCs checked)")
+    print(
+        f"{args.file}: {status} ({len(report.layers)} layers, {report.entries} entries, "
+        "CRCs checked)"
+    )
     return 0 if report.ok else 1
 
 
@@ -33,8 +36,10 @@ def cmd_repack(args: argparse.Namespace) -> int:
     ds = DataStack(args.file)
     before = ds.path.stat().st_size
     target = ds.repack(select=args.keep or None, output=args.output)
-    print(f"repacked {target}: {before} -> {target.stat().st_size} bytes; layers: "
-          f"{', '.join(DataStack(target).layers)}")
+    print(
+        f"repacked {target}: {before} -> {target.stat().st_size} bytes; layers: "
+        f"{', '.join(DataStack(target).layers)}"
+    )
     return 0
 
 

@@ -88,7 +88,9 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
         scatter += weight * _peak(e, energy, fwhm_kev(energy, spec.noise_fwhm_kev), spec.gain)
         # Compton peaks are broadened by the electrons' momentum (Doppler) and the solid angle.
         scatter += (
-            1.6 * weight * _peak(e, compton, 3.0 * fwhm_kev(compton, spec.noise_fwhm_kev), spec.gain)
+            1.6
+            * weight
+            * _peak(e, compton, 3.0 * fwhm_kev(compton, spec.noise_fwhm_kev), spec.gain)
         )
         info.setdefault("rayleigh_kev", {})[line] = energy
         info.setdefault("compton_kev", {})[line] = compton
@@ -197,7 +199,7 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(work, range((n_pix + block - 1) // block)))
     mm.flush()
-    del mm
+    mm._mmap.close()
     os.replace(tmp_path, raw_path)
     energy = EnergyCalibration(spec.offset, spec.gain)
     rpl_text = format_rpl(
@@ -209,7 +211,7 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
         "offset_kev": spec.offset,
         "gain_kev": spec.gain,
         "components": names,
-        "mean_intensity": {n: float(m.mean()) for n, m in zip(names, maps)},
+        "mean_intensity": {n: float(m.mean()) for n, m in zip(names, maps, strict=False)},
         "hotspots": hotspots,
         **info,
     }

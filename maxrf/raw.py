@@ -42,7 +42,7 @@ def scan_paths(path: str | Path, rpl_path: str | Path | None = None) -> tuple[Pa
 
 
 def check_raw_size(header: RplHeader, raw: Path) -> int:
-    """Return the raw file's size; raise ``RawSizeError`` unless it is exactly what the header says."""
+    """The raw file's size; ``RawSizeError`` unless it is exactly what the header says."""
     if not raw.exists():
         raise ScanNotFoundError("raw file not found", raw)
     if raw.is_dir():
@@ -140,7 +140,9 @@ def raw_array(raw: Path, header: RplHeader, chunks: tuple[int, int, int] | None 
     if any(c < 1 for c in chunks):
         raise HeaderError(f"invalid chunk shape {chunks}", raw)
     stat = raw.stat()
-    name = "maxrf-raw-" + tokenize(str(raw.resolve()), stat.st_size, stat.st_mtime_ns, header, chunks)
+    name = "maxrf-raw-" + tokenize(
+        str(raw.resolve()), stat.st_size, stat.st_mtime_ns, header, chunks
+    )
     return da.from_array(
         RawFile(str(raw), header), chunks=chunks, name=name, fancy=False, asarray=False
     )

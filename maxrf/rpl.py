@@ -46,7 +46,7 @@ class EnergyCalibration:
 
 @dataclass(frozen=True)
 class RplHeader:
-    """A parsed ``.rpl`` header. ``shape`` is always (height, width, depth) as ``open_raw`` returns."""
+    """A parsed ``.rpl`` header; ``shape`` is (height, width, depth) as ``open_raw`` returns."""
 
     path: Path | None
     width: int
@@ -158,7 +158,7 @@ def _choice(keys: dict[str, str], key: str, allowed, path: Path | None) -> str:
 
 
 def _kev_factor(gain: float, units: str | None) -> float:
-    """keV per header unit: explicit ``eV``/``keV`` units win; without units a gain above 0.5 is eV."""
+    """keV per header unit: explicit ``eV``/``keV`` wins; without units a gain > 0.5 is eV."""
     u = (units or "").strip().lower()
     if u == "ev":
         return 1e-3

@@ -10,4 +10,14 @@ def tree(path, show_arrays: bool = False) -> str:
     return format_tree(DataStack(path), show_arrays)
 
 
-__all__ = ["PAD", "CheckReport", "DataStack", "Staging", "check", "format_tree", "recover", "repack", "tree"]
+__all__ = [
+    "PAD",
+    "CheckReport",
+    "DataStack",
+    "Staging",
+    "check",
+    "format_tree",
+    "recover",
+    "repack",
+    "tree",
+]

@@ -40,7 +40,7 @@ def _expected_chunk_keys(meta: dict) -> Iterator[str]:
     enc = meta.get("chunk_key_encoding", {})
     sep = enc.get("configuration", {}).get("separator", "/")
     prefix = "c" + sep if enc.get("name", "default") == "default" else ""
-    grid = [math.ceil(s / c) if s else 0 for s, c in zip(shape, chunks)]
+    grid = [math.ceil(s / c) if s else 0 for s, c in zip(shape, chunks, strict=False)]
     if not shape:
         yield prefix.rstrip(sep) if prefix else "0"
         return
@@ -74,7 +74,7 @@ def _layer_problems(name: str, meta_bytes: bytes, present: set[str]) -> list[str
 
 
 def check(path: str | Path) -> CheckReport:
-    """Verify a datastack: zip structure, every entry's CRC, metadata, and that no chunk is missing."""
+    """Verify zip structure, every entry's CRC, the metadata, and that no chunk is missing."""
     ds = DataStack(path)
     report = CheckReport(Path(path))
     snap = ds._snapshot()  # rolls back an interrupted append first; raises if unreadable
@@ -144,7 +144,9 @@ def _scan(data: mmap.mmap) -> Iterator[tuple[str, bytes]]:
         yield name, content
 
 
-def recover(path: str | Path, output: str | Path | None = None) -> tuple[Path, list[str], list[str]]:
+def recover(
+    path: str | Path, output: str | Path | None = None
+) -> tuple[Path, list[str], list[str]]:
     """Salvage complete layers from a damaged file into a new valid datastack.
 
     Returns ``(output, kept layers, dropped layers)``. The damaged file is left as it is.
@@ -186,7 +188,9 @@ def _publish(tmp: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
-def repack(ds: DataStack, select: Sequence[str] | None = None, output: str | Path | None = None) -> Path:
+def repack(
+    ds: DataStack, select: Sequence[str] | None = None, output: str | Path | None = None
+) -> Path:
     """Keep the latest version of each (selected) layer under its plain name; atomic replace."""
     target = Path(output) if output else ds.path
     with ds.write_lock():
@@ -202,9 +206,10 @@ def repack(ds: DataStack, select: Sequence[str] | None = None, output: str | Pat
         tmp = target.with_name(f".{target.name}.repack-{os.getpid()}")
         snap.fileobj.seek(0)
         try:
-            with zipfile.ZipFile(snap.fileobj) as src, zipfile.ZipFile(
-                tmp, "w", zipfile.ZIP_STORED, allowZip64=True
-            ) as dst:
+            with (
+                zipfile.ZipFile(snap.fileobj) as src,
+                zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as dst,
+            ):
                 dst.writestr("zarr.json", src.read("zarr.json"))
                 for base in bases:
                     latest = L.versions(base, snap.names)[-1]
@@ -215,14 +220,23 @@ def repack(ds: DataStack, select: Sequence[str] | None = None, output: str | Pat
                         if info.filename == prefix + "zarr.json":
                             meta = info
                             continue
-                        with src.open(info) as fin, dst.open(base + "/" + info.filename[len(prefix):], "w", force_zip64=info.file_size > 2**31) as fout:
+                        with (
+                            src.open(info) as fin,
+                            dst.open(
+                                base + "/" + info.filename[len(prefix) :],
+                                "w",
+                                force_zip64=info.file_size > 2**31,
+                            ) as fout,
+                        ):
                             while chunk := fin.read(1 << 22):
                                 fout.write(chunk)
                     dst.writestr(base + "/zarr.json", src.read(meta))
             _publish(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise DataStackError(f"repack failed ({exc.strerror}); the file is unchanged", ds.path) from None
+            raise DataStackError(
+                f"repack failed ({exc.strerror}); the file is unchanged", ds.path
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

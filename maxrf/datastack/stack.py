@@ -116,7 +116,9 @@ class DataStack:
                 zf = zipfile.ZipFile(fileobj)
                 names = _layer_names(zf.namelist())
                 if "zarr.json" not in zf.NameToInfo:
-                    raise DataStackError("is a zip file but not a datastack (no zarr group)", self.path)
+                    raise DataStackError(
+                        "is a zip file but not a datastack (no zarr group)", self.path
+                    )
                 zf.close()
                 fileobj.seek(0)
                 group = zarr.open_group(ZipStore(fileobj, mode="r"), mode="r")
@@ -208,7 +210,9 @@ class DataStack:
             stage.write(name, arr, attrs=attrs, chunks=chunks, compressor=compressor)
         return stage.committed[name]
 
-    def append_list(self, ragged: Sequence[Sequence[int]], name: str, attrs: dict | None = None) -> str:
+    def append_list(
+        self, ragged: Sequence[Sequence[int]], name: str, attrs: dict | None = None
+    ) -> str:
         """Write ragged int lists, padded with -9999 (a value of -9999 is refused)."""
         padded = L.ragged_to_padded(ragged)
         return self.append(padded, name, attrs={**(attrs or {}), "ragged_pad": L.PAD})
@@ -234,7 +238,9 @@ class DataStack:
                 _create_empty(self.path)
             with zipfile.ZipFile(self.path) as zf:  # validity check before mode "a"
                 if "zarr.json" not in zf.NameToInfo:
-                    raise DataStackError("is a zip file but not a datastack (no zarr group)", self.path)
+                    raise DataStackError(
+                        "is a zip file but not a datastack (no zarr group)", self.path
+                    )
                 existing = _layer_names(zf.namelist())
                 start_dir = zf.start_dir
             finals: dict[str, str] = {}
@@ -309,7 +315,9 @@ class Staging:
                 config=ARRAY_CONFIG,
             )
         except OSError as exc:
-            raise DataStackError(f"cannot stage layer {name!r} ({exc.strerror})", self.dir) from None
+            raise DataStackError(
+                f"cannot stage layer {name!r} ({exc.strerror})", self.dir
+            ) from None
 
     def write(
         self,
@@ -332,7 +340,9 @@ class Staging:
             elif arr.size:
                 z[...] = arr
         except OSError as exc:
-            raise DataStackError(f"cannot stage layer {name!r} ({exc.strerror})", self.dir) from None
+            raise DataStackError(
+                f"cannot stage layer {name!r} ({exc.strerror})", self.dir
+            ) from None
         return z
 
     def finish(self, name: str, attrs: dict | None = None) -> None:
@@ -405,7 +415,10 @@ def _create_empty(path: Path) -> None:
     tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-            meta = {**ROOT_META, "attributes": {"maxrf": {"version": __version__, "created": utc_now()}}}
+            meta = {
+                **ROOT_META,
+                "attributes": {"maxrf": {"version": __version__, "created": utc_now()}},
+            }
             zf.writestr("zarr.json", json.dumps(meta, indent=2))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -467,9 +480,13 @@ def format_tree(ds: DataStack, show_arrays: bool = False) -> str:
         shape = "x".join(map(str, a.shape)) or "scalar"
         meta = a.attrs.get("maxrf", {})
         step = f"  [{meta['step']}]" if isinstance(meta, dict) and meta.get("step") else ""
-        lines.append(f"  {name:<28} {shape:>18} {str(a.dtype):>8} {_human(sizes.get(name, 0)):>10}{step}")
+        lines.append(
+            f"  {name:<28} {shape:>18} {str(a.dtype):>8} {_human(sizes.get(name, 0)):>10}{step}"
+        )
         if show_arrays:
-            lines.append(f"      chunks {a.chunks}, codecs {[type(c).__name__ for c in a.compressors]}")
+            lines.append(
+                f"      chunks {a.chunks}, codecs {[type(c).__name__ for c in a.compressors]}"
+            )
     return "\n".join(lines)
 
 
