@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,8 @@ def check_raw_size(header: RplHeader, raw: Path) -> int:
 class RawFile:
     """A picklable array-like over a ``.raw`` file presenting (height, width, channels).
 
-    Opens a read-only memmap on each access (cheap), so dask workers in other processes read the
-    file themselves instead of receiving data. Image-ordered files are transposed per block.
+    Holds only the path and header, so dask workers in other processes read the file themselves
+    instead of receiving data. Image-ordered files are gathered per block into pixel order.
     """
 
     path: str
@@ -87,25 +88,53 @@ class RawFile:
     def ndim(self) -> int:
         return 3
 
-    def _memmap(self) -> np.ndarray:
+    def read_block(self, rows: slice, cols: slice) -> np.ndarray:
+        """Pixels ``[rows, cols]`` with all channels, read with positioned reads (no memmap, so
+        virtual memory stays small whatever the file size)."""
         h = self.header
-        disk_shape = {
-            "vector": (h.height, h.width, h.depth),
-            "image": (h.depth, h.height, h.width),
-            "dont-care": (h.height, h.width),
-        }[h.record_by]
-        return np.memmap(self.path, dtype=h.dtype, mode="r", offset=h.offset, shape=disk_shape)
+        r0, r1, _ = rows.indices(h.height)
+        c0, c1, _ = cols.indices(h.width)
+        nr, nc, item = max(r1 - r0, 0), max(c1 - c0, 0), h.dtype.itemsize
+        out = np.empty((nr, nc, h.depth), dtype=h.dtype)
+        with open(self.path, "rb", buffering=0) as f:
+            fd = f.fileno()
+            if h.record_by in ("vector", "dont-care"):
+                for i in range(nr):
+                    start = h.offset + ((r0 + i) * h.width + c0) * h.depth * item
+                    _pread_into(fd, out[i], start)
+            else:  # image: one plane per channel
+                plane = h.height * h.width * item
+                for ch in range(h.depth):
+                    for i in range(nr):
+                        start = h.offset + ch * plane + ((r0 + i) * h.width + c0) * item
+                        _pread_into(fd, out[i, :, ch], start)
+        return out
 
     def __getitem__(self, key) -> np.ndarray:
-        rows, cols, chans = key if isinstance(key, tuple) else (key, slice(None), slice(None))
-        mm = self._memmap()
-        if self.header.record_by == "vector":
-            block = mm[rows, cols, chans]
-        elif self.header.record_by == "image":
-            block = np.moveaxis(mm[chans, rows, cols], 0, -1)
-        else:
-            block = mm[rows, cols][..., None][..., chans]
-        return np.array(block)  # copy out of the memmap (and close it)
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        rows, cols, chans = key
+        if not all(isinstance(k, slice) for k in key) or any(
+            k.step not in (None, 1) for k in (rows, cols)
+        ):
+            return self.read_block(slice(None), slice(None))[key]
+        return self.read_block(rows, cols)[:, :, chans]
+
+
+def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
+    """Fill ``out`` (contiguous or strided) from ``offset`` of ``fd``."""
+    if out.flags.c_contiguous:
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        done = 0
+        while done < view.nbytes:
+            n = os.preadv(fd, [view[done:]], offset + done)
+            if n <= 0:
+                raise OSError(f"unexpected end of file at byte {offset + done}")
+            done += n
+    else:
+        tmp = np.empty(out.shape, out.dtype)
+        _pread_into(fd, tmp, offset)
+        out[...] = tmp
 
 
 def default_chunks(header: RplHeader, target_bytes: int = 64 * 2**20) -> tuple[int, int, int]:

@@ -2,7 +2,7 @@
 
 from .integrity import CheckReport, check, recover, repack
 from .layers import PAD
-from .stack import DataStack, Staging, format_tree
+from .stack import Appender, ChunkEncoder, DataStack, LayerWriter, format_tree
 
 
 def tree(path, show_arrays: bool = False) -> str:
@@ -11,10 +11,12 @@ def tree(path, show_arrays: bool = False) -> str:
 
 
 __all__ = [
+    "Appender",
+    "ChunkEncoder",
+    "LayerWriter",
     "PAD",
     "CheckReport",
     "DataStack",
-    "Staging",
     "check",
     "format_tree",
     "recover",

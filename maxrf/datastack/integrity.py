@@ -194,8 +194,7 @@ def repack(
     """Keep the latest version of each (selected) layer under its plain name; atomic replace."""
     target = Path(output) if output else ds.path
     with ds.write_lock():
-        for stale in ds.path.parent.glob(f".{target.name}.repack-*"):
-            stale.unlink(missing_ok=True)  # a repack that died: we hold the lock now
+        ds._recover_locked()
         snap = ds._snapshot()
         bases = list(dict.fromkeys(L.base_name(n) for n in snap.names))
         if select is not None:

@@ -1,8 +1,8 @@
 """``DataStack``: a zarr v3 group in one zip file, one array per layer, that no crash can destroy.
 
-Writes are staged: each new layer is written as a plain zarr array in a staging folder beside the
-file (chunk writes in parallel, from threads or dask workers), then *committed* under an exclusive
-OS lock by appending its entries (chunks first, metadata last) to the zip behind a rollback journal.
+Writes happen under an exclusive OS lock, behind a rollback journal: chunks (encoded in parallel
+by any thread or dask worker, byte-identical to what zarr writes) are appended to the zip as they
+come, each layer's metadata last; the new zip directory is written and fsynced at commit.
 Readers never lock: they see the last committed state (through the journal while an append is under
 way) and roll back an interrupted append when its writer is gone.
 """
@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import threading
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,10 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import zarr
-from zarr.storage import LocalStore, ZipStore
+from numcodecs import Blosc, Zstd
+from zarr.storage import MemoryStore, ZipStore
 
 from .. import __version__
 from ..errors import DataStackError, LayerNotFoundError
@@ -115,10 +116,7 @@ class DataStack:
                 fileobj = view or open(self.path, "rb")
                 zf = zipfile.ZipFile(fileobj)
                 names = _layer_names(zf.namelist())
-                if "zarr.json" not in zf.NameToInfo:
-                    raise DataStackError(
-                        "is a zip file but not a datastack (no zarr group)", self.path
-                    )
+                _require_group(zf, self.path)
                 zf.close()
                 fileobj.seek(0)
                 group = zarr.open_group(ZipStore(fileobj, mode="r"), mode="r")
@@ -188,14 +186,34 @@ class DataStack:
 
     # ---- writing -------------------------------------------------------------------------
     @contextmanager
-    def staging(self) -> Iterator[Staging]:
-        """Stage layers, committed together on clean exit; discarded on error."""
-        stage = Staging(self)
-        try:
-            yield stage
-            stage.commit()
-        finally:
-            stage.discard()
+    def appending(self, timeout: float | None = None) -> Iterator[Appender]:
+        """Add layers in one commit: holds the writer lock, journals the zip's tail, and on a
+        clean exit writes the new directory and fsyncs; on any error restores the file."""
+        with self.write_lock(timeout):
+            self._recover_locked()
+            with zipfile.ZipFile(self.path) as zf:  # validity check before mode "a"
+                _require_group(zf, self.path)
+                existing = _layer_names(zf.namelist())
+                start_dir = zf.start_dir
+            write_journal(self.journal_path, self.path, start_dir)
+            try:
+                with zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                    app = Appender(self, zf, existing)
+                    yield app
+                    app.close()
+                with open(self.path, "rb+") as f:
+                    os.fsync(f.fileno())
+            except BaseException as exc:
+                rollback(self.journal_path, self.path)
+                self._snap = None
+                if isinstance(exc, OSError):
+                    raise DataStackError(
+                        f"could not write ({exc.strerror or exc}); the file is unchanged", self.path
+                    ) from None
+                raise
+            self.journal_path.unlink()
+            fsync_dir(self.path.parent)
+        self._snap = None
 
     def append(
         self,
@@ -206,9 +224,9 @@ class DataStack:
         compressor: Any = None,
     ) -> str:
         """Write a numpy or dask array as a new layer (a new version if ``name`` exists)."""
-        with self.staging() as stage:
-            stage.write(name, arr, attrs=attrs, chunks=chunks, compressor=compressor)
-        return stage.committed[name]
+        with self.appending() as app:
+            stored = app.write(name, arr, attrs=attrs, chunks=chunks, compressor=compressor)
+        return stored
 
     def append_list(
         self, ragged: Sequence[Sequence[int]], name: str, attrs: dict | None = None
@@ -225,63 +243,83 @@ class DataStack:
 
     @contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
-        """Hold the exclusive writer lock (commits and repacks take it)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Hold the exclusive writer lock (appends and repacks take it)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataStackError(
+                f"cannot create folder ({exc.strerror})", self.path.parent
+            ) from None
         with file_lock(self.lock_path, self.lock_timeout if timeout is None else timeout):
             yield
 
-    def _commit(self, stage: Staging) -> dict[str, str]:
-        with self.write_lock():
-            if self.journal_path.exists() and rollback(self.journal_path, self.path):
-                log.warning("maxrf: %s: rolled back an interrupted append", self.path)
-            if not self.path.exists():
-                _create_empty(self.path)
-            with zipfile.ZipFile(self.path) as zf:  # validity check before mode "a"
-                if "zarr.json" not in zf.NameToInfo:
-                    raise DataStackError(
-                        "is a zip file but not a datastack (no zarr group)", self.path
-                    )
-                existing = _layer_names(zf.namelist())
-                start_dir = zf.start_dir
-            finals: dict[str, str] = {}
-            for name in stage.order:
-                finals[name] = L.next_version(name, existing + list(finals.values()))
-            write_journal(self.journal_path, self.path, start_dir)
-            try:
-                _append_entries(self.path, stage, finals)
-            except BaseException as exc:
-                rollback(self.journal_path, self.path)
-                if isinstance(exc, OSError):
-                    raise DataStackError(
-                        f"could not write ({exc.strerror or exc}); the file is unchanged", self.path
-                    ) from None
-                raise
-            self.journal_path.unlink()
-            fsync_dir(self.path.parent)
-        self._snap = None
-        return finals
+    def _recover_locked(self) -> None:
+        """With the lock held: roll back a dead writer's append, create the file if missing."""
+        if self.journal_path.exists() and rollback(self.journal_path, self.path):
+            log.warning("maxrf: %s: rolled back an interrupted append", self.path)
+        for stale in self.path.parent.glob(f".{self.path.name}.repack-*"):
+            stale.unlink(missing_ok=True)  # a repack that died: we hold the lock now
+        if not self.path.exists():
+            _create_empty(self.path)
 
 
-class Staging:
-    """Layers being written: plain zarr arrays in a folder beside the datastack."""
+@dataclass(frozen=True)
+class ChunkEncoder:
+    """Encodes array regions into zarr chunk entries; picklable, so dask workers can use it."""
 
-    def __init__(self, ds: DataStack) -> None:
-        self.ds = ds
-        folder = ds.path.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.dir = folder / f".{ds.path.name}.staging-{uuid.uuid4().hex[:12]}"
-            self.dir.mkdir()
-            self._owner = os.open(self.dir / "owner.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise DataStackError(f"cannot write in this folder ({exc.strerror})", folder) from None
-        try_lock(self._owner)
-        self.store = LocalStore(self.dir)
-        self.order: list[str] = []
-        self.keys: dict[str, str] = {}
-        self.started: dict[str, float] = {}
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    codec: Any
+
+    def encode_region(self, start: tuple[int, ...], data: np.ndarray) -> list[tuple[str, bytes]]:
+        """Encode the chunks covering ``data`` placed at ``start`` (aligned to the chunk grid)."""
+        if any(s % c for s, c in zip(start, self.chunks, strict=True)):
+            raise ValueError(f"region start {start} not aligned to chunks {self.chunks}")
+        out = []
+        counts = [-(-n // c) for n, c in zip(data.shape, self.chunks, strict=True)]
+        for idx in np.ndindex(*counts):
+            lo = [i * c for i, c in zip(idx, self.chunks, strict=True)]
+            part = data[tuple(slice(a, a + c) for a, c in zip(lo, self.chunks, strict=True))]
+            part = part.astype(self.dtype, copy=False)
+            if part.shape != self.chunks:  # edge chunks are stored padded to full size
+                full = np.zeros(self.chunks, dtype=self.dtype)
+                full[tuple(slice(0, n) for n in part.shape)] = part
+                part = full
+            grid = (str((a + b) // c) for a, b, c in zip(start, lo, self.chunks, strict=True))
+            key = "c/" + "/".join(grid) if self.shape else "c"
+            out.append((key, self.codec.encode(np.ascontiguousarray(part))))
+        return out
+
+
+class LayerWriter:
+    """One layer being appended: encode chunks in any thread, write them to the zip in order."""
+
+    def __init__(self, app: Appender, name: str, stored: str, z: zarr.Array, meta: dict) -> None:
+        self.app, self.name, self.stored, self.meta = app, name, stored, meta
+        dtype = np.dtype(z.dtype).newbyteorder("<")
+        self.encoder = ChunkEncoder(tuple(z.shape), tuple(z.chunks), dtype, _numcodec(z))
+        self.shape, self.chunks = self.encoder.shape, self.encoder.chunks
+        self.started = time.time()
+        self.written = 0
+
+    def put(self, encoded: list[tuple[str, bytes]]) -> None:
+        """Write encoded chunks (from ``ChunkEncoder.encode_region``) into the zip."""
+        self.app._put(self, encoded)
+
+    def write_region(self, start: tuple[int, ...], data: np.ndarray) -> None:
+        """Encode (in the calling thread) and write the chunks of one aligned region."""
+        self.put(self.encoder.encode_region(start, data))
+
+
+class Appender:
+    """The layers of one commit. Chunk entries go straight into the zip; metadata goes last."""
+
+    def __init__(self, ds: DataStack, zf: zipfile.ZipFile, existing: list[str]) -> None:
+        self.ds, self.zf, self.existing = ds, zf, existing
+        self.writers: dict[str, LayerWriter] = {}
         self.committed: dict[str, str] = {}
-        _cleanup_stale_staging(ds)
+        self._lock = threading.Lock()
 
     def create(
         self,
@@ -291,33 +329,35 @@ class Staging:
         chunks: tuple[int, ...] | None = None,
         compressor: Any = None,
         attrs: dict | None = None,
-    ) -> zarr.Array:
-        """An empty staged array for the caller to fill (chunk-aligned writes only)."""
+    ) -> LayerWriter:
+        """Start a layer; fill it with ``write_region`` (from any thread), then it is finished
+        automatically at commit (or explicitly with ``finish`` to add provenance)."""
         L.check_name(name)
-        if name in self.keys:
-            raise DataStackError(f"layer {name!r} staged twice in one commit")
+        if name in self.writers:
+            raise DataStackError(f"layer {name!r} written twice in one commit")
         dtype = np.dtype(dtype).newbyteorder("=")
-        key = f"l{len(self.order)}"
-        self.keys[name] = key
-        self.order.append(name)
-        self.started[name] = time.time()
-        chunks = chunks or L.default_chunks(tuple(shape), dtype.itemsize)
-        try:
-            return zarr.create_array(
-                self.store,
-                name=key,
-                shape=shape,
-                dtype=dtype,
-                chunks=chunks,
-                compressors=[compressor or L.default_compressor(dtype)],
-                fill_value=0,
-                attributes=_jsonable(attrs or {}),
-                config=ARRAY_CONFIG,
-            )
-        except OSError as exc:
-            raise DataStackError(
-                f"cannot stage layer {name!r} ({exc.strerror})", self.dir
-            ) from None
+        if dtype.kind not in "biuf":
+            raise DataStackError(f"layer {name!r}: unsupported dtype {dtype}")
+        shape = tuple(int(s) for s in shape)
+        chunks = tuple(chunks or L.default_chunks(shape, dtype.itemsize))
+        stored = L.next_version(name, self.existing + [w.stored for w in self.writers.values()])
+        d: dict = {}
+        z = zarr.create_array(
+            MemoryStore(d),
+            name="a",
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            compressors=[compressor or L.default_compressor(dtype)],
+            fill_value=0,
+            attributes=_jsonable(attrs or {}),
+            config=ARRAY_CONFIG,
+            write_data=False,
+        )
+        meta = json.loads(d["a/zarr.json"].to_bytes())
+        writer = LayerWriter(self, name, stored, z, meta)
+        self.writers[name] = writer
+        return writer
 
     def write(
         self,
@@ -326,56 +366,97 @@ class Staging:
         attrs: dict | None = None,
         chunks: tuple[int, ...] | None = None,
         compressor: Any = None,
-    ) -> zarr.Array:
-        """Stage a whole numpy or dask array (dask: chunk-aligned, bounded memory)."""
+    ) -> str:
+        """Write a whole numpy or dask array (dask: block by block, bounded memory)."""
         if not isinstance(arr, da.Array):
             arr = np.asarray(arr)
         if arr.dtype.kind not in "biuf":
             raise DataStackError(f"layer {name!r}: unsupported dtype {arr.dtype}")
-        z = self.create(name, arr.shape, arr.dtype, chunks, compressor, attrs)
-        try:
-            if isinstance(arr, da.Array):
-                aligned = arr.rechunk(_aligned_chunks(z.chunks, arr.shape, arr.dtype.itemsize))
-                da.store(aligned.astype(z.dtype), z, lock=False, compute=True)
-            elif arr.size:
-                z[...] = arr
-        except OSError as exc:
-            raise DataStackError(
-                f"cannot stage layer {name!r} ({exc.strerror})", self.dir
-            ) from None
-        return z
+        w = self.create(name, arr.shape, arr.dtype, chunks, compressor, attrs)
+        if isinstance(arr, da.Array):
+            aligned = arr.rechunk(_aligned_chunks(w.chunks, arr.shape, arr.dtype.itemsize))
+            blocks = [
+                dask.delayed(_encode_block)(
+                    w.encoder, aligned.blocks[idx], _block_start(aligned, idx)
+                )
+                for idx in np.ndindex(*aligned.numblocks)
+            ]
+            for i in range(0, len(blocks), 4):  # stream: a few blocks in memory at a time
+                for encoded in dask.compute(*blocks[i : i + 4]):
+                    w.put(encoded)
+        elif arr.size:
+            w.write_region((0,) * arr.ndim, arr)
+        return w.stored
 
     def finish(self, name: str, attrs: dict | None = None) -> None:
-        """Add the completeness mark (and provenance) to a staged layer's attributes."""
-        z = zarr.open_array(self.store, path=self.keys[name], mode="r+")
-        meta = dict(z.attrs.get("maxrf", {}))
-        meta.update(_jsonable((attrs or {}).get("maxrf", {})))
-        meta.setdefault("version", __version__)
-        meta.setdefault("created", utc_now())
-        meta.setdefault("duration_s", round(time.time() - self.started[name], 3))
-        meta["complete"] = True
-        other = {k: v for k, v in (attrs or {}).items() if k != "maxrf"}
-        z.attrs.update({**_jsonable(other), "maxrf": meta})
+        """Record provenance (merged under ``attrs["maxrf"]``) for a layer of this commit."""
+        w = self.writers[name]
+        extra = dict(attrs or {})
+        meta = {**w.meta["attributes"].get("maxrf", {}), **_jsonable(extra.pop("maxrf", {}))}
+        w.meta["attributes"].update(_jsonable(extra))
+        w.meta["attributes"]["maxrf"] = meta
 
-    def commit(self) -> dict[str, str]:
-        if not self.order:
-            return {}
-        for name in self.order:
-            z = zarr.open_array(self.store, path=self.keys[name], mode="r")
-            if not z.attrs.get("maxrf", {}).get("complete"):
-                self.finish(name)
-        self.committed = self.ds._commit(self)
-        return self.committed
+    def _put(self, w: LayerWriter, encoded: list[tuple[str, bytes]]) -> None:
+        with self._lock:
+            for key, data in encoded:
+                self.zf.writestr(f"{w.stored}/{key}", data)
+                w.written += 1
 
-    def discard(self) -> None:
-        if self._owner is not None:
-            os.close(self._owner)
-            self._owner = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def close(self) -> None:
+        """Write every layer's metadata (with the completeness mark) after all its chunks."""
+        for name, w in self.writers.items():
+            expected = int(np.prod([-(-s // c) for s, c in zip(w.shape, w.chunks, strict=True)]))
+            if w.written != expected:
+                raise DataStackError(
+                    f"layer {name!r} got {w.written} of {expected} chunks; not committed",
+                    self.ds.path,
+                )
+            meta = w.meta["attributes"].setdefault("maxrf", {})
+            meta.setdefault("version", __version__)
+            meta.setdefault("created", utc_now())
+            meta.setdefault("duration_s", round(time.time() - w.started, 3))
+            meta["complete"] = True
+        for name, w in self.writers.items():
+            self.zf.writestr(f"{w.stored}/zarr.json", json.dumps(w.meta, indent=2))
+            self.committed[name] = w.stored
 
 
-def _aligned_chunks(zchunks, shape, itemsize, target: int = 96 * 2**20) -> tuple[int, ...]:
-    """dask chunks that are whole multiples of the zarr chunks (no concurrent partial writes)."""
+def _encode_block(enc: ChunkEncoder, block: np.ndarray, start: tuple[int, ...]):
+    return enc.encode_region(start, np.asarray(block))
+
+
+def _block_start(arr: da.Array, idx: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(sum(c[:i])) for c, i in zip(arr.chunks, idx, strict=True))
+
+
+def _numcodec(z: zarr.Array):
+    """The numcodecs codec producing exactly the chunk bytes zarr would write."""
+    (codec,) = z.compressors
+    cfg = codec.to_dict()["configuration"]
+    if codec.to_dict()["name"] == "blosc":
+        shuffle = {
+            "noshuffle": Blosc.NOSHUFFLE,
+            "shuffle": Blosc.SHUFFLE,
+            "bitshuffle": Blosc.BITSHUFFLE,
+        }[cfg["shuffle"]]
+        return Blosc(
+            cname=cfg["cname"],
+            clevel=cfg["clevel"],
+            shuffle=shuffle,
+            blocksize=cfg.get("blocksize", 0),
+        )
+    if codec.to_dict()["name"] == "zstd":
+        return Zstd(level=cfg["level"], checksum=cfg.get("checksum", False))
+    raise DataStackError(f"unsupported codec {codec.to_dict()['name']!r}")
+
+
+def _require_group(zf: zipfile.ZipFile, path: Path) -> None:
+    if "zarr.json" not in zf.NameToInfo:
+        raise DataStackError("is a zip file but not a datastack (no zarr group)", path)
+
+
+def _aligned_chunks(zchunks, shape, itemsize, target: int = 64 * 2**20) -> tuple[int, ...]:
+    """dask chunks that are whole multiples of the zarr chunks (no chunk split across blocks)."""
     chunks = list(zchunks)
     for axis in range(len(chunks)):
         while (
@@ -427,40 +508,6 @@ def _create_empty(path: Path) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DataStackError(f"cannot create ({exc.strerror})", path) from None
-
-
-def _append_entries(path: Path, stage: Staging, finals: dict[str, str]) -> None:
-    """Append staged layers: every layer's chunks first, metadata last; then fsync."""
-    with zipfile.ZipFile(path, "a", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        metas = []
-        for name in stage.order:
-            root = stage.dir / stage.keys[name]
-            for dirpath, _dirs, files in os.walk(root):
-                for fname in sorted(files):
-                    src = Path(dirpath) / fname
-                    rel = src.relative_to(root).as_posix()
-                    if rel == "zarr.json":
-                        metas.append((src, f"{finals[name]}/zarr.json"))
-                    else:
-                        zf.write(src, f"{finals[name]}/{rel}")
-        for src, arcname in metas:
-            zf.write(src, arcname)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _cleanup_stale_staging(ds: DataStack) -> None:
-    """Remove staging folders whose writer died (their owner lock is free)."""
-    for d in ds.path.parent.glob(f".{ds.path.name}.staging-*"):
-        try:
-            fd = os.open(d / "owner.lock", os.O_RDWR)
-        except OSError:
-            continue
-        try:
-            if try_lock(fd):
-                shutil.rmtree(d, ignore_errors=True)
-        finally:
-            os.close(fd)
 
 
 def format_tree(ds: DataStack, show_arrays: bool = False) -> str:
