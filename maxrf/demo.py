@@ -181,25 +181,31 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
     dtype = np.dtype(spec.dtype)
     raw_path, tmp_path = Path(f"{prefix}.raw"), Path(f"{prefix}.raw.partial")
     n_pix, c = spec.height * spec.width, spec.channels
-    shape = (n_pix, c) if spec.record_by == "vector" else (c, n_pix)
-    mm = np.memmap(tmp_path, dtype=dtype, mode="w+", shape=shape)
     block = max(1, (8 * 2**20) // (c * 4))  # pixels per block: ~8 MB of float32
+    item = dtype.itemsize
 
-    def work(i: int) -> None:
+    def work(i: int, fd: int) -> None:
         lo, hi = i * block, min(n_pix, (i + 1) * block)
         expected = flat_maps[:, lo:hi].T @ templates32
         counts = np.random.default_rng([spec.seed, 2, i]).poisson(expected)
         if dtype.kind == "u":
             counts = np.minimum(counts, np.iinfo(dtype).max)
+        counts = counts.astype(dtype)
         if spec.record_by == "vector":
-            mm[lo:hi] = counts
-        else:
-            mm[:, lo:hi] = counts.T
+            os.pwrite(fd, counts.tobytes(), lo * c * item)
+        else:  # image order: one plane per channel
+            planes = np.ascontiguousarray(counts.T)
+            for ch in range(c):
+                os.pwrite(fd, planes[ch].tobytes(), (ch * n_pix + lo) * item)
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        list(pool.map(work, range((n_pix + block - 1) // block)))
-    mm.flush()
-    mm._mmap.close()
+    # Positioned writes, not a memmap: dirty mapped pages would count as resident memory.
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, n_pix * c * item)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            list(pool.map(lambda i: work(i, fd), range((n_pix + block - 1) // block)))
+    finally:
+        os.close(fd)
     os.replace(tmp_path, raw_path)
     energy = EnergyCalibration(spec.offset, spec.gain)
     rpl_text = format_rpl(

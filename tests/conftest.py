@@ -1,0 +1,65 @@
+"""Shared fixtures: small generated scans and helpers to run the CLI as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maxrf.demo import DemoSpec, generate_scan
+from maxrf.rpl import EnergyCalibration, format_rpl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_scan(
+    prefix: Path,
+    data: np.ndarray,
+    dtype: str = "<u2",
+    record_by: str = "vector",
+    offset: int = 0,
+    layout: str = "A",
+    energy: EnergyCalibration | None = None,
+) -> Path:
+    """Write (height, width, channels) ``data`` as a .raw/.rpl pair; returns the .raw path."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(data).astype(dtype)
+    body = arr if record_by != "image" else np.moveaxis(arr, -1, 0)
+    raw = Path(f"{prefix}.raw")
+    raw.write_bytes(b"\xab" * offset + np.ascontiguousarray(body).tobytes())
+    h, w, c = arr.shape
+    text = format_rpl(w, h, c, dtype, record_by, offset, layout, energy)
+    Path(f"{prefix}.rpl").write_bytes(text.encode())
+    return raw
+
+
+@pytest.fixture(scope="session")
+def small_scan(tmp_path_factory) -> tuple[Path, dict]:
+    """A 40x56x1024-channel demo scan (layout B header) and its truth."""
+    prefix = tmp_path_factory.mktemp("scan") / "small"
+    truth = generate_scan(
+        prefix,
+        DemoSpec(height=40, width=56, channels=1024, gain=0.04, offset=-0.5, layout="B", seed=3),
+    )
+    return Path(f"{prefix}.raw"), truth
+
+
+def run_maxrf(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
+    """Run the installed ``maxrf`` command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "maxrf.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def load_json(text: str) -> dict:
+    return json.loads(text)
