@@ -83,7 +83,7 @@ def default_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 
 
 def default_compressor(dtype: np.dtype) -> BloscCodec:
-    """Integers (counts): blosc-zstd1 bitshuffle. Floats: blosc-lz4 shuffle (README, Performance)."""
+    """Counts: blosc-zstd1 bitshuffle; floats: blosc-lz4 shuffle (see README, Performance)."""
     dtype = np.dtype(dtype)
     if dtype.kind in "iub":
         return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=dtype.itemsize)

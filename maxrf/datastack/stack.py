@@ -191,10 +191,17 @@ class DataStack:
         clean exit writes the new directory and fsyncs; on any error restores the file."""
         with self.write_lock(timeout):
             self._recover_locked()
-            with zipfile.ZipFile(self.path) as zf:  # validity check before mode "a"
-                _require_group(zf, self.path)
-                existing = _layer_names(zf.namelist())
-                start_dir = zf.start_dir
+            try:
+                with zipfile.ZipFile(self.path) as zf:  # validity check before mode "a"
+                    _require_group(zf, self.path)
+                    existing = _layer_names(zf.namelist())
+                    start_dir = zf.start_dir
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise DataStackError(
+                    f"not a valid datastack zip file ({exc}); nothing was written. "
+                    "Try 'maxrf recover'",
+                    self.path,
+                ) from None
             write_journal(self.journal_path, self.path, start_dir)
             try:
                 with zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True) as zf:
