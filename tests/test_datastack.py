@@ -152,7 +152,7 @@ def test_check_and_recover_a_truncated_copy(stack, tmp_path):
     cut = data.find(b"counts/zarr.json") + 5
     damaged.write_bytes(data[:cut])  # the last layer's metadata and the directory are lost
     with pytest.raises(DataStackError, match="recover"):
-        DataStack(damaged).layers
+        _ = DataStack(damaged).layers
     out, kept, dropped = recover(damaged, tmp_path / "fixed.datastack")
     assert kept == ["maxrf_cube", "maxrf_maxspectrum"] and dropped == ["counts"]
     fixed = DataStack(out)
@@ -182,7 +182,7 @@ def test_not_a_zip_and_not_a_datastack(tmp_path):
     text = tmp_path / "t.datastack"
     text.write_text("hello")
     with pytest.raises(DataStackError, match="not a valid datastack zip"):
-        DataStack(text).layers
+        _ = DataStack(text).layers
     with pytest.raises(DataStackError):
         DataStack(text).append(np.ones(3), "x")
     assert text.read_text() == "hello"
