@@ -14,6 +14,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,11 @@ def _first_argmax(flat: np.ndarray, step: int = 64) -> np.ndarray:
     return where
 
 
+@lru_cache(maxsize=1)
+def _single_blas_thread() -> None:
+    threadpool_limits(1, user_api="blas")
+
+
 def process_block(
     raw: RawFile,
     block: Block,
@@ -108,6 +114,8 @@ def process_block(
 ):
     """Read, smooth and encode one block; return its per-channel max, flat argmax and sum, and
     the encoded chunks (or write them to ``sinks`` right away when running in this process)."""
+    if sinks is None:  # a dask worker process: one BLAS thread per task, as locally
+        _single_blas_thread()
     rows, cols = block.source()
     data = raw.read_block(rows, cols)
     if block.flip_v:

@@ -1,0 +1,181 @@
+"""Conversion against scipy on every orientation, dtype and record-by; memory; interruption."""
+
+from __future__ import annotations
+
+import itertools
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import write_scan
+from scipy.ndimage import gaussian_filter1d
+
+from maxrf.convert import LAYERS, convert, quantize
+from maxrf.datastack import DataStack, check
+from maxrf.demo import DemoSpec, generate_scan
+from maxrf.errors import MaxrfError
+
+
+def reference(data: np.ndarray, sigma: float, flip_h: bool, flip_v: bool):
+    x = data[::-1] if flip_v else data
+    x = x[:, ::-1] if flip_h else x
+    cube = gaussian_filter1d(x.astype(np.float32), sigma, axis=-1, mode="reflect", truncate=4.0)
+    flat = cube.reshape(-1, cube.shape[-1]).astype(np.float64)
+    return x, cube, flat.max(0), flat.mean(0), flat.argmax(0)
+
+
+@pytest.fixture(scope="module")
+def scan_data():
+    rng = np.random.default_rng(5)
+    data = rng.poisson(
+        rng.gamma(0.3, 2.0, (45, 70, 1))  # noqa: not a constant rate per pixel
+        * np.exp(-np.linspace(0, 3, 300))
+        * 4,
+        (45, 70, 300),
+    )
+    data[7, 61, 150] = 500  # a hot spot
+    return data
+
+
+CASES = list(
+    itertools.product([False, True], [False, True], ["<u2", ">u2", "<f4"], ["vector", "image"])
+)
+
+
+@pytest.mark.parametrize("flip_h, flip_v, dtype, record_by", CASES)
+def test_matches_scipy(tmp_path, scan_data, flip_h, flip_v, dtype, record_by):
+    raw = write_scan(tmp_path / "s", scan_data, dtype, record_by, offset=3)
+    out = convert(
+        raw,
+        tmp_path / "o.datastack",
+        sigma=7,
+        flip_horizontal=flip_h,
+        flip_vertical=flip_v,
+        progress=False,
+    )
+    assert list(out) == list(LAYERS)
+    ds = DataStack(tmp_path / "o.datastack")
+    x, cube, mx, mean, arg = reference(scan_data.astype(dtype), 7, flip_h, flip_v)
+    got = ds.read("maxrf_cube")
+    assert got.dtype == np.float32
+    assert np.abs(got - cube).max() <= 1e-4 * cube.max()
+    np.testing.assert_array_equal(ds.read("maxrf_raw"), x)
+    assert ds.read("maxrf_raw").dtype == np.dtype(dtype).newbyteorder("=")
+    np.testing.assert_allclose(ds.read("maxrf_maxspectrum"), mx, rtol=1e-5)
+    np.testing.assert_allclose(ds.read("maxrf_sumspectrum"), mean, rtol=1e-5, atol=1e-9)
+    pix = ds.read("maxrf_maxpixels")
+    vals = got[pix[:, 0], pix[:, 1], np.arange(got.shape[2])]
+    np.testing.assert_array_equal(vals, got.reshape(-1, got.shape[2]).max(0))
+    hot = (45 - 1 - 7 if flip_v else 7, 70 - 1 - 61 if flip_h else 61)
+    assert tuple(pix[150]) == hot
+    meta = ds.attrs("maxrf_cube")["maxrf"]
+    assert meta["step"] == "convert" and meta["params"]["sigma"] == 7.0 and meta["complete"]
+
+
+def test_sigma_zero_and_quantized_cube(tmp_path, scan_data):
+    raw = write_scan(tmp_path / "s", scan_data)
+    convert(raw, sigma=0, progress=False)
+    ds = DataStack(raw.with_suffix(".datastack"))
+    np.testing.assert_array_equal(ds.read("maxrf_cube"), scan_data.astype(np.float32))
+    convert(raw, keep_bits=10, progress=False)
+    assert ds.latest("maxrf_cube") == "maxrf_cube_"  # converting again adds versions
+    _, cube, *_ = reference(scan_data, 7, False, False)
+    got = ds.read("maxrf_cube")
+    rel = np.abs(got - cube)[cube > 1e-3] / cube[cube > 1e-3]
+    assert rel.max() <= 2.0**-11
+    a = np.array([1.0, 1.2345678, -3.3e-5], np.float32)
+    assert np.all(np.abs(quantize(a.copy(), 8) - a) <= np.abs(a) * 2.0**-9)
+
+
+@pytest.mark.parametrize(
+    "bad, message", [({"sigma": -1}, "sigma"), ({"keep_bits": 0}, "keep_bits")]
+)
+def test_bad_parameters(tmp_path, scan_data, bad, message):
+    raw = write_scan(tmp_path / "s", scan_data)
+    with pytest.raises(MaxrfError, match=message):
+        convert(raw, **bad)
+    assert not raw.with_suffix(".datastack").exists()
+
+
+def test_distributed_local_cluster(tmp_path, scan_data):
+    from distributed import Client, LocalCluster
+
+    raw = write_scan(tmp_path / "s", scan_data, ">u2")
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        convert(raw, tmp_path / "d.datastack", scheduler=client, progress=False)
+        convert(
+            raw,
+            tmp_path / "d.datastack",
+            scheduler=cluster.scheduler_address,
+            flip_horizontal=True,
+            progress=False,
+        )
+    convert(raw, tmp_path / "l.datastack", progress=False)
+    dist, local = DataStack(tmp_path / "d.datastack"), DataStack(tmp_path / "l.datastack")
+    # BLAS rounding may differ between processes (thread count): equal to float32 precision.
+    np.testing.assert_array_equal(dist.read("maxrf_raw", latest=False), local.read("maxrf_raw"))
+    for name in ("maxrf_cube", "maxrf_maxspectrum", "maxrf_sumspectrum"):
+        np.testing.assert_allclose(
+            dist.read(name, latest=False), local.read(name), rtol=2e-6, atol=1e-6
+        )
+    np.testing.assert_allclose(
+        dist.read("maxrf_cube"), local.read("maxrf_cube")[:, ::-1], rtol=2e-6, atol=1e-6
+    )
+    assert check(tmp_path / "d.datastack").ok
+
+
+@pytest.fixture(scope="module")
+def big_scan(tmp_path_factory):
+    """320x320x4096: an 839 MB raw whose float32 cube (1.7 GB) exceeds the memory allowed below."""
+    prefix = tmp_path_factory.mktemp("big") / "big"
+    generate_scan(prefix, DemoSpec(height=320, width=320, channels=4096, seed=1))
+    return prefix.with_suffix(".raw")
+
+
+def test_memory_bounded_under_rlimit(big_scan, tmp_path):
+    limit = int(1.5 * 2**30)
+    code = (
+        "import sys; from maxrf.convert import convert;"
+        f"convert(r'{big_scan}', r'{tmp_path}/m.datastack', progress=False)"
+    )
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=cap
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    ds = DataStack(tmp_path / "m.datastack")
+    assert ds.array("maxrf_cube").shape == (320, 320, 4096)
+    assert ds.array("maxrf_cube").nbytes > limit
+    spectrum = ds.read("maxrf_cube", compute=False)[100, 200].compute()
+    raw = np.fromfile(big_scan, "<u2", count=4096, offset=(100 * 320 + 200) * 4096 * 2)
+    ref = gaussian_filter1d(raw.astype(np.float32), 7)
+    assert np.abs(spectrum - ref).max() <= 1e-4 * max(ref.max(), 1)
+
+
+def test_interrupted_conversion_leaves_no_partial_layer(big_scan, tmp_path):
+    out = tmp_path / "i.datastack"
+    DataStack(out).append(np.arange(5), "earlier")
+    size0 = out.stat().st_size
+    code = f"from maxrf.convert import convert; convert(r'{big_scan}', r'{out}', progress=False)"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while out.stat().st_size < size0 + 50 * 2**20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ds = DataStack(out)
+    assert ds.layers == ["earlier"]
+    np.testing.assert_array_equal(ds.read("earlier"), np.arange(5))
+    assert check(out).ok
