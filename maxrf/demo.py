@@ -30,6 +30,7 @@ PIGMENTS = (
     ("Mn", "blobs", 0.05),  # umber
     ("K", "flat", 0.03),
 )
+SERIES_STRENGTH = {"K": 1.0, "L": 1.0, "M": 0.15}  # M lines: weak, absorbed on the way
 HOTSPOT_ELEMENTS = ("Sr", "Au", "Ti", "Zn", "Co", "Sn")
 
 
@@ -97,9 +98,10 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
     add("scatter", scatter)
     for element in [p[0] for p in PIGMENTS] + list(HOTSPOT_ELEMENTS):
         row = np.zeros_like(e)
-        for _line, (energy, weight) in element_lines(element).items():
-            if energy < spec.tube_kv * 0.9:
-                row += weight * _peak(e, energy, fwhm_kev(energy, spec.noise_fwhm_kev), spec.gain)
+        for line, (energy, weight) in element_lines(element).items():
+            if 1.0 < energy < spec.tube_kv * 0.9:  # air and the detector window absorb < 1 keV
+                w = weight * SERIES_STRENGTH[line[0]]
+                row += w * _peak(e, energy, fwhm_kev(energy, spec.noise_fwhm_kev), spec.gain)
         add(element, row)
     return names, np.asarray(rows, dtype=np.float64), info
 

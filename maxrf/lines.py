@@ -48,19 +48,27 @@ ANODES["Cu"] = _TABLE["Cu"]
 
 
 def anode_lines(anode: str) -> dict[str, tuple[float, float]]:
-    """Energy and relative intensity of the characteristic lines of a tube anode."""
+    """Energy and relative intensity of the main lines of a tube anode (K lines; L for W)."""
     key = anode.strip().capitalize()
     if key not in ANODES:
         raise ValueError(f"unknown anode {anode!r} (expected one of: {', '.join(ANODES)})")
-    return dict(ANODES[key])
+    series = "L" if key == "W" else "K"
+    lines = {n: v for n, v in element_lines(key, None).items() if n[0] == series}
+    return lines or dict(ANODES[key])
 
 
-def element_lines(element: str) -> dict[str, tuple[float, float]]:
-    """Main K/L/M lines of an element: xraylib when available, else the built-in table."""
-    lines = _xraylib_lines(element.strip().capitalize())
-    if lines:
-        return lines
+def element_lines(
+    element: str, excitation_kev: float | None = 20.0
+) -> dict[str, tuple[float, float]]:
+    """Main K/L/M lines of an element: ``{line: (energy keV, intensity relative to the strongest
+    line of its series)}``. Intensities are X-ray fluorescence cross sections at
+    ``excitation_kev`` (lines whose edge lies above it are left out), or radiative rates when
+    ``excitation_kev`` is None (electron excitation, as in a tube anode). From xraylib when
+    installed, else a built-in table."""
     key = element.strip().capitalize()
+    lines = _xraylib_lines(key, excitation_kev)
+    if lines:
+        return dict(lines)
     if key not in _TABLE:
         raise ValueError(f"no line data for element {element!r}")
     return dict(_TABLE[key])
@@ -79,7 +87,7 @@ def compton_angle(energy_kev: float, compton_kev: float) -> float:
 
 
 @cache
-def _xraylib_lines(element: str) -> dict[str, tuple[float, float]]:
+def _xraylib_lines(element: str, excitation_kev: float | None) -> dict[str, tuple[float, float]]:
     try:
         import xraylib as xl
     except ImportError:  # pragma: no cover - xraylib is a pinned dependency
@@ -96,12 +104,18 @@ def _xraylib_lines(element: str) -> dict[str, tuple[float, float]]:
         "Lg": (xl.L2N4_LINE,),
         "Ma": (xl.M5N7_LINE,),
     }
+
+    def weight(code: int) -> float:
+        if excitation_kev is None:
+            return xl.RadRate(z, code)
+        return xl.CS_FluorLine_Kissel_Cascade(z, code, excitation_kev)
+
     out: dict[str, tuple[float, float]] = {}
     for name, codes in groups.items():
         energies, weights = [], []
         for code in codes:
             try:
-                e, w = xl.LineEnergy(z, code), xl.RadRate(z, code)
+                e, w = xl.LineEnergy(z, code), weight(code)
             except ValueError:
                 continue
             if e > 0 and w > 0:

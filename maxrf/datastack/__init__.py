@@ -2,7 +2,7 @@
 
 from .integrity import CheckReport, check, recover, repack
 from .layers import PAD
-from .stack import Appender, ChunkEncoder, DataStack, LayerWriter, format_tree
+from .stack import Appender, ChunkEncoder, DataStack, LayerWriter, find_by_key, format_tree
 
 
 def tree(path, show_arrays: bool = False) -> str:
@@ -18,6 +18,7 @@ __all__ = [
     "CheckReport",
     "DataStack",
     "check",
+    "find_by_key",
     "format_tree",
     "recover",
     "repack",

@@ -550,3 +550,16 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"
+
+
+def find_by_key(ds: DataStack, name: str, key: str) -> str | None:
+    """The newest stored version of layer ``name`` whose provenance records cache ``key``."""
+    try:
+        names = ds.layers
+    except DataStackError:
+        return None
+    for stored in reversed(L.versions(name, names)):
+        meta = ds.attrs(stored, latest=False).get("maxrf", {})
+        if meta.get("cache_key") == key and meta.get("complete"):
+            return stored
+    return None

@@ -1,0 +1,399 @@
+"""Automatic energy calibration from landmarks in a spectrum.
+
+1. Find the peaks of the (mean) spectrum.
+2. Start from the header's calibration when it has one; otherwise try every assignment of the
+   anode's Rayleigh Kα (La for W) and one more reference line to two peaks, and keep the linear
+   axis that puts the most reference lines (detector noise peak at 0 keV, anode lines, common
+   pigment elements) on peaks.
+3. Locate each reference line in range to sub-channel precision by fitting a Gaussian on a linear
+   background, and least-squares fit channel → energy (a quadratic term only when it clearly helps).
+4. Fit the Compton peak and derive the scatter angle.
+
+Never returns a silent wrong axis: with fewer than three consistent landmarks, or residuals above
+the tolerance, it raises ``CalibrationError`` listing what it found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.optimize import curve_fit
+from scipy.signal import find_peaks
+
+from .errors import CalibrationError, SpectrumError
+from .lines import anode_lines, compton_angle, compton_energy, element_lines
+from .rpl import EnergyCalibration
+
+VERSION = "1"
+# Lines that show up in most paintings; landmarks are taken from these when isolated.
+REFERENCE_ELEMENTS = ("Ca", "Ti", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Sr", "Pb", "Hg", "Ba")
+# Other lines a painting may show (used to judge a candidate axis).
+NEIGHBOUR_ELEMENTS = REFERENCE_ELEMENTS + (
+    "Ar", "K", "S", "Cl", "As", "Se", "Br", "Sn", "Sb", "Cd", "Ag", "Au", "Bi", "Mo", "Rh", "W",
+)
+ISOLATION_KEV = 0.12  # a landmark closer than this to another reference line is skipped
+TOLERANCE_KEV = 0.04  # a landmark must land this close to its line after the fit
+OUTLIER_KEV = 0.012  # a landmark further than this from the fit of the others is dropped
+
+
+@dataclass
+class Landmark:
+    name: str
+    energy_kev: float
+    channel: float
+    residual_ev: float = 0.0
+    height: float = 0.0
+
+
+@dataclass
+class Calibration:
+    """The fitted axis: ``energy = offset + gain * ch + quadratic * ch**2`` (keV)."""
+
+    offset_kev: float
+    gain_kev: float
+    quadratic_kev: float
+    channels: int
+    anode: str
+    method: str
+    landmarks: list[Landmark] = field(default_factory=list)
+    compton_kev: float | None = None
+    scatter_angle_deg: float | None = None
+    header_agreement_ev: float | None = None
+
+    def energies(self) -> np.ndarray:
+        ch = np.arange(self.channels, dtype=np.float64)
+        return self.offset_kev + self.gain_kev * ch + self.quadratic_kev * ch**2
+
+    def channel_of(self, energy_kev: float) -> float:
+        if self.quadratic_kev == 0:
+            return (energy_kev - self.offset_kev) / self.gain_kev
+        a, b, c = self.quadratic_kev, self.gain_kev, self.offset_kev - energy_kev
+        return float((-b + np.sqrt(b * b - 4 * a * c)) / (2 * a))
+
+    def attrs(self) -> dict:
+        d = asdict(self)
+        d["landmarks"] = [asdict(lm) for lm in self.landmarks]
+        d["rms_residual_ev"] = self.rms_residual_ev
+        return d
+
+    @property
+    def rms_residual_ev(self) -> float:
+        r = [lm.residual_ev for lm in self.landmarks]
+        return float(np.sqrt(np.mean(np.square(r)))) if r else 0.0
+
+
+def _references(anode: str) -> list[tuple[str, float, float]]:
+    """(name, energy keV, relative weight) of every line used as a landmark: the detector's noise
+    peak at 0 keV, the anode's lines (Rayleigh scatter) and isolated strong pigment lines."""
+    anode = anode.strip().capitalize()
+    refs = [("sensor 0 keV", 0.0, 1.0)]
+    refs += [(f"{anode} {n} (Rayleigh)", e, w) for n, (e, w) in anode_lines(anode).items()]
+    neighbours = [
+        (el, n, e)
+        for el in (*REFERENCE_ELEMENTS, anode)
+        for n, (e, w) in element_lines(el).items()
+        if w >= 0.1 and e > 1.0
+    ]
+    for el in REFERENCE_ELEMENTS:
+        if el == anode:
+            continue
+        for n, (e, w) in element_lines(el).items():
+            if w < 0.5 or e < 2.0 or n.startswith("M"):
+                continue
+            close = [x for x in neighbours if x[:2] != (el, n) and abs(x[2] - e) < ISOLATION_KEV]
+            if not close:
+                refs.append((f"{el} {n}", e, w))
+    return refs
+
+
+def _check_spectrum(spectrum: np.ndarray) -> np.ndarray:
+    y = np.asarray(spectrum, dtype=np.float64)
+    if y.ndim != 1 or y.size < 64:
+        raise SpectrumError(f"need a 1-D spectrum of at least 64 channels, got shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise SpectrumError(f"spectrum holds {np.sum(~np.isfinite(y))} NaN/infinite values")
+    if np.ptp(y) <= 0:
+        raise SpectrumError("spectrum is flat: no peaks to calibrate on")
+    top = y.max()
+    plateau = np.sum(y >= top * (1 - 1e-9))
+    if plateau > max(8, y.size // 100):
+        raise SpectrumError(f"spectrum looks saturated ({plateau} channels at the maximum)")
+    return y
+
+
+def find_spectrum_peaks(y: np.ndarray, max_peaks: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Channels and prominences of the most prominent peaks (noise-aware threshold)."""
+    noise = np.sqrt(np.maximum(y, 0) + 1e-12)
+    scale = max(np.median(noise), 1e-9 * y.max())
+    peaks, props = find_peaks(y, prominence=3 * scale * 1e-3 + 1e-12, width=1)
+    if peaks.size == 0:
+        return peaks, peaks.astype(float)
+    prom = props["prominences"]
+    keep = prom >= max(prom.max() * 2e-3, 0.0)
+    peaks, prom = peaks[keep], prom[keep]
+    order = np.argsort(prom)[::-1][:max_peaks]
+    return peaks[order], prom[order]
+
+
+def _known_lines(anode: str) -> np.ndarray:
+    """Energies of every line a painting scan may show (for judging a candidate axis)."""
+    energies = [0.0] + [e for e, _w in anode_lines(anode).values()]
+    for el in NEIGHBOUR_ELEMENTS:
+        energies += [e for e, w in element_lines(el).values() if w >= 0.1 and e > 1.0]
+    return np.array(sorted(set(energies)))
+
+
+def _compton_windows(anode: str) -> list[tuple[float, float]]:
+    return [(compton_energy(e, 175.0), compton_energy(e, 40.0)) for e, _ in anode_lines(anode).values()]
+
+
+def _score(gain, offset, peaks, weight, known, windows, tol_kev) -> float:
+    """Weight of the peaks the axis explains minus the weight of those it leaves unexplained."""
+    e = offset + gain * peaks
+    explained = np.min(np.abs(e[:, None] - known[None, :]), axis=1) <= tol_kev
+    for lo, hi in windows:
+        explained |= (e >= lo) & (e <= hi)
+    return float(np.sum(weight[explained]) - np.sum(weight[~explained]))
+
+
+def initial_guess(y, anode: str, refs) -> tuple[float, float]:
+    """Search (gain, offset): put the anode's main line on one of the strongest peaks and any known
+    line on another; keep the axis that explains the most (and the strongest) peaks."""
+    peaks, prom = find_spectrum_peaks(y, max_peaks=20)
+    if peaks.size < 2:
+        raise CalibrationError(f"found {peaks.size} peak(s); need at least 2 to calibrate")
+    weight = 1.0 + np.log1p(100 * prom / prom.max())
+    known = _known_lines(anode)
+    windows = _compton_windows(anode)
+    anode_e = max(anode_lines(anode).values(), key=lambda v: v[1])[0]
+    best, best_axis = -np.inf, None
+    for i in np.argsort(prom)[::-1][:8]:
+        for j in range(peaks.size):
+            dc = float(peaks[i] - peaks[j])
+            if dc == 0:
+                continue
+            gains = (anode_e - known) / dc
+            offsets = anode_e - gains * peaks[i]
+            ok = (gains >= 0.001) & (gains <= 0.2) & (offsets >= -3.0) & (offsets <= 3.0)
+            for g, o in zip(gains[ok], offsets[ok], strict=True):
+                score = _score(g, o, peaks, weight, known, windows, max(1.5 * g, 0.05))
+                if score > best:
+                    best, best_axis = score, (float(g), float(o))
+    if best_axis is None or best <= 0:
+        found = ", ".join(f"ch {p}" for p in sorted(peaks[:12]))
+        raise CalibrationError(
+            f"no axis explains the peaks for a {anode} anode (peaks at {found}); "
+            "check the anode, or give energies=(start_kev, stop_kev)"
+        )
+    return best_axis
+
+
+def _gauss(x, a, mu, s, b0, b1):
+    return a * np.exp(-0.5 * ((x - mu) / s) ** 2) + b0 + b1 * (x - mu)
+
+
+def fit_peak(y: np.ndarray, center: float, sigma_ch: float) -> tuple[float, float] | None:
+    """Sub-channel centre and height of a Gaussian on a linear background near ``center``."""
+    half = max(4, int(2.5 * sigma_ch))
+    lo, hi = int(round(center)) - half, int(round(center)) + half + 1
+    if lo < 0 or hi > y.size:
+        return None
+    x = np.arange(lo, hi, dtype=np.float64)
+    seg = y[lo:hi]
+    base = min(seg[0], seg[-1])
+    a0 = seg.max() - base
+    if a0 <= 0:
+        return None
+    mu0 = lo + float(np.argmax(seg))
+    try:
+        p, _ = curve_fit(_gauss, x, seg, p0=(a0, mu0, sigma_ch, base, 0.0), maxfev=4000)
+    except (RuntimeError, ValueError):
+        return None
+    a, mu, s = p[0], p[1], abs(p[2])
+    if a <= 0 or not (lo + 1 <= mu <= hi - 2) or not (0.3 * sigma_ch <= s <= 3 * sigma_ch):
+        return None
+    noise = np.sqrt(max(base, 1e-12) / max(sigma_ch, 1))
+    if a < 3 * noise and a < 0.01 * y.max():
+        return None
+    return float(mu), float(a)
+
+
+def _detector_sigma_ch(energy: float, gain: float, smoothing_sigma: float) -> float:
+    fwhm = np.sqrt(0.0715**2 + 2.3548**2 * 0.00385 * 0.115 * max(energy, 0.0))
+    return float(np.hypot(fwhm / 2.3548 / gain, smoothing_sigma))
+
+
+def _fit_axis(landmarks, quadratic: bool) -> np.ndarray:
+    """Least squares channel -> energy, each landmark weighted by sqrt(height) (centroid
+    precision grows with the counts in the peak)."""
+    ch = np.array([lm.channel for lm in landmarks])
+    en = np.array([lm.energy_kev for lm in landmarks])
+    w = np.sqrt(np.maximum([lm.height for lm in landmarks], 1e-12))
+    deg = 2 if quadratic else 1
+    if len(ch) <= deg:
+        return np.array([0.0, 0.0, 0.0])
+    return np.polyfit(ch, en, deg, w=w / w.max())[::-1]
+
+
+def _locate(y, coef, refs, smoothing_sigma) -> list[Landmark]:
+    offset, gain = coef[0], coef[1]
+    quad = coef[2] if len(coef) > 2 else 0.0
+    marks = []
+    for name, energy, _w in refs:
+        if quad:
+            disc = gain**2 - 4 * quad * (offset - energy)
+            guess = (-gain + np.sqrt(max(disc, 0))) / (2 * quad)
+        else:
+            guess = (energy - offset) / gain
+        if not 5 <= guess <= y.size - 6:
+            continue
+        found = fit_peak(y, guess, _detector_sigma_ch(energy, gain, smoothing_sigma))
+        if found is None:
+            continue
+        mu, height = found
+        if abs(mu - guess) * gain > 3 * TOLERANCE_KEV + 0.05:
+            continue
+        marks.append(Landmark(name, float(energy), mu, 0.0, height))
+    # A channel claimed by two lines (e.g. Pb La / As Ka) is ambiguous: keep neither.
+    chans = np.array([m.channel for m in marks])
+    return [m for m in marks if np.sum(np.abs(chans - m.channel) < 1.0) == 1]
+
+
+def calibrate(
+    spectrum: np.ndarray,
+    anode: str = "Rh",
+    header: EnergyCalibration | None = None,
+    smoothing_sigma: float = 7.0,
+) -> Calibration:
+    """Calibrate the channel axis of ``spectrum`` (best: the mean spectrum of the scan)."""
+    y = _check_spectrum(spectrum)
+    refs = _references(anode)
+    if header is not None:
+        gain, offset = header.gain_kev, header.offset_kev
+        method = "landmarks (started from the header calibration)"
+    else:
+        gain, offset = initial_guess(y, anode, refs)
+        method = "landmarks (automatic search)"
+    coef = np.array([offset, gain, 0.0])
+    marks: list[Landmark] = []
+    for _ in range(3):
+        marks = _locate(y, coef, refs, smoothing_sigma)
+        marks = _reject_outliers(marks)
+        if len(marks) < 3:
+            break
+        coef = _fit_axis(marks, quadratic=False)
+        coef = np.append(coef, 0.0)[:3]
+    anode_seen = any("Rayleigh" in m.name for m in marks)
+    if len(marks) < 3 or not (anode_seen or len(marks) >= 5):
+        got = ", ".join(f"{m.name} at ch {m.channel:.1f}" for m in marks) or "none"
+        raise CalibrationError(
+            f"found {len(marks)} landmark(s) ({got}); need 3 including the anode's Rayleigh "
+            "peak. Check the anode "
+            f"({anode}) or give energies=(start_kev, stop_kev)"
+        )
+    if len(marks) >= 5:
+        quad = _fit_axis(marks, quadratic=True)
+        if _rms(marks, quad) < 0.5 * _rms(marks, coef) and abs(quad[2]) * y.size**2 < 0.2:
+            coef = quad
+    for m in marks:
+        m.residual_ev = float((_axis(coef, m.channel) - m.energy_kev) * 1000)
+    cal = Calibration(
+        offset_kev=float(coef[0]),
+        gain_kev=float(coef[1]),
+        quadratic_kev=float(coef[2]),
+        channels=y.size,
+        anode=anode,
+        method=method,
+        landmarks=marks,
+    )
+    if cal.rms_residual_ev > 1000 * TOLERANCE_KEV:
+        raise CalibrationError(
+            f"landmarks disagree (rms residual {cal.rms_residual_ev:.0f} eV): "
+            + ", ".join(f"{m.name} {m.residual_ev:+.0f} eV" for m in marks)
+        )
+    _compton(y, cal, smoothing_sigma)
+    if header is not None:
+        ch = np.arange(y.size)
+        diff = header.offset_kev + header.gain_kev * ch - cal.energies()
+        cal.header_agreement_ev = float(np.abs(diff[cal.energies() <= 40]).max() * 1000)
+    return cal
+
+
+def _axis(coef, ch):
+    return coef[0] + coef[1] * ch + (coef[2] if len(coef) > 2 else 0.0) * ch**2
+
+
+def _rms(marks, coef) -> float:
+    return float(np.sqrt(np.mean([(_axis(coef, m.channel) - m.energy_kev) ** 2 for m in marks])))
+
+
+def _reject_outliers(marks: list[Landmark]) -> list[Landmark]:
+    """Drop landmarks that disagree with a fit of the others (a blend or a misidentified line)."""
+    marks = list(marks)
+    while len(marks) > 3:
+        coef = _fit_axis(marks, quadratic=False)
+        res = np.array([abs(_axis(coef, m.channel) - m.energy_kev) for m in marks])
+        worst = int(np.argmax(res))
+        if res[worst] <= OUTLIER_KEV:
+            break
+        marks.pop(worst)
+    return marks
+
+
+def _two_gauss(x, a1, m1, s1, a2, m2, s2, b0, b1):
+    return (a1 * np.exp(-0.5 * ((x - m1) / s1) ** 2) + a2 * np.exp(-0.5 * ((x - m2) / s2) ** 2)
+            + b0 + b1 * (x - m2))
+
+
+def _compton(y: np.ndarray, cal: Calibration, smoothing_sigma: float) -> None:
+    """Fit the Compton peak of the anode's main line next to its Rayleigh peak (one joint fit of
+    two Gaussians on a linear background) and derive the scatter angle."""
+    _name, (e0, _w) = max(anode_lines(cal.anode).items(), key=lambda kv: kv[1][1])
+    e_lo, e_hi = compton_energy(e0, 175.0), compton_energy(e0, 40.0)
+    rayleigh = next((m for m in cal.landmarks if abs(m.energy_kev - e0) < 1e-6), None)
+    if rayleigh is None:
+        return
+    s_r = _detector_sigma_ch(e0, cal.gain_kev, smoothing_sigma)
+    lo = int(cal.channel_of(e_lo) - 4 * s_r)
+    hi = int(rayleigh.channel + 3 * s_r)
+    if lo < 0 or hi >= y.size or hi - lo < 10:
+        return
+    x = np.arange(lo, hi, dtype=np.float64)
+    seg = y[lo:hi]
+    in_window = (x >= cal.channel_of(e_lo)) & (x <= cal.channel_of(e_hi))
+    if not in_window.any():
+        return
+    m1 = x[in_window][int(np.argmax(seg[in_window]))]
+    p0 = (seg[in_window].max(), m1, 2.5 * s_r, rayleigh.height, rayleigh.channel, s_r,
+          max(seg.min(), 0.0), 0.0)
+    try:
+        p, _ = curve_fit(_two_gauss, x, seg, p0=p0, maxfev=8000)
+    except (RuntimeError, ValueError):
+        return
+    ce = float(_axis([cal.offset_kev, cal.gain_kev, cal.quadratic_kev], p[1]))
+    if p[0] > 0 and e_lo <= ce <= e_hi and abs(p[2]) > 0.5 * s_r:
+        cal.compton_kev = ce
+        cal.scatter_angle_deg = compton_angle(e0, ce)
+
+
+def manual_calibration(
+    channels: int,
+    anode: str = "Rh",
+    energies: tuple[float, float] | None = None,
+    gain_kev: float | None = None,
+    offset_kev: float = 0.0,
+) -> Calibration:
+    """A user-given axis: ``energies=(start, stop)`` for the first/last channel, or gain/offset."""
+    if energies is not None:
+        start, stop = map(float, energies)
+        if not stop > start:
+            raise CalibrationError(f"energies must rise: got start {start}, stop {stop}")
+        gain, offset = (stop - start) / max(channels - 1, 1), start
+    elif gain_kev is not None:
+        if not gain_kev > 0:
+            raise CalibrationError(f"gain must be positive, got {gain_kev}")
+        gain, offset = float(gain_kev), float(offset_kev)
+    else:
+        raise CalibrationError("manual calibration needs energies=(start, stop) or a gain")
+    return Calibration(offset, gain, 0.0, channels, anode, "manual")

@@ -1,0 +1,40 @@
+"""Task: one-pass conversion (raw counts, smoothed cube, max/mean spectra, max pixels)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from maxrf.convert import CONVERT_VERSION, LAYERS, convert
+
+from .layer_cache import LayerCache, StepSpec, run_step
+
+SPEC = StepSpec(
+    step="convert",
+    version=CONVERT_VERSION,
+    layers=LAYERS,
+    params=("sigma", "flip_horizontal", "flip_vertical", "keep_bits"),
+    upstream=("scan",),
+)
+
+
+@task(name="convert", cache_policy=LayerCache(spec=SPEC), persist_result=True)
+def convert_scan(
+    scan: dict,
+    datastack: str,
+    sigma: float = 7.0,
+    flip_horizontal: bool = False,
+    flip_vertical: bool = False,
+    keep_bits: int | None = None,
+    dask_address: str | None = None,
+):
+    """Write the conversion layers into ``datastack`` (or reuse them when keyed the same)."""
+    inputs = dict(locals())
+
+    def compute(provenance: dict) -> dict[str, str]:
+        return convert(
+            scan["raw"], datastack, sigma=sigma, flip_horizontal=flip_horizontal,
+            flip_vertical=flip_vertical, rpl_path=scan["rpl"], keep_bits=keep_bits,
+            scheduler=dask_address, provenance=provenance,
+        )
+
+    return run_step(SPEC, inputs, datastack, compute)
