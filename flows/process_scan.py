@@ -6,8 +6,10 @@ from pathlib import Path
 
 from prefect import flow
 
+from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
 from tasks.convert import convert_scan
 from tasks.header import read_header
+from tasks.plots import make_plots
 from tasks.report import publish_report
 
 
@@ -29,6 +31,37 @@ def convert_scan_flow(
     """Header check, then the conversion layers (raw, cube, spectra, max pixels)."""
     datastack = output or default_output(raw_path)
     scan = read_header(raw_path, fingerprint)
-    converted = convert_scan(scan, datastack, sigma, flip_horizontal, flip_vertical, keep_bits,
-                             dask_address)
+    converted = convert_scan(
+        scan, datastack, sigma, flip_horizontal, flip_vertical, keep_bits, dask_address
+    )
     return publish_report(datastack, [converted])
+
+
+@flow(name="process-scan", log_prints=True)
+def process_scan(
+    raw_path: str,
+    output: str | None = None,
+    sigma: float = 7.0,
+    anode: str = "Rh",
+    flip_horizontal: bool = False,
+    flip_vertical: bool = False,
+    keep_bits: int | None = None,
+    prominence: float | None = None,
+    energies: tuple[float, float] | None = None,
+    fingerprint: str = "quick",
+    dask_address: str | None = None,
+    plots: bool = True,
+) -> dict:
+    """The whole chain for one scan; every step reuses its layers when its key is unchanged."""
+    datastack = output or default_output(raw_path)
+    scan = read_header(raw_path, fingerprint)
+    converted = convert_scan(
+        scan, datastack, sigma, flip_horizontal, flip_vertical, keep_bits, dask_address
+    )
+    calibrated = calibrate_energy(converted, datastack, anode, energies)
+    hot = hotmax_spectra(converted, calibrated, datastack, prominence)
+    noise = hotmax_noise(hot, datastack)
+    sub = hotmax_subpeaks(noise, datastack)
+    done = [converted, calibrated, hot, noise, sub]
+    pngs = make_plots(datastack, done) if plots else []
+    return publish_report(datastack, done, pngs)

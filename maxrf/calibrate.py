@@ -22,7 +22,7 @@ from scipy.optimize import curve_fit
 from scipy.signal import find_peaks
 
 from .errors import CalibrationError, SpectrumError
-from .lines import anode_lines, compton_angle, compton_energy, element_lines
+from .lines import ANODES, anode_lines, compton_angle, compton_energy, element_lines
 from .rpl import EnergyCalibration
 
 VERSION = "1"
@@ -30,11 +30,27 @@ VERSION = "1"
 REFERENCE_ELEMENTS = ("Ca", "Ti", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Sr", "Pb", "Hg", "Ba")
 # Other lines a painting may show (used to judge a candidate axis).
 NEIGHBOUR_ELEMENTS = REFERENCE_ELEMENTS + (
-    "Ar", "K", "S", "Cl", "As", "Se", "Br", "Sn", "Sb", "Cd", "Ag", "Au", "Bi", "Mo", "Rh", "W",
+    "Ar",
+    "K",
+    "S",
+    "Cl",
+    "As",
+    "Se",
+    "Br",
+    "Sn",
+    "Sb",
+    "Cd",
+    "Ag",
+    "Au",
+    "Bi",
+    "Mo",
+    "Rh",
+    "W",
 )
 ISOLATION_KEV = 0.12  # a landmark closer than this to another reference line is skipped
 TOLERANCE_KEV = 0.04  # a landmark must land this close to its line after the fit
 OUTLIER_KEV = 0.012  # a landmark further than this from the fit of the others is dropped
+MIN_EXPLAINED = 0.75  # share (by prominence weight) of the strongest peaks a valid axis explains
 
 
 @dataclass
@@ -86,14 +102,14 @@ class Calibration:
 def _references(anode: str) -> list[tuple[str, float, float]]:
     """(name, energy keV, relative weight) of every line used as a landmark: the detector's noise
     peak at 0 keV, the anode's lines (Rayleigh scatter) and isolated strong pigment lines."""
-    anode = anode.strip().capitalize()
+    anode = str(anode).strip().capitalize()
     refs = [("sensor 0 keV", 0.0, 1.0)]
     refs += [(f"{anode} {n} (Rayleigh)", e, w) for n, (e, w) in anode_lines(anode).items()]
-    neighbours = [
+    neighbours = [  # strong lines only: a weak Kb (Mn Kb next to Fe Ka) barely shifts a fit
         (el, n, e)
-        for el in (*REFERENCE_ELEMENTS, anode)
+        for el in (*REFERENCE_ELEMENTS, *([anode] if anode in ANODES else []))
         for n, (e, w) in element_lines(el).items()
-        if w >= 0.1 and e > 1.0
+        if w >= 0.5 and e > 1.0
     ]
     for el in REFERENCE_ELEMENTS:
         if el == anode:
@@ -145,16 +161,35 @@ def _known_lines(anode: str) -> np.ndarray:
 
 
 def _compton_windows(anode: str) -> list[tuple[float, float]]:
-    return [(compton_energy(e, 175.0), compton_energy(e, 40.0)) for e, _ in anode_lines(anode).values()]
+    return [
+        (compton_energy(e, 175.0), compton_energy(e, 40.0)) for e, _ in anode_lines(anode).values()
+    ]
 
 
-def _score(gain, offset, peaks, weight, known, windows, tol_kev) -> float:
-    """Weight of the peaks the axis explains minus the weight of those it leaves unexplained."""
-    e = offset + gain * peaks
-    explained = np.min(np.abs(e[:, None] - known[None, :]), axis=1) <= tol_kev
+def _scores(gains, offsets, peaks, weight, known, windows, tol_kev) -> np.ndarray:
+    """For each candidate axis: weight of the peaks it explains minus the weight it leaves
+    unexplained (a peak is explained by a known line, or by lying in a Compton window)."""
+    e = offsets[:, None] + gains[:, None] * peaks[None, :]  # (axes, peaks)
+    idx = np.clip(np.searchsorted(known, e), 1, known.size - 1)
+    nearest = np.minimum(np.abs(e - known[idx - 1]), np.abs(e - known[idx]))
+    explained = nearest <= tol_kev[:, None]
     for lo, hi in windows:
         explained |= (e >= lo) & (e <= hi)
-    return float(np.sum(weight[explained]) - np.sum(weight[~explained]))
+    return (np.where(explained, weight, -weight)).sum(axis=1)
+
+
+def _explained_fraction(y: np.ndarray, coef: np.ndarray, anode: str) -> float:
+    """Share of the strongest peaks' weight that known lines (or Compton) explain on this axis."""
+    peaks, prom = find_spectrum_peaks(y, max_peaks=15)
+    if peaks.size == 0:
+        return 0.0
+    weight = 1.0 + np.log1p(100 * prom / prom.max())
+    e = _axis(coef, peaks.astype(float))
+    known = _known_lines(anode)
+    ok = np.min(np.abs(e[:, None] - known[None, :]), axis=1) <= max(1.5 * coef[1], 0.05)
+    for lo, hi in _compton_windows(anode):
+        ok |= (e >= lo) & (e <= hi)
+    return float(weight[ok].sum() / weight.sum())
 
 
 def initial_guess(y, anode: str, refs) -> tuple[float, float]:
@@ -168,7 +203,7 @@ def initial_guess(y, anode: str, refs) -> tuple[float, float]:
     windows = _compton_windows(anode)
     anode_e = max(anode_lines(anode).values(), key=lambda v: v[1])[0]
     best, best_axis = -np.inf, None
-    for i in np.argsort(prom)[::-1][:8]:
+    for i in range(peaks.size):
         for j in range(peaks.size):
             dc = float(peaks[i] - peaks[j])
             if dc == 0:
@@ -176,10 +211,13 @@ def initial_guess(y, anode: str, refs) -> tuple[float, float]:
             gains = (anode_e - known) / dc
             offsets = anode_e - gains * peaks[i]
             ok = (gains >= 0.001) & (gains <= 0.2) & (offsets >= -3.0) & (offsets <= 3.0)
-            for g, o in zip(gains[ok], offsets[ok], strict=True):
-                score = _score(g, o, peaks, weight, known, windows, max(1.5 * g, 0.05))
-                if score > best:
-                    best, best_axis = score, (float(g), float(o))
+            if not ok.any():
+                continue
+            g, o = gains[ok], offsets[ok]
+            scores = _scores(g, o, peaks, weight, known, windows, np.maximum(1.5 * g, 0.05))
+            k = int(np.argmax(scores))
+            if scores[k] > best:
+                best, best_axis = float(scores[k]), (float(g[k]), float(o[k]))
     if best_axis is None or best <= 0:
         found = ", ".join(f"ch {p}" for p in sorted(peaks[:12]))
         raise CalibrationError(
@@ -284,13 +322,16 @@ def calibrate(
             break
         coef = _fit_axis(marks, quadratic=False)
         coef = np.append(coef, 0.0)[:3]
-    anode_seen = any("Rayleigh" in m.name for m in marks)
-    if len(marks) < 3 or not (anode_seen or len(marks) >= 5):
+    explained = _explained_fraction(y, coef, anode) if len(marks) >= 3 else 0.0
+    if len(marks) < 3 or explained < MIN_EXPLAINED:
         got = ", ".join(f"{m.name} at ch {m.channel:.1f}" for m in marks) or "none"
+        why = (
+            f"found {len(marks)} landmark(s) ({got}); need 3"
+            if len(marks) < 3
+            else f"the axis from {got} explains only {explained:.0%} of the strongest peaks"
+        )
         raise CalibrationError(
-            f"found {len(marks)} landmark(s) ({got}); need 3 including the anode's Rayleigh "
-            "peak. Check the anode "
-            f"({anode}) or give energies=(start_kev, stop_kev)"
+            f"{why}. Check the anode ({anode}) or give energies=(start_kev, stop_kev)"
         )
     if len(marks) >= 5:
         quad = _fit_axis(marks, quadratic=True)
@@ -342,8 +383,12 @@ def _reject_outliers(marks: list[Landmark]) -> list[Landmark]:
 
 
 def _two_gauss(x, a1, m1, s1, a2, m2, s2, b0, b1):
-    return (a1 * np.exp(-0.5 * ((x - m1) / s1) ** 2) + a2 * np.exp(-0.5 * ((x - m2) / s2) ** 2)
-            + b0 + b1 * (x - m2))
+    return (
+        a1 * np.exp(-0.5 * ((x - m1) / s1) ** 2)
+        + a2 * np.exp(-0.5 * ((x - m2) / s2) ** 2)
+        + b0
+        + b1 * (x - m2)
+    )
 
 
 def _compton(y: np.ndarray, cal: Calibration, smoothing_sigma: float) -> None:
@@ -365,8 +410,16 @@ def _compton(y: np.ndarray, cal: Calibration, smoothing_sigma: float) -> None:
     if not in_window.any():
         return
     m1 = x[in_window][int(np.argmax(seg[in_window]))]
-    p0 = (seg[in_window].max(), m1, 2.5 * s_r, rayleigh.height, rayleigh.channel, s_r,
-          max(seg.min(), 0.0), 0.0)
+    p0 = (
+        seg[in_window].max(),
+        m1,
+        2.5 * s_r,
+        rayleigh.height,
+        rayleigh.channel,
+        s_r,
+        max(seg.min(), 0.0),
+        0.0,
+    )
     try:
         p, _ = curve_fit(_two_gauss, x, seg, p0=p0, maxfev=8000)
     except (RuntimeError, ValueError):

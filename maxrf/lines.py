@@ -47,8 +47,17 @@ ANODES["Cr"] = _TABLE["Cr"]
 ANODES["Cu"] = _TABLE["Cu"]
 
 
-def anode_lines(anode: str) -> dict[str, tuple[float, float]]:
-    """Energy and relative intensity of the main lines of a tube anode (K lines; L for W)."""
+def anode_lines(anode: str | float) -> dict[str, tuple[float, float]]:
+    """Energy and relative intensity of the main lines of a tube anode (K lines; L for W), or of
+    a monochromatic beam when ``anode`` is an energy in keV."""
+    try:  # a number: monochromatic excitation at that energy (keV), e.g. a synchrotron beam
+        energy = float(anode)
+    except (TypeError, ValueError):
+        pass
+    else:
+        if not 1.0 < energy < 150.0:
+            raise ValueError(f"excitation energy {energy} keV is out of range (1-150 keV)")
+        return {"E0": (energy, 1.0)}
     key = anode.strip().capitalize()
     if key not in ANODES:
         raise ValueError(f"unknown anode {anode!r} (expected one of: {', '.join(ANODES)})")

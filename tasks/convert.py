@@ -32,9 +32,15 @@ def convert_scan(
 
     def compute(provenance: dict) -> dict[str, str]:
         return convert(
-            scan["raw"], datastack, sigma=sigma, flip_horizontal=flip_horizontal,
-            flip_vertical=flip_vertical, rpl_path=scan["rpl"], keep_bits=keep_bits,
-            scheduler=dask_address, provenance=provenance,
+            scan["raw"],
+            datastack,
+            sigma=sigma,
+            flip_horizontal=flip_horizontal,
+            flip_vertical=flip_vertical,
+            rpl_path=scan["rpl"],
+            keep_bits=keep_bits,
+            scheduler=dask_address,
+            provenance=provenance,
         )
 
     return run_step(SPEC, inputs, datastack, compute)

@@ -9,9 +9,10 @@ makes concurrent runs on one scan compute each layer once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.cache_policies import CachePolicy
@@ -39,8 +40,13 @@ class StepSpec:
 
     def ref(self, datastack: str, key: str, stored: dict[str, str], cached: bool) -> dict:
         """The small result a task returns (large arrays never travel through Prefect)."""
-        return {"step": self.step, "datastack": str(datastack), "key": key, "layers": stored,
-                "cached": cached}
+        return {
+            "step": self.step,
+            "datastack": str(datastack),
+            "key": key,
+            "layers": stored,
+            "cached": cached,
+        }
 
 
 def stored_layers(datastack: str | Path, spec: StepSpec, key: str) -> dict[str, str] | None:

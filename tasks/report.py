@@ -22,30 +22,94 @@ def layer_table(ds: DataStack) -> list[dict]:
     for name in ds.layers:
         arr = ds.array(name, latest=False)
         meta = arr.attrs.get("maxrf", {})
-        rows.append({
-            "layer": name,
-            "shape": "x".join(map(str, arr.shape)),
-            "dtype": str(arr.dtype),
-            "step": meta.get("step", ""),
-            "duration_s": meta.get("duration_s", ""),
-            "cache_key": meta.get("cache_key", ""),
-        })
+        rows.append(
+            {
+                "layer": name,
+                "shape": "x".join(map(str, arr.shape)),
+                "dtype": str(arr.dtype),
+                "step": meta.get("step", ""),
+                "duration_s": meta.get("duration_s", ""),
+                "cache_key": meta.get("cache_key", ""),
+            }
+        )
     return rows
 
 
 @task(name="report")
-def publish_report(datastack: str, steps: list[dict], extra_markdown: str = "") -> dict:
-    """Artifacts: the datastack tree and the steps (cached or computed); returns a summary."""
+def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = None) -> dict:
+    """Artifacts: the datastack tree, steps (cached or computed) with timings, the calibration and
+    the hotmax peak table; returns a summary."""
     ds = DataStack(datastack)
+    extra_markdown = _calibration_markdown(ds)
+    if "hotmax_peak_table" in ds:
+        table = ds.array("hotmax_peak_table")
+        cols, cands = table.attrs["columns"], table.attrs["candidates"]
+        rows = [
+            dict(zip(cols, map(float, r), strict=True)) | {"candidates": c}
+            for r, c in zip(table[...], cands, strict=True)
+        ]
+        create_table_artifact(
+            rows,
+            key=artifact_key(datastack, "hotmax-peaks"),
+            description="Peaks of the max spectrum and their hotmax pixels",
+        )
     tree = ds.tree()
-    create_table_artifact(layer_table(ds), key=artifact_key(datastack, "layers"),
-                          description=f"Layers of {datastack}")
-    step_rows = [{"step": s["step"], "cached": s.get("cached", False), "key": s["key"],
-                  "layers": ", ".join(s["layers"].values())} for s in steps]
-    create_table_artifact(step_rows, key=artifact_key(datastack, "steps"),
-                          description="Steps of this run (cached = reused from the datastack)")
+    create_table_artifact(
+        layer_table(ds), key=artifact_key(datastack, "layers"), description=f"Layers of {datastack}"
+    )
+    step_rows = [
+        {
+            "step": s["step"],
+            "cached": s.get("cached", False),
+            "key": s["key"],
+            "layers": ", ".join(s["layers"].values()),
+            "duration_s": _duration(ds, s),
+        }
+        for s in steps
+    ]
+    create_table_artifact(
+        step_rows,
+        key=artifact_key(datastack, "steps"),
+        description="Steps of this run (cached = reused from the datastack)",
+    )
     md = f"# {Path(datastack).name}\n\n```\n{tree}\n```\n{extra_markdown}"
-    create_markdown_artifact(md, key=artifact_key(datastack, "summary"),
-                             description="maxrf datastack summary")
-    return {"datastack": str(datastack), "tree": tree, "steps": step_rows,
-            "layers": ds.layers}
+    create_markdown_artifact(
+        md, key=artifact_key(datastack, "summary"), description="maxrf datastack summary"
+    )
+    return {
+        "datastack": str(datastack),
+        "tree": tree,
+        "steps": step_rows,
+        "layers": ds.layers,
+        "plots": list(plots or []),
+    }
+
+
+def _duration(ds: DataStack, step: dict) -> float | str:
+    first = next(iter(step["layers"].values()), None)
+    return ds.attrs(first, latest=False).get("maxrf", {}).get("duration_s", "") if first else ""
+
+
+def _calibration_markdown(ds: DataStack) -> str:
+    if "maxrf_energies" not in ds:
+        return ""
+    cal = ds.attrs("maxrf_energies").get("calibration", {})
+    lines = [
+        "",
+        "## Energy calibration",
+        "",
+        f"- axis: {cal.get('offset_kev', 0):+.5f} keV + {cal.get('gain_kev', 0):.7f} keV/ch"
+        f" + {cal.get('quadratic_kev', 0):.3g} keV/ch²",
+        f"- method: {cal.get('method')}; rms residual {cal.get('rms_residual_ev', 0):.1f} eV",
+    ]
+    if cal.get("compton_kev"):
+        lines.append(
+            f"- Compton peak {cal['compton_kev']:.3f} keV, scatter angle "
+            f"{cal['scatter_angle_deg']:.1f}°"
+        )
+    lines += ["", "| landmark | keV | channel | residual (eV) |", "|---|---|---|---|"]
+    lines += [
+        f"| {m['name']} | {m['energy_kev']:.3f} | {m['channel']:.2f} | {m['residual_ev']:+.1f} |"
+        for m in cal.get("landmarks", [])
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""Datastack-level analysis steps: read their input layers, compute, append their output layers
+(with provenance) in one commit. The conversion step is ``maxrf.convert.convert``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import calibrate as cal_mod
+from . import hotmax as hm
+from .datastack import DataStack
+from .errors import MaxrfError
+from .rpl import EnergyCalibration
+
+CALIBRATE_LAYERS = ("maxrf_energies", "compton_peak_energy")
+HOTMAX_LAYERS = (
+    "hotmax_pixels",
+    "hotmax_spots",
+    "hotmax_spectra",
+    "hotmax_peak_idxs_list",
+    "hotmax_peak_table",
+)
+NOISE_LAYERS = ("hotmax_baselines", "hotmax_noiselines")
+SUBPEAK_LAYERS = ("hotmax_subpeak_idxs_list",)
+
+
+def _meta(step: str, version: str, params: dict, provenance: dict | None, started: float) -> dict:
+    meta = {"step": step, "code_version": version, "params": params}
+    meta.update(provenance or {})
+    meta["duration_s"] = round(time.time() - started, 3)
+    return {"maxrf": meta}
+
+
+def _header_calibration(ds: DataStack) -> EnergyCalibration | None:
+    energy = ds.attrs("maxrf_cube").get("source", {}).get("header", {}).get("energy")
+    return EnergyCalibration(energy["offset_kev"], energy["gain_kev"]) if energy else None
+
+
+def calibrate_layers(
+    datastack: str | Path,
+    anode: str | float = "Rh",
+    energies: tuple[float, float] | None = None,
+    use_header: bool = True,
+    provenance: dict | None = None,
+) -> dict[str, str]:
+    """Write ``maxrf_energies`` (with the full calibration in its attributes) and
+    ``compton_peak_energy``. ``energies=(start, stop)`` overrides the automatic calibration."""
+    started = time.time()
+    ds = DataStack(datastack)
+    mean = ds.read("maxrf_sumspectrum")
+    sigma = ds.attrs("maxrf_cube").get("maxrf", {}).get("params", {}).get("sigma", 7.0)
+    if energies is not None:
+        cal = cal_mod.manual_calibration(mean.size, str(anode), energies=energies)
+    else:
+        header = _header_calibration(ds) if use_header else None
+        try:
+            cal = cal_mod.calibrate(mean, anode=anode, header=header, smoothing_sigma=sigma)
+        except MaxrfError as exc:
+            raise type(exc)(exc.reason, ds.path) from None
+    params = {"anode": str(anode), "energies": energies, "use_header": use_header}
+    attrs = _meta("calibrate", cal_mod.VERSION, params, provenance, started)
+    compton = np.float64(np.nan if cal.compton_kev is None else cal.compton_kev)
+    with ds.appending() as app:
+        app.write(
+            "maxrf_energies", cal.energies(), attrs={"calibration": cal.attrs(), "units": "keV"}
+        )
+        app.write("compton_peak_energy", np.asarray(compton), attrs={"units": "keV"})
+        for name in app.writers:
+            app.finish(name, attrs)
+    return app.committed
+
+
+def hotmax_layers(
+    datastack: str | Path, prominence: float | None = None, provenance: dict | None = None
+) -> dict[str, str]:
+    """Peaks of the max spectrum, their pixels and spots, the spectra there and a peak table
+    (also written as CSV beside the datastack)."""
+    started = time.time()
+    ds = DataStack(datastack)
+    maxspec = ds.read("maxrf_maxspectrum")
+    try:
+        hot = hm.find_hotmax_pixels(maxspec, ds.read("maxrf_maxpixels"), prominence)
+    except MaxrfError as exc:
+        raise type(exc)(exc.reason, ds.path) from None
+    cube = ds.array("maxrf_cube")
+    spectra = np.array([cube[r, c, :] for r, c in hot.spots.tolist()], dtype=np.float32)
+    energies = ds.read("maxrf_energies") if "maxrf_energies" in ds else None
+    table = hm.peak_table(hot, maxspec, energies)
+    csv = Path(datastack).with_suffix(".hotmax_peaks.csv")
+    table.to_csv(csv, index=False)
+    numeric = table[["channel", "energy_kev", "height", "row", "col", "spot"]].to_numpy(float)
+    params = {"prominence": prominence}
+    attrs = _meta("hotmax", hm.VERSION, params, provenance, started)
+    with ds.appending() as app:
+        app.write("hotmax_pixels", hot.pixels, attrs={"columns": ["row", "col", "channel"]})
+        app.write("hotmax_spots", hot.spots, attrs={"columns": ["row", "col"]})
+        app.write("hotmax_spectra", spectra)
+        app.write("hotmax_peak_idxs_list", _padded(hot.peak_idxs), attrs={"ragged_pad": -9999})
+        app.write(
+            "hotmax_peak_table",
+            numeric.reshape(-1, 6),
+            attrs={
+                "columns": ["channel", "energy_kev", "height", "row", "col", "spot"],
+                "candidates": table["candidates"].tolist(),
+                "csv": csv.name,
+            },
+        )
+        for name in app.writers:
+            app.finish(name, attrs)
+    return app.committed
+
+
+def noise_layers(
+    datastack: str | Path, radius: int = 40, provenance: dict | None = None
+) -> dict[str, str]:
+    """Rolling-ball baselines and Poisson noise lines of the hotmax spectra."""
+    started = time.time()
+    ds = DataStack(datastack)
+    base, noise = hm.baselines_and_noise(ds.read("hotmax_spectra"), radius)
+    attrs = _meta(
+        "hotmax-noise",
+        hm.VERSION,
+        {"radius": radius, "alpha": hm.NOISE_ALPHA, "beta": hm.NOISE_BETA},
+        provenance,
+        started,
+    )
+    with ds.appending() as app:
+        app.write("hotmax_baselines", base.astype(np.float32))
+        app.write("hotmax_noiselines", noise.astype(np.float32))
+        for name in app.writers:
+            app.finish(name, attrs)
+    return app.committed
+
+
+def subpeak_layers(datastack: str | Path, provenance: dict | None = None) -> dict[str, str]:
+    """Sub-peaks of each hotmax spectrum above its noise line."""
+    started = time.time()
+    ds = DataStack(datastack)
+    peaks = hm.subpeaks(ds.read("hotmax_spectra"), ds.read("hotmax_noiselines"))
+    attrs = _meta("subpeaks", hm.VERSION, {}, provenance, started)
+    with ds.appending() as app:
+        app.write("hotmax_subpeak_idxs_list", _padded(peaks), attrs={"ragged_pad": -9999})
+        app.finish("hotmax_subpeak_idxs_list", attrs)
+    return app.committed
+
+
+def _padded(rows) -> np.ndarray:
+    from .datastack.layers import ragged_to_padded
+
+    return ragged_to_padded([list(map(int, r)) for r in rows])

@@ -1,0 +1,85 @@
+"""Tasks: calibration, hotmax pixels/spectra, hotmax noise and sub-peaks (one step each)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from maxrf import calibrate as cal_mod
+from maxrf import hotmax as hm
+from maxrf import steps
+
+from .layer_cache import LayerCache, StepSpec, run_step
+
+CALIBRATE = StepSpec(
+    "calibrate",
+    cal_mod.VERSION,
+    steps.CALIBRATE_LAYERS,
+    params=("anode", "energies", "use_header"),
+    upstream=("converted",),
+)
+HOTMAX = StepSpec(
+    "hotmax",
+    hm.VERSION,
+    steps.HOTMAX_LAYERS,
+    params=("prominence",),
+    upstream=("converted", "calibrated"),
+)
+NOISE = StepSpec(
+    "hotmax-noise", hm.VERSION, steps.NOISE_LAYERS, params=("radius",), upstream=("hot",)
+)
+SUBPEAKS = StepSpec("subpeaks", hm.VERSION, steps.SUBPEAK_LAYERS, upstream=("noise",))
+
+
+@task(name="calibrate", cache_policy=LayerCache(spec=CALIBRATE), persist_result=True)
+def calibrate_energy(
+    converted: dict,
+    datastack: str,
+    anode: str = "Rh",
+    energies: tuple[float, float] | None = None,
+    use_header: bool = True,
+):
+    """``maxrf_energies`` + ``compton_peak_energy`` from the mean spectrum's landmarks."""
+    inputs = dict(locals())
+    return run_step(
+        CALIBRATE,
+        inputs,
+        datastack,
+        lambda prov: steps.calibrate_layers(
+            datastack, anode, energies, use_header, provenance=prov
+        ),
+    )
+
+
+@task(name="hotmax", cache_policy=LayerCache(spec=HOTMAX), persist_result=True)
+def hotmax_spectra(
+    converted: dict, calibrated: dict, datastack: str, prominence: float | None = None
+):
+    """Hotmax pixels, spots, spectra, peak lists and the peak table."""
+    inputs = dict(locals())
+    return run_step(
+        HOTMAX,
+        inputs,
+        datastack,
+        lambda prov: steps.hotmax_layers(datastack, prominence, provenance=prov),
+    )
+
+
+@task(name="hotmax-noise", cache_policy=LayerCache(spec=NOISE), persist_result=True)
+def hotmax_noise(hot: dict, datastack: str, radius: int = 40):
+    """Rolling-ball baselines and Poisson noise lines of the hotmax spectra."""
+    inputs = dict(locals())
+    return run_step(
+        NOISE,
+        inputs,
+        datastack,
+        lambda prov: steps.noise_layers(datastack, radius, provenance=prov),
+    )
+
+
+@task(name="subpeaks", cache_policy=LayerCache(spec=SUBPEAKS), persist_result=True)
+def hotmax_subpeaks(noise: dict, datastack: str):
+    """Sub-peaks above the noise line of every hotmax spectrum."""
+    inputs = dict(locals())
+    return run_step(
+        SUBPEAKS, inputs, datastack, lambda prov: steps.subpeak_layers(datastack, provenance=prov)
+    )
