@@ -43,6 +43,17 @@ def cmd_repack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_all
+
+    paths = plot_all(args.file)
+    if not paths:
+        print(f"{args.file}: no layers to plot yet (convert first)")
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
 def add_commands(sub, flows_command) -> None:
     p = sub.add_parser("tree", help="list the layers of a datastack")
     p.add_argument("file")
@@ -57,6 +68,10 @@ def add_commands(sub, flows_command) -> None:
     p.add_argument("file")
     p.add_argument("-o", "--output", help="output file (default FILE.recovered.datastack)")
     p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("plot", help="(re)draw the PNG plots beside a datastack")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("repack", help="keep only the latest version of each layer")
     p.add_argument("file")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import grey_closing, grey_opening, uniform_filter1d
+from scipy.ndimage import grey_opening, uniform_filter1d
 from scipy.signal import find_peaks
 
 from .errors import SpectrumError
@@ -105,19 +105,13 @@ def default_prominence(y: np.ndarray) -> float:
 
 
 def rolling_ball(y: np.ndarray, radius: int = 40) -> np.ndarray:
-    """Baseline under a spectrum: the track of a ball of ``radius`` channels rolled underneath.
-
-    A grey opening with a spherical structuring function scaled to the spectrum's height, then
-    smoothed; never above the spectrum.
-    """
+    """Baseline under a spectrum: the lowest track of a flat-bottomed ball ``2*radius + 1``
+    channels wide rolled underneath (a grey opening), smoothed over the same width and never
+    above the spectrum. Peaks narrower than the ball are cut off; slow background is followed."""
     y = np.asarray(y, dtype=np.float64)
-    radius = max(2, int(radius))
-    x = np.arange(-radius, radius + 1)
-    height = max(np.percentile(y, 95) - np.percentile(y, 5), 1e-12)
-    ball = height * (np.sqrt(1.0 - (x / (radius + 1)) ** 2) - 1.0)
-    base = grey_opening(y, structure=ball, mode="nearest")
-    base = grey_closing(base, size=3, mode="nearest")
-    base = uniform_filter1d(base, size=radius, mode="nearest")
+    size = 2 * max(1, int(radius)) + 1
+    base = grey_opening(y, size=size, mode="nearest")
+    base = uniform_filter1d(base, size=size, mode="nearest")
     return np.minimum(base, y)
 
 
