@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_options(p)
     p.set_defaults(func=cmd_demo_scan)
 
-    from . import cli_datastack
+    from . import cli_datastack, cli_flows
 
+    cli_flows.add_commands(sub, _flows_command)
     cli_datastack.add_commands(sub, _flows_command)
     return parser
 

@@ -1,0 +1,71 @@
+"""Flow: process every complete new scan of a folder once (each in a ``process-scan`` subflow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from flows.process_scan import process_scan
+from maxrf.datastack.lock import file_lock
+from maxrf.scans import LEDGER_NAME, Ledger, survey
+
+
+@flow(name="watch-scans", log_prints=True)
+def watch_scans(
+    folder: str,
+    pattern: str = "*.raw",
+    settle_s: float = 10.0,
+    output_folder: str | None = None,
+    sigma: float = 7.0,
+    anode: str = "Rh",
+    fingerprint: str = "quick",
+) -> dict:
+    """Find complete scan pairs; process each new one exactly once; report the others.
+
+    A scan still being written (short, or changed within ``settle_s``) waits for the next poll;
+    a bad scan is reported (and not retried until its files change) without stopping the others.
+    """
+    logger = get_run_logger()
+    folder_path = Path(folder)
+    statuses = survey(folder_path, pattern, settle_s)
+    summary = {"processed": [], "already": [], "waiting": [], "bad": [], "failed": []}
+    ledger_path = folder_path / LEDGER_NAME
+    with file_lock(folder_path / f"{LEDGER_NAME}.lock", timeout=60, what="watch lock"):
+        ledger = Ledger(ledger_path)
+        for st in statuses:
+            if st.state in ("incomplete", "unsettled"):
+                summary["waiting"].append({"raw": st.raw, "reason": st.reason})
+                continue
+            if st.state == "bad":
+                logger.warning("bad scan %s: %s", st.raw, st.reason)
+                summary["bad"].append({"raw": st.raw, "reason": st.reason})
+                continue
+            if st.scan_id in ledger:
+                summary["already"].append(st.raw)
+                continue
+            output = None
+            if output_folder:
+                output = str(Path(output_folder) / (Path(st.raw).stem + ".datastack"))
+            state = process_scan(
+                st.raw,
+                output=output,
+                sigma=sigma,
+                anode=anode,
+                fingerprint=fingerprint,
+                return_state=True,
+            )
+            if state.is_completed():
+                ledger.record(st, "done", datastack=state.result()["datastack"])
+                summary["processed"].append(st.raw)
+            else:
+                reason = str(state.message or state.name)
+                ledger.record(st, "failed", reason=reason)
+                logger.warning("processing %s failed: %s", st.raw, reason)
+                summary["failed"].append({"raw": st.raw, "reason": reason})
+    logger.info(
+        "watch %s: %d processed, %d already done, %d waiting, %d bad, %d failed",
+        folder,
+        *(len(summary[k]) for k in ("processed", "already", "waiting", "bad", "failed")),
+    )
+    return summary

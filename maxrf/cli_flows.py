@@ -1,0 +1,71 @@
+"""Arguments of the orchestrated commands (``process``, ``convert``, ``watch``, ``serve``,
+``demo``). Their handlers live in ``flows.commands`` and import Prefect only when they run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _scan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scan", help="SCAN.raw (its .rpl header beside it)")
+    p.add_argument("-o", "--output", help="datastack file (default: SCAN.datastack beside it)")
+    p.add_argument("--sigma", type=float, default=7.0, help="Gaussian smoothing, channels")
+    p.add_argument("--flip-horizontal", action="store_true")
+    p.add_argument("--flip-vertical", action="store_true")
+    p.add_argument(
+        "--keep-bits",
+        type=int,
+        default=None,
+        help="round the cube's float32 mantissas to N bits (smaller file)",
+    )
+    p.add_argument(
+        "--fingerprint",
+        choices=["quick", "full"],
+        default="quick",
+        help="how the .raw is identified for caching (see README)",
+    )
+    p.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler to use")
+
+
+def add_commands(sub, flows_command) -> None:
+    p = sub.add_parser("process", help="run the whole chain on a scan (Prefect flow)")
+    _scan_options(p)
+    p.add_argument("--anode", default="Rh", help="tube anode (Rh, Mo, Ag, W, Cr, Cu) or keV")
+    p.add_argument("--prominence", type=float, default=None, help="hotmax peak prominence")
+    p.add_argument(
+        "--energies",
+        type=float,
+        nargs=2,
+        metavar=("START", "STOP"),
+        help="manual calibration: keV of the first and last channel",
+    )
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=flows_command("process"))
+
+    p = sub.add_parser("convert", help="convert a scan: raw, cube, spectra (Prefect flow)")
+    _scan_options(p)
+    p.set_defaults(func=flows_command("convert"))
+
+    p = sub.add_parser("watch", help="process every complete new scan of a folder")
+    p.add_argument("folder")
+    p.add_argument("--interval", type=float, default=60.0, help="seconds between looks")
+    p.add_argument(
+        "--settle", type=float, default=10.0, help="a scan must be unchanged this long (seconds)"
+    )
+    p.add_argument("--pattern", default="*.raw")
+    p.add_argument("--anode", default="Rh")
+    p.add_argument("--once", action="store_true", help="look once and exit")
+    p.set_defaults(func=flows_command("watch"))
+
+    p = sub.add_parser("serve", help="serve the deployments without a worker (prefect serve)")
+    p.add_argument("--folder", default="scans", help="scan folder for watch-scans")
+    p.add_argument("--interval", type=float, default=60.0, help="watch-scans interval, s")
+    p.set_defaults(func=flows_command("serve"))
+
+    p = sub.add_parser("demo", help="generate a demo scan and run the whole chain on it")
+    p.add_argument("folder", nargs="?", default="demo-output")
+    p.add_argument("--height", type=int, default=128)
+    p.add_argument("--width", type=int, default=160)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--anode", default="Rh")
+    p.set_defaults(func=flows_command("demo"))

@@ -1,0 +1,98 @@
+"""Finding complete scans in a folder, and the ledger of scans already processed.
+
+A scan is complete when its header parses, the ``.raw`` has exactly the size the header promises
+and neither file changed for ``settle_s`` seconds: a scan still being written is shorter (or
+still changing) and is left for the next look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import MaxrfError
+from .raw import check_raw_size, scan_paths
+from .rpl import read_rpl
+
+LEDGER_NAME = ".maxrf-processed.json"
+
+
+@dataclass
+class ScanStatus:
+    raw: str
+    state: str  # complete | incomplete | unsettled | bad
+    reason: str = ""
+    scan_id: str = ""
+
+
+def scan_id(raw: Path, rpl: Path) -> str:
+    """Identity of one version of a scan: path, size and modification times of both files."""
+    r, h = raw.stat(), rpl.stat()
+    return f"{raw.resolve()}:{r.st_size}:{r.st_mtime_ns}:{h.st_mtime_ns}"
+
+
+def survey(folder: str | Path, pattern: str = "*.raw", settle_s: float = 10.0) -> list[ScanStatus]:
+    """The status of every ``.raw`` matching ``pattern`` in ``folder`` (not recursive)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MaxrfError("scan folder not found (or not a folder)", folder)
+    out = []
+    now = time.time()
+    for raw in sorted(p for p in folder.glob(pattern) if p.is_file()):
+        try:
+            raw, rpl = scan_paths(raw)
+            header = read_rpl(rpl)
+        except MaxrfError as exc:
+            out.append(ScanStatus(str(raw), "bad", exc.reason))
+            continue
+        actual = raw.stat().st_size
+        if actual < header.raw_bytes_expected:
+            out.append(
+                ScanStatus(str(raw), "incomplete", f"{actual} of {header.raw_bytes_expected} bytes")
+            )
+            continue
+        try:
+            check_raw_size(header, raw)
+        except MaxrfError as exc:
+            out.append(ScanStatus(str(raw), "bad", exc.reason))
+            continue
+        newest = max(raw.stat().st_mtime, rpl.stat().st_mtime)
+        if now - newest < settle_s:
+            out.append(ScanStatus(str(raw), "unsettled", f"changed {now - newest:.0f} s ago"))
+            continue
+        out.append(ScanStatus(str(raw), "complete", "", scan_id(raw, rpl)))
+    return out
+
+
+class Ledger:
+    """``{scan_id: {"state": "done"|"failed", ...}}`` kept in a JSON file, replaced atomically."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.entries: dict[str, dict] = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            self.entries = {}
+        except ValueError as exc:
+            raise MaxrfError(f"ledger is not valid JSON ({exc}); move it away", self.path) from None
+
+    def __contains__(self, sid: str) -> bool:
+        return sid in self.entries
+
+    def record(self, status: ScanStatus, state: str, **info) -> None:
+        self.entries[status.scan_id] = {
+            "raw": status.raw,
+            "state": state,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **info,
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.entries, indent=1))
+        os.replace(tmp, self.path)
+
+
+def as_dicts(statuses: list[ScanStatus]) -> list[dict]:
+    return [asdict(s) for s in statuses]
