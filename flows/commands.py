@@ -4,10 +4,43 @@ when no server is configured) and prints what a user needs; errors become one li
 from __future__ import annotations
 
 import argparse
+import os
 import time
+import urllib.request
 from pathlib import Path
 
 from maxrf.errors import MaxrfError
+
+LOCAL_SERVER = "http://127.0.0.1:4200/api"
+
+
+def use_running_server() -> bool:
+    """Use the configured Prefect server, or a local one on the default port when one answers
+    (≈2 s per run instead of ≈8 s for Prefect's temporary ephemeral server)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    try:
+        with urllib.request.urlopen(f"{LOCAL_SERVER}/health", timeout=0.3) as r:
+            if r.status == 200:
+                os.environ["PREFECT_API_URL"] = LOCAL_SERVER
+                return True
+    except OSError:
+        pass
+    return False
+
+
+def _all_cached(kwargs: dict, steps: int) -> dict | None:
+    """With no server to record a run in, a rerun whose every layer exists needs no flow."""
+    from flows.process_scan import default_output
+    from maxrf.datastack import DataStack
+    from tasks.plan import cached_chain
+
+    datastack = kwargs.get("output") or default_output(kwargs["raw_path"])
+    chain = cached_chain(kwargs["raw_path"], datastack, kwargs, steps)
+    if chain is None:
+        return None
+    rows = [{"step": r["step"], "cached": True, "key": r["key"]} for r in chain]
+    return {"tree": DataStack(datastack).tree(), "steps": rows, "plots": []}
 
 
 def _run(flow, **kwargs) -> dict:
@@ -47,6 +80,12 @@ def cmd_process(args: argparse.Namespace) -> int:
         "energies": tuple(args.energies) if args.energies else None,
         "plots": not args.no_plots,
     }
+    if not use_running_server() and not args.rerun:
+        done = _all_cached(kwargs, steps=5)
+        if done:
+            _print_summary(done)
+            print("every step is cached: nothing to run (--rerun records a Prefect run anyway)")
+            return 0
     _print_summary(_run(process_scan, **kwargs))
     return 0
 
@@ -54,11 +93,18 @@ def cmd_process(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from flows.process_scan import convert_scan_flow
 
+    if not use_running_server() and not args.rerun:
+        done = _all_cached(_scan_kwargs(args), steps=1)
+        if done:
+            _print_summary(done)
+            print("every step is cached: nothing to run (--rerun records a Prefect run anyway)")
+            return 0
     _print_summary(_run(convert_scan_flow, **_scan_kwargs(args)))
     return 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    use_running_server()
     from flows.watch_scans import watch_scans
 
     while True:
@@ -89,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    use_running_server()
     from flows.process_scan import process_scan
     from maxrf.demo import DemoSpec, generate_scan
 

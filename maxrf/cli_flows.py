@@ -25,6 +25,11 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
         help="how the .raw is identified for caching (see README)",
     )
     p.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler to use")
+    p.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run the flow even when every layer is cached (records a Prefect run)",
+    )
 
 
 def add_commands(sub, flows_command) -> None:

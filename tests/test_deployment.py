@@ -1,0 +1,125 @@
+"""prefect.yaml end to end against a real local Prefect server: create the work pool, deploy,
+start a worker, run ``process-scan`` and ``watch-scans`` from their deployments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import ROOT
+
+from maxrf.datastack import DataStack
+from maxrf.demo import DemoSpec, generate_scan
+
+pytestmark = pytest.mark.slow
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    }
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen(
+        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+        pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
+    yield env
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def run(cmd, env, timeout=180) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, (cmd, res.stdout[-3000:], res.stderr[-3000:])
+    return res
+
+
+def test_deployments_from_prefect_yaml_run_on_a_worker(server, tmp_path):
+    folder = tmp_path / "scans"
+    generate_scan(folder / "one", DemoSpec(height=24, width=32, seed=3))
+    env = {**server, "MAXRF_SCAN_FOLDER": str(folder)}
+    run([*PREFECT, "work-pool", "create", "maxrf", "--type", "process"], env)
+    out = run([*PREFECT, "--no-prompt", "deploy", "--all"], env)
+    assert "process-scan" in out.stdout and "watch-scans" in out.stdout
+    worker = subprocess.Popen(
+        [*PREFECT, "worker", "start", "--pool", "maxrf"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        run(
+            [
+                *PREFECT,
+                "deployment",
+                "run",
+                "process-scan/process-scan",
+                "-p",
+                f"raw_path={folder / 'one.raw'}",
+                "-p",
+                "plots=false",
+                "--watch",
+            ],
+            env,
+            300,
+        )
+        ds = DataStack(folder / "one.datastack")
+        assert "hotmax_subpeak_idxs_list" in ds and ds.latest("maxrf_cube") == "maxrf_cube"
+        generate_scan(folder / "two", DemoSpec(height=16, width=16, seed=4))
+        run(
+            [
+                *PREFECT,
+                "deployment",
+                "run",
+                "watch-scans/watch-scans",
+                "-p",
+                "settle_s=0",
+                "--watch",
+            ],
+            env,
+            300,
+        )
+        assert "hotmax_spectra" in DataStack(folder / "two.datastack")
+        ledger = (folder / ".maxrf-processed.json").read_text()
+        assert "two.raw" in ledger and "one.raw" in ledger
+        inspect = run([*PREFECT, "deployment", "inspect", "watch-scans/watch-scans"], env)
+        assert "CANCEL_NEW" in inspect.stdout and "interval" in inspect.stdout
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)

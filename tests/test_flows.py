@@ -1,0 +1,196 @@
+"""Real Prefect: cached reruns, parameter changes, wiped database, SIGKILL and resume, concurrent
+runs, the folder watcher. In-process runs use the Prefect test harness; "another process" runs
+use the CLI with its own PREFECT_HOME (its own SQLite database and result storage)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from maxrf.datastack import DataStack
+from maxrf.demo import DemoSpec, generate_scan
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def scan(tmp_path) -> Path:
+    generate_scan(tmp_path / "scan", DemoSpec(height=40, width=48, seed=2, layout="B"))
+    return tmp_path / "scan.raw"
+
+
+def entries(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def cached(result: dict) -> dict[str, bool]:
+    return {s["step"]: s["cached"] for s in result["steps"]}
+
+
+def test_rerun_is_cached_and_byte_identical(harness, scan):
+    from flows.process_scan import process_scan
+
+    first = process_scan(str(scan), plots=False)
+    assert not any(cached(first).values())
+    before = scan.with_suffix(".datastack").read_bytes()
+    second = process_scan(str(scan), plots=False)
+    assert all(cached(second).values()) and len(cached(second)) == 5
+    assert scan.with_suffix(".datastack").read_bytes() == before
+
+
+def test_parameter_change_recomputes_downstream_only(harness, scan):
+    from flows.process_scan import process_scan
+
+    process_scan(str(scan), plots=False)
+    changed = process_scan(str(scan), plots=False, prominence=2.0)
+    assert cached(changed) == {
+        "convert": True,
+        "calibrate": True,
+        "hotmax": False,
+        "hotmax-noise": False,
+        "subpeaks": False,
+    }
+    ds = DataStack(scan.with_suffix(".datastack"))
+    assert (
+        ds.latest("hotmax_spectra") == "hotmax_spectra_" and ds.latest("maxrf_cube") == "maxrf_cube"
+    )
+    back = process_scan(str(scan), plots=False)  # the first parameters' layers are still there
+    assert all(cached(back).values())
+
+
+def test_deleted_layer_is_recomputed(harness, scan):
+    from flows.process_scan import process_scan
+
+    process_scan(str(scan), plots=False)
+    ds = DataStack(scan.with_suffix(".datastack"))
+    keep = [n for n in ds.layers if not n.startswith("hotmax_noiselines")]
+    ds.repack(select=[n for n in keep if n not in ("hotmax_baselines",)])
+    again = process_scan(str(scan), plots=False)
+    assert cached(again)["hotmax-noise"] is False and cached(again)["hotmax"] is True
+    assert "hotmax_noiselines" in DataStack(scan.with_suffix(".datastack"))
+
+
+def test_watcher_processes_each_complete_scan_once(harness, tmp_path):
+    from flows.watch_scans import watch_scans
+
+    folder = tmp_path / "incoming"
+    generate_scan(folder / "a", DemoSpec(height=16, width=20, seed=1))
+    generate_scan(folder / "b", DemoSpec(height=16, width=20, seed=2))
+    full_b = (folder / "b.raw").read_bytes()
+    (folder / "b.raw").write_bytes(full_b[: len(full_b) // 2])  # still being written
+    (folder / "c.raw").write_bytes(b"\0" * 100)
+    (folder / "c.rpl").write_text("width\tten\n")  # a bad header
+    first = watch_scans(str(folder), settle_s=0)
+    assert [Path(p).name for p in first["processed"]] == ["a.raw"]
+    assert [Path(w["raw"]).name for w in first["waiting"]] == ["b.raw"]
+    assert [Path(b["raw"]).name for b in first["bad"]] == ["c.raw"]
+    second = watch_scans(str(folder), settle_s=0)
+    assert second["processed"] == [] and [Path(p).name for p in second["already"]] == ["a.raw"]
+    (folder / "b.raw").write_bytes(full_b)  # the scan finished
+    unsettled = watch_scans(str(folder), settle_s=3600)
+    assert unsettled["processed"] == []
+    third = watch_scans(str(folder), settle_s=0)
+    assert [Path(p).name for p in third["processed"]] == ["b.raw"]
+    assert DataStack(folder / "b.datastack").latest("maxrf_cube") == "maxrf_cube"
+    assert DataStack(folder / "a.datastack").latest("maxrf_cube") == "maxrf_cube"
+
+
+def cli(*args, home: Path, **kw) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": "",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    env.pop("PREFECT_API_URL")
+    return subprocess.Popen(
+        [sys.executable, "-m", "maxrf.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        **kw,
+    )
+
+
+def test_wiped_database_keeps_the_layer_cache(scan, tmp_path):
+    first = cli("process", scan, "--no-plots", home=tmp_path / "home1")
+    out1, err1 = first.communicate(timeout=300)
+    assert first.returncode == 0, err1[-3000:]
+    assert "computed" in out1
+    before = entries(scan.with_suffix(".datastack"))
+    # A fresh database and result storage: the flow runs and every task ends "Cached" from the
+    # keys in the layers' attributes.
+    second = cli("process", scan, "--no-plots", "--rerun", home=tmp_path / "home2")
+    out2, err2 = second.communicate(timeout=300)
+    assert second.returncode == 0, err2[-3000:]
+    steps = [line for line in out2.splitlines() if line.startswith("  step")]
+    assert len(steps) == 5 and all(line.endswith("cached") for line in steps)
+    assert entries(scan.with_suffix(".datastack")) == before
+    # Without --rerun and with no server, a fully cached rerun does not even start Prefect.
+    t0 = time.monotonic()
+    third = cli("process", scan, "--no-plots", home=tmp_path / "home3")
+    out3, _ = third.communicate(timeout=300)
+    assert third.returncode == 0 and "every step is cached: nothing to run" in out3
+    assert time.monotonic() - t0 < 8
+    assert not (tmp_path / "home3" / "prefect.db").exists()
+
+
+def test_sigkill_mid_flow_then_resume_equals_uninterrupted(tmp_path):
+    generate_scan(tmp_path / "k", DemoSpec(height=192, width=192, seed=5))
+    raw = tmp_path / "k.raw"
+    out = tmp_path / "k.datastack"
+    proc = cli("process", raw, "--no-plots", home=tmp_path / "h1")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if "maxrf_maxpixels" in DataStack(out).layers:
+                break
+        except Exception:
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert "maxrf_cube" in DataStack(out).layers
+    resumed = cli("process", raw, "--no-plots", home=tmp_path / "h1")
+    text, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "step convert       cached" in text
+    shutil.copy(raw, tmp_path / "ref.raw")
+    shutil.copy(raw.with_suffix(".rpl"), tmp_path / "ref.rpl")
+    ref = cli("process", tmp_path / "ref.raw", "--no-plots", home=tmp_path / "h2")
+    assert ref.wait(timeout=300) == 0
+    a, b = DataStack(out), DataStack(tmp_path / "ref.datastack")
+    assert a.layers == b.layers and all(not n.endswith("_") for n in a.layers)
+    for name in a.layers:
+        np.testing.assert_array_equal(a.read(name), b.read(name), err_msg=name)
+
+
+def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path):
+    runs = [cli("process", scan, "--no-plots", home=tmp_path / f"c{i}") for i in range(2)]
+    outs = [r.communicate(timeout=300) for r in runs]
+    assert all(r.returncode == 0 for r in runs), [o[1][-2000:] for o in outs]
+    layers = DataStack(scan.with_suffix(".datastack")).layers
+    assert all(not n.endswith("_") for n in layers) and len(layers) == 15
+    assert sum(o[0].count("computed") for o in outs) == 5  # each step once, in one run or other
