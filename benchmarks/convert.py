@@ -1,0 +1,170 @@
+"""Conversion benchmark: maxrf against a baseline done the way the reference (maxrf4u) does it,
+both measured here in the same run, each in a fresh process (wall time and peak RSS).
+
+Baseline: memmap -> dask array (chunks: full image plane x 256 channels, as the reference) ->
+dask-image ``gaussian_filter`` (sigma 7 along channels) -> ``to_zarr`` in a zarr ZipStore, then a
+max pass and a sum pass over the stored cube (the reference's separate passes).
+
+    python benchmarks/convert.py [--sizes 256 512 768] [--data DIR] [--skip-baseline]
+
+Prints a table and writes benchmarks/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MAXRF = """
+import resource, sys, time, json
+from maxrf.convert import convert
+t = time.perf_counter()
+convert(sys.argv[1], sys.argv[2], progress=False)
+print(json.dumps({"seconds": time.perf_counter() - t,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+BASELINE = """
+import resource, sys, time, json
+import dask, dask.array as da, numpy as np, zarr
+from dask_image.ndfilters import gaussian_filter
+from maxrf.rpl import read_rpl
+dask.config.set({"array.chunk-size": "2GiB"})  # keep to_zarr from re-chunking (and corrupting)
+raw, out = sys.argv[1], sys.argv[2]
+h = read_rpl(raw[:-4] + ".rpl")
+t = time.perf_counter()
+mm = np.memmap(raw, dtype=h.dtype, mode="r", shape=h.shape)
+chunks = (h.height, h.width, 256)
+cube = gaussian_filter(da.from_array(mm, chunks=chunks).astype("f4"), sigma=(0, 0, 7))
+store = zarr.storage.ZipStore(out, mode="w")
+root = zarr.open_group(store, mode="w")
+arr = root.create_array("maxrf_cube", shape=h.shape, dtype="f4", chunks=chunks)
+da.store(cube, arr, lock=True)
+mx = da.from_zarr(arr).max(axis=(0, 1)).compute()
+mean = da.from_zarr(arr).mean(axis=(0, 1)).compute()
+root.create_array("maxrf_maxspectrum", data=mx)
+root.create_array("maxrf_sumspectrum", data=mean)
+store.close()
+print(json.dumps({"seconds": time.perf_counter() - t,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+READS = """
+import sys, time, json
+import numpy as np
+from maxrf.datastack import DataStack
+a = DataStack(sys.argv[1]).array("maxrf_cube")
+h, w, c = a.shape
+rng = np.random.default_rng(0)
+t = time.perf_counter(); n = 20
+for _ in range(n):
+    a[int(rng.integers(h)), int(rng.integers(w)), :]
+spectrum = (time.perf_counter() - t) / n
+t = time.perf_counter(); a[:, :, c // 2]; image = time.perf_counter() - t
+print(json.dumps({"spectrum_ms": spectrum * 1000, "image_s": image}))
+"""
+
+SMOOTH = """
+import time, json, numpy as np
+from scipy.ndimage import gaussian_filter1d
+from maxrf.smoothing import smooth_spectra
+x = np.random.default_rng(0).poisson(0.6, (4096, 4096)).astype(np.uint16)
+t = time.perf_counter(); ref = gaussian_filter1d(x.astype(np.float32), 7, axis=-1)
+scipy_s = time.perf_counter() - t
+t = time.perf_counter(); ours = smooth_spectra(x, 7); ours_s = time.perf_counter() - t
+print(json.dumps({"scipy_s": scipy_s, "maxrf_s": ours_s,
+                  "max_rel_diff": float(np.abs(ours - ref).max() / ref.max())}))
+"""
+
+
+def child(code: str, *args: str) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT
+    )
+    if res.returncode != 0:
+        raise SystemExit(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def drop_file(path: Path) -> None:
+    for p in (path, path.with_name(f".{path.name}.lock")):
+        p.unlink(missing_ok=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 768])
+    ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data")
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from maxrf.demo import DemoSpec, generate_scan
+
+    args.data.mkdir(parents=True, exist_ok=True)
+    results = {"machine": {"cpus": os.cpu_count()}, "sizes": []}
+    smooth = child(SMOOTH)
+    results["smoothing"] = smooth
+    print(
+        f"smoothing 4096 spectra x 4096 ch: scipy gaussian_filter1d {smooth['scipy_s']:.3f} s,"
+        f" maxrf {smooth['maxrf_s']:.3f} s ({smooth['scipy_s'] / smooth['maxrf_s']:.1f}x), "
+        f"max rel diff {smooth['max_rel_diff']:.1e}"
+    )
+    for n in args.sizes:
+        prefix = args.data / f"scan{n}"
+        raw = Path(f"{prefix}.raw")
+        if not raw.exists():
+            t = time.perf_counter()
+            generate_scan(prefix, DemoSpec(height=n, width=n, seed=n))
+            print(
+                f"generated {raw.name} ({raw.stat().st_size / 1e9:.2f} GB) in "
+                f"{time.perf_counter() - t:.0f} s"
+            )
+        out = args.data / f"scan{n}.datastack"
+        drop_file(out)
+        ours = child(MAXRF, str(raw), str(out))
+        reads = child(READS, str(out))
+        row = {
+            "size": n,
+            "raw_gb": raw.stat().st_size / 1e9,
+            "maxrf": ours,
+            "reads": reads,
+            "datastack_gb": out.stat().st_size / 1e9,
+        }
+        drop_file(out)
+        ours_small = child(
+            MAXRF.replace("progress=False", "progress=False, keep_bits=12"), str(raw), str(out)
+        )
+        row["maxrf_keep_bits_12"] = {**ours_small, "datastack_gb": out.stat().st_size / 1e9}
+        drop_file(out)
+        if not args.skip_baseline:
+            base_out = args.data / f"scan{n}.baseline.zip"
+            base_out.unlink(missing_ok=True)
+            row["baseline"] = child(BASELINE, str(raw), str(base_out))
+            row["baseline"]["zip_gb"] = base_out.stat().st_size / 1e9
+            base_out.unlink()
+            row["speedup"] = row["baseline"]["seconds"] / ours["seconds"]
+        results["sizes"].append(row)
+        line = (
+            f"{n}x{n}x4096: maxrf {ours['seconds']:.1f} s, RSS {ours['rss_mb']:.0f} MB, "
+            f"datastack {row['datastack_gb']:.2f} GB (raw {row['raw_gb']:.2f} GB; "
+            f"keep_bits=12: {row['maxrf_keep_bits_12']['datastack_gb']:.2f} GB); "
+            f"spectrum read {reads['spectrum_ms']:.1f} ms, channel image {reads['image_s']:.2f} s"
+        )
+        if "baseline" in row:
+            line += (
+                f"; baseline {row['baseline']['seconds']:.1f} s, RSS "
+                f"{row['baseline']['rss_mb']:.0f} MB -> {row['speedup']:.1f}x faster"
+            )
+        print(line, flush=True)
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
