@@ -123,36 +123,49 @@ def process_block(
     if block.flip_h:
         data = data[:, ::-1]
     (r0, _), (c0, c1) = block.rows, block.cols
-    start = (r0, c0, 0)
-    raw_chunks = [] if raw_enc is None else raw_enc.encode_region(start, data)
-    cube = smooth_spectra(data, sigma)
-    if data.dtype.kind == "f" and not np.all(np.isfinite(cube)):
-        cube = np.nan_to_num(cube, nan=0.0, posinf=0.0, neginf=0.0)
-    cube = quantize(cube, keep_bits)
-    flat = cube.reshape(-1, cube.shape[-1])
-    local = _first_argmax(flat)
-    peak = flat[local, np.arange(flat.shape[1])]
-    total = flat.sum(axis=0, dtype=np.float64)
-    lr, lc = np.divmod(local, c1 - c0)
-    gidx = (r0 + lr) * block.width + (c0 + lc)
-    cube_chunks = cube_enc.encode_region(start, cube)
-    if sinks is not None:
-        if sinks[0] is not None:
-            sinks[0].put(raw_chunks)
-        sinks[1].put(cube_chunks)
-        raw_chunks, cube_chunks = [], []
+    step = cube_enc.chunks[1]
+    raw_chunks, cube_chunks, parts = [], [], []
+    # One chunk-wide column strip at a time: its smoothed cube is one contiguous chunk (no copy
+    # before encoding) and stays in cache for the statistics.
+    for j in range(0, c1 - c0, step):
+        strip = np.ascontiguousarray(data[:, j : j + step])
+        start = (r0, c0 + j, 0)
+        if raw_enc is not None:
+            raw_chunks += raw_enc.encode_region(start, strip)
+        cube = smooth_spectra(strip, sigma)
+        if strip.dtype.kind == "f" and not np.all(np.isfinite(cube)):
+            cube = np.nan_to_num(cube, nan=0.0, posinf=0.0, neginf=0.0)
+        cube = quantize(cube, keep_bits)
+        flat = cube.reshape(-1, cube.shape[-1])
+        local = _first_argmax(flat)
+        lr, lc = np.divmod(local, strip.shape[1])
+        gidx = (r0 + lr) * block.width + (c0 + j + lc)
+        parts.append(
+            (flat[local, np.arange(flat.shape[1])], gidx, flat.sum(axis=0, dtype=np.float64))
+        )
+        cube_chunks += cube_enc.encode_region(start, cube)
+        if sinks is not None:
+            if sinks[0] is not None:
+                sinks[0].put(raw_chunks)
+            sinks[1].put(cube_chunks)
+            raw_chunks, cube_chunks = [], []
+    peak, gidx, total = _reduce_parts(parts)
     return peak, gidx, total, block, raw_chunks, cube_chunks
 
 
-def _reduce(parts, channels: int, height: int, width: int):
-    best = np.full(channels, -np.inf, dtype=np.float32)
-    where = np.zeros(channels, dtype=np.int64)
-    total = np.zeros(channels, dtype=np.float64)
-    for peak, gidx, tot, *_ in parts:
+def _reduce_parts(parts):
+    """Per-channel max (first occurrence in row-major order wins ties), its index, and sum."""
+    best, where, total = parts[0][0].copy(), parts[0][1].copy(), parts[0][2].copy()
+    for peak, gidx, tot in parts[1:]:
         better = (peak > best) | ((peak == best) & (gidx < where))
         best = np.where(better, peak, best)
         where = np.where(better, gidx, where)
         total += tot
+    return best, where, total
+
+
+def _reduce(parts, channels: int, height: int, width: int):
+    best, where, total = _reduce_parts([p[:3] for p in parts])
     pixels = np.stack(np.divmod(where, width), axis=1).astype(np.int64)
     return best, total / (height * width), pixels
 

@@ -123,3 +123,50 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(server, tmp_path):
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
+
+
+def test_maxrf_serve_runs_the_same_deployments(server, tmp_path):
+    """The no-worker path: ``maxrf serve`` serves process-scan and watch-scans itself."""
+    folder = tmp_path / "served"
+    generate_scan(folder / "three", DemoSpec(height=16, width=24, seed=6))
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "maxrf.cli", "serve", "--folder", str(folder), "--interval", "3600"],
+        env=server,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            res = subprocess.run(
+                [*PREFECT, "deployment", "inspect", "watch-scans/watch-scans"],
+                env=server,
+                capture_output=True,
+                text=True,
+            )
+            if res.returncode == 0 and str(folder) in res.stdout:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("maxrf serve did not register its deployments")
+        run(
+            [
+                *PREFECT,
+                "deployment",
+                "run",
+                "process-scan/process-scan",
+                "-p",
+                f"raw_path={folder / 'three.raw'}",
+                "-p",
+                "plots=false",
+                "--watch",
+            ],
+            server,
+            300,
+        )
+        assert "hotmax_spectra" in DataStack(folder / "three.datastack")
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=30)

@@ -10,7 +10,19 @@ def tree(path, show_arrays: bool = False) -> str:
     return format_tree(DataStack(path), show_arrays)
 
 
+def append(arr, name: str, datastack_file) -> str:
+    """maxrf4u-style ``append(arr, layer_name, datastack_file)``; returns the stored name."""
+    return DataStack(datastack_file).append(arr, name)
+
+
+def append_list(ragged, name: str, datastack_file) -> str:
+    """maxrf4u-style ``append_list(ragged_list, layer_name, datastack_file)``."""
+    return DataStack(datastack_file).append_list(ragged, name)
+
+
 __all__ = [
+    "append",
+    "append_list",
     "Appender",
     "ChunkEncoder",
     "LayerWriter",

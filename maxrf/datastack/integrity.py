@@ -189,9 +189,13 @@ def _publish(tmp: Path, target: Path) -> None:
 
 
 def repack(
-    ds: DataStack, select: Sequence[str] | None = None, output: str | Path | None = None
+    ds: DataStack | str | Path,
+    select: Sequence[str] | None = None,
+    output: str | Path | None = None,
 ) -> Path:
-    """Keep the latest version of each (selected) layer under its plain name; atomic replace."""
+    """Keep the latest version of each (selected) layer under its plain name; atomic replace.
+    ``ds`` is a ``DataStack`` or a path."""
+    ds = ds if isinstance(ds, DataStack) else DataStack(ds)
     target = Path(output) if output else ds.path
     with ds.write_lock():
         ds._recover_locked()

@@ -34,6 +34,7 @@ from ..errors import DataStackError, LayerNotFoundError
 from . import layers as L
 from .journal import CommittedView, read_journal, rollback, write_journal
 from .lock import file_lock, fsync_dir, try_lock
+from .zipwrite import ParallelZipWriter
 
 log = logging.getLogger("maxrf")
 
@@ -206,8 +207,12 @@ class DataStack:
             try:
                 with zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True) as zf:
                     app = Appender(self, zf, existing)
-                    yield app
-                    app.close()
+                    try:
+                        yield app
+                        app.close()
+                    except BaseException:
+                        app.abort()
+                        raise
                 with open(self.path, "rb+") as f:
                     os.fsync(f.fileno())
             except BaseException as exc:
@@ -327,6 +332,7 @@ class Appender:
         self.writers: dict[str, LayerWriter] = {}
         self.committed: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._out = ParallelZipWriter(zf)
 
     def create(
         self,
@@ -404,10 +410,10 @@ class Appender:
         w.meta["attributes"]["maxrf"] = meta
 
     def _put(self, w: LayerWriter, encoded: list[tuple[str, bytes]]) -> None:
+        for key, data in encoded:
+            self._out.write(f"{w.stored}/{key}", data)
         with self._lock:
-            for key, data in encoded:
-                self.zf.writestr(f"{w.stored}/{key}", data)
-                w.written += 1
+            w.written += len(encoded)
 
     def close(self) -> None:
         """Write every layer's metadata (with the completeness mark) after all its chunks."""
@@ -424,8 +430,16 @@ class Appender:
             meta.setdefault("duration_s", round(time.time() - w.started, 3))
             meta["complete"] = True
         for name, w in self.writers.items():
-            self.zf.writestr(f"{w.stored}/zarr.json", json.dumps(w.meta, indent=2))
+            self._out.write(f"{w.stored}/zarr.json", json.dumps(w.meta, indent=2).encode())
             self.committed[name] = w.stored
+        self._out.finish()
+
+    def abort(self) -> None:
+        """Stop background work after an error (the journal restores the file)."""
+        try:
+            self._out.finish()
+        except OSError:
+            pass
 
 
 def _encode_block(enc: ChunkEncoder, block: np.ndarray, start: tuple[int, ...]):
