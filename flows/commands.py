@@ -50,6 +50,13 @@ def _run(flow, **kwargs) -> dict:
 
 
 def _scan_kwargs(args: argparse.Namespace) -> dict:
+    """Flow parameters from the arguments; the scan is validated first (one-line errors for a
+    missing file, a bad header or a wrong size, before Prefect starts)."""
+    from maxrf.raw import check_raw_size, scan_paths
+    from maxrf.rpl import read_rpl
+
+    raw, rpl = scan_paths(args.scan)
+    check_raw_size(read_rpl(rpl), raw)
     return {
         "raw_path": str(Path(args.scan)),
         "output": args.output,
@@ -71,6 +78,18 @@ def _print_summary(result: dict) -> None:
         print(f"  plot {png}")
 
 
+def _run_or_reuse(flow, kwargs: dict, steps: int, rerun: bool) -> int:
+    """Run the flow; with no server to record it in, skip it when every layer is cached."""
+    if not use_running_server() and not rerun:
+        done = _all_cached(kwargs, steps)
+        if done:
+            _print_summary(done)
+            print("every step is cached: nothing to run (--rerun records a Prefect run anyway)")
+            return 0
+    _print_summary(_run(flow, **kwargs))
+    return 0
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     from flows.process_scan import process_scan
 
@@ -80,27 +99,13 @@ def cmd_process(args: argparse.Namespace) -> int:
         "energies": tuple(args.energies) if args.energies else None,
         "plots": not args.no_plots,
     }
-    if not use_running_server() and not args.rerun:
-        done = _all_cached(kwargs, steps=5)
-        if done:
-            _print_summary(done)
-            print("every step is cached: nothing to run (--rerun records a Prefect run anyway)")
-            return 0
-    _print_summary(_run(process_scan, **kwargs))
-    return 0
+    return _run_or_reuse(process_scan, kwargs, steps=5, rerun=args.rerun)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from flows.process_scan import convert_scan_flow
 
-    if not use_running_server() and not args.rerun:
-        done = _all_cached(_scan_kwargs(args), steps=1)
-        if done:
-            _print_summary(done)
-            print("every step is cached: nothing to run (--rerun records a Prefect run anyway)")
-            return 0
-    _print_summary(_run(convert_scan_flow, **_scan_kwargs(args)))
-    return 0
+    return _run_or_reuse(convert_scan_flow, _scan_kwargs(args), steps=1, rerun=args.rerun)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

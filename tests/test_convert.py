@@ -32,7 +32,7 @@ def reference(data: np.ndarray, sigma: float, flip_h: bool, flip_v: bool):
 def scan_data():
     rng = np.random.default_rng(5)
     data = rng.poisson(
-        rng.gamma(0.3, 2.0, (45, 70, 1))  # noqa: not a constant rate per pixel
+        rng.gamma(0.3, 2.0, (45, 70, 1))  # a different rate per pixel
         * np.exp(-np.linspace(0, 3, 300))
         * 4,
         (45, 70, 300),
