@@ -23,16 +23,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 MAXRF = """
-import resource, sys, time, json
+import sys, time, json
 from maxrf.convert import convert
 t = time.perf_counter()
 convert(sys.argv[1], sys.argv[2], progress=False)
-print(json.dumps({"seconds": time.perf_counter() - t,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024}))
 """
 
 BASELINE = """
-import resource, sys, time, json
+import sys, time, json
 import dask, dask.array as da, numpy as np, zarr
 from dask_image.ndfilters import gaussian_filter
 from maxrf.rpl import read_rpl
@@ -52,8 +52,8 @@ mean = da.from_zarr(arr).mean(axis=(0, 1)).compute()
 root.create_array("maxrf_maxspectrum", data=mx)
 root.create_array("maxrf_sumspectrum", data=mean)
 store.close()
-print(json.dumps({"seconds": time.perf_counter() - t,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024}))
 """
 
 READS = """
