@@ -156,8 +156,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     result = _run(process_scan, raw_path=f"{prefix}.raw", anode=args.anode)
     _print_summary(result)
+    _compare_with_truth(result["datastack"], Path(f"{prefix}.truth.json"))
     print(f"ground truth: {prefix}.truth.json; run again to see every step cached")
     return 0
+
+
+def _compare_with_truth(datastack: str, truth_path: Path) -> None:
+    """How close the results are to what the demo generator planted."""
+    import json
+
+    import numpy as np
+
+    from maxrf.datastack import DataStack
+
+    truth = json.loads(truth_path.read_text())
+    ds = DataStack(datastack)
+    energies = ds.read("maxrf_energies")
+    axis = truth["offset_kev"] + truth["gain_kev"] * np.arange(energies.size)
+    inside = (axis >= 0) & (axis <= 40)
+    err = np.abs(energies - axis)[inside].max() * 1000
+    spots = {tuple(s) for s in ds.read("hotmax_spots").tolist()}
+    found = sum((h["row"], h["col"]) in spots for h in truth["hotspots"])
+    angle = ds.attrs("maxrf_energies")["calibration"].get("scatter_angle_deg")
+    print(
+        f"vs ground truth: energy axis within {err:.1f} eV over 0-40 keV; "
+        f"{found}/{len(truth['hotspots'])} planted hot spots found at their exact pixel; "
+        f"scatter angle {angle:.1f}° (planted {truth['angle']:.0f}°)"
+        if angle
+        else ""
+    )
 
 
 COMMANDS = {

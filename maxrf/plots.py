@@ -14,6 +14,12 @@ from .datastack import DataStack  # noqa: E402
 from .hotmax import candidate_lines  # noqa: E402
 
 
+def _floor(*spectra: np.ndarray) -> float:
+    """A log-scale floor: the smallest positive value shown (empty channels are clipped to it)."""
+    pos = np.concatenate([s[s > 0] for s in spectra])
+    return float(max(pos.min(), pos.max() * 1e-6)) if pos.size else 1e-3
+
+
 def _energies(ds: DataStack, n: int) -> tuple[np.ndarray, str]:
     if "maxrf_energies" in ds:
         return ds.read("maxrf_energies"), "energy (keV)"
@@ -26,7 +32,8 @@ def plot_calibration(ds: DataStack, out: Path) -> Path:
     e = ds.read("maxrf_energies")
     cal = ds.attrs("maxrf_energies").get("calibration", {})
     fig, (ax, axr) = plt.subplots(2, 1, figsize=(11, 6.5), height_ratios=(3, 1), sharex=True)
-    ax.semilogy(e, np.maximum(mean, 1e-6), lw=0.8, color="k")
+    floor = _floor(mean)
+    ax.semilogy(e, np.maximum(mean, floor), lw=0.8, color="k")
     for lm in cal.get("landmarks", []):
         x = lm["energy_kev"]
         ax.axvline(x, color="tab:red", lw=0.5, alpha=0.6)
@@ -68,8 +75,9 @@ def plot_spectra(ds: DataStack, out: Path) -> Path:
     mx, mean = ds.read("maxrf_maxspectrum"), ds.read("maxrf_sumspectrum")
     e, label = _energies(ds, mx.size)
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    ax.semilogy(e, np.maximum(mx, 1e-6), lw=0.8, label="max spectrum")
-    ax.semilogy(e, np.maximum(mean, 1e-6), lw=0.8, label="mean spectrum")
+    floor = _floor(mx, mean)
+    ax.semilogy(e, np.maximum(mx, floor), lw=0.8, label="max spectrum")
+    ax.semilogy(e, np.maximum(mean, floor), lw=0.8, label="mean spectrum")
     ax.set_xlabel(label)
     ax.set_ylabel("counts / channel")
     ax.legend()
