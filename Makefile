@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test setup lint bench clean compat
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
@@ -25,3 +25,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
+
+# maxrf4u (the reference) reading our files, in its own environment (heavy: ~1.3 GB).
+compat: $(STAMP)
+	@test -x .venv-maxrf4u/bin/python || "$$(scripts/find-python)" -m venv .venv-maxrf4u
+	.venv-maxrf4u/bin/python -m pip install --quiet "maxrf4u==0.1.27"
+	MAXRF4U_PYTHON=$(CURDIR)/.venv-maxrf4u/bin/python $(VENV)/bin/pytest -q tests/test_maxrf4u_compat.py
