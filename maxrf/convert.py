@@ -30,8 +30,15 @@ from .raw import RawFile, check_raw_size, scan_paths
 from .rpl import read_rpl
 from .smoothing import smooth_spectra
 
-LAYERS = ("maxrf_raw", "maxrf_cube", "maxrf_maxspectrum", "maxrf_sumspectrum", "maxrf_maxpixels")
-CONVERT_VERSION = "1"  # bump when the numbers this step writes change
+LAYERS = (
+    "maxrf_raw",
+    "maxrf_cube",
+    "maxrf_maxspectrum",
+    "maxrf_sumspectrum",
+    "maxrf_maxpixels",
+    "maxrf_rawmeanspectrum",
+)
+CONVERT_VERSION = "2"  # bump when the numbers this step writes change
 
 
 @dataclass(frozen=True)
@@ -140,34 +147,38 @@ def process_block(
         local = _first_argmax(flat)
         lr, lc = np.divmod(local, strip.shape[1])
         gidx = (r0 + lr) * block.width + (c0 + j + lc)
-        parts.append(
-            (flat[local, np.arange(flat.shape[1])], gidx, flat.sum(axis=0, dtype=np.float64))
-        )
+        raw_sum = strip.reshape(-1, strip.shape[-1]).sum(axis=0, dtype=np.float64)
+        peak = flat[local, np.arange(flat.shape[1])]
+        parts.append((peak, gidx, flat.sum(axis=0, dtype=np.float64), raw_sum))
         cube_chunks += cube_enc.encode_region(start, cube)
         if sinks is not None:
             if sinks[0] is not None:
                 sinks[0].put(raw_chunks)
             sinks[1].put(cube_chunks)
             raw_chunks, cube_chunks = [], []
-    peak, gidx, total = _reduce_parts(parts)
-    return peak, gidx, total, block, raw_chunks, cube_chunks
+    peak, gidx, total, raw_total = _reduce_parts(parts)
+    return peak, gidx, (total, raw_total), block, raw_chunks, cube_chunks
 
 
 def _reduce_parts(parts):
-    """Per-channel max (first occurrence in row-major order wins ties), its index, and sum."""
-    best, where, total = parts[0][0].copy(), parts[0][1].copy(), parts[0][2].copy()
-    for peak, gidx, tot in parts[1:]:
+    """Per-channel max (first occurrence in row-major order wins ties), its index, and the sums
+    (of the smoothed cube and of the raw counts)."""
+    best, where = parts[0][0].copy(), parts[0][1].copy()
+    total, raw_total = parts[0][2].copy(), parts[0][3].copy()
+    for peak, gidx, tot, raw_tot in parts[1:]:
         better = (peak > best) | ((peak == best) & (gidx < where))
         best = np.where(better, peak, best)
         where = np.where(better, gidx, where)
         total += tot
-    return best, where, total
+        raw_total += raw_tot
+    return best, where, total, raw_total
 
 
 def _reduce(parts, channels: int, height: int, width: int):
-    best, where, total = _reduce_parts([p[:3] for p in parts])
+    best, where, total, raw_total = _reduce_parts([(p[0], p[1], *p[2]) for p in parts])
     pixels = np.stack(np.divmod(where, width), axis=1).astype(np.int64)
-    return best, total / (height * width), pixels
+    n = height * width
+    return best, total / n, pixels, raw_total / n
 
 
 class _TqdmCallback(Callback):
@@ -253,10 +264,11 @@ def convert(
             for b in blocks
         ]
         parts = _run(tasks, scheduler, progress, f"convert {raw.name}", (raw_w, cube_w))
-        maxspec, meanspec, maxpix = _reduce(parts, c, h, w)
+        maxspec, meanspec, maxpix, rawmean = _reduce(parts, c, h, w)
         app.write("maxrf_maxspectrum", maxspec)
         app.write("maxrf_sumspectrum", meanspec, attrs={"statistic": "mean over pixels"})
         app.write("maxrf_maxpixels", maxpix, attrs={"columns": ["row", "col"]})
+        app.write("maxrf_rawmeanspectrum", rawmean, attrs={"statistic": "mean of raw counts"})
         meta = {"step": "convert", "params": params, "code_version": CONVERT_VERSION}
         meta.update(provenance or {})
         meta["duration_s"] = round(time.time() - started, 3)

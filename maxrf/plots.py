@@ -28,7 +28,8 @@ def _energies(ds: DataStack, n: int) -> tuple[np.ndarray, str]:
 
 def plot_calibration(ds: DataStack, out: Path) -> Path:
     """Mean spectrum on the fitted axis with every landmark annotated, and the residuals."""
-    mean = ds.read("maxrf_sumspectrum")
+    used = "maxrf_rawmeanspectrum" if "maxrf_rawmeanspectrum" in ds else "maxrf_sumspectrum"
+    mean = ds.read(used)
     e = ds.read("maxrf_energies")
     cal = ds.attrs("maxrf_energies").get("calibration", {})
     fig, (ax, axr) = plt.subplots(2, 1, figsize=(11, 6.5), height_ratios=(3, 1), sharex=True)

@@ -67,6 +67,8 @@ def test_matches_scipy(tmp_path, scan_data, flip_h, flip_v, dtype, record_by):
     assert ds.read("maxrf_raw").dtype == np.dtype(dtype).newbyteorder("=")
     np.testing.assert_allclose(ds.read("maxrf_maxspectrum"), mx, rtol=1e-5)
     np.testing.assert_allclose(ds.read("maxrf_sumspectrum"), mean, rtol=1e-5, atol=1e-9)
+    raw_mean = x.reshape(-1, x.shape[-1]).astype(np.float64).mean(0)
+    np.testing.assert_allclose(ds.read("maxrf_rawmeanspectrum"), raw_mean, rtol=1e-12)
     pix = ds.read("maxrf_maxpixels")
     vals = got[pix[:, 0], pix[:, 1], np.arange(got.shape[2])]
     np.testing.assert_array_equal(vals, got.reshape(-1, got.shape[2]).max(0))

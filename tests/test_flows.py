@@ -192,5 +192,5 @@ def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path):
     outs = [r.communicate(timeout=300) for r in runs]
     assert all(r.returncode == 0 for r in runs), [o[1][-2000:] for o in outs]
     layers = DataStack(scan.with_suffix(".datastack")).layers
-    assert all(not n.endswith("_") for n in layers) and len(layers) == 15
+    assert all(not n.endswith("_") for n in layers) and len(layers) == 16
     assert sum(o[0].count("computed") for o in outs) == 5  # each step once, in one run or other
