@@ -9,8 +9,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from maxrf.errors import MaxrfError
-
 LOCAL_SERVER = "http://127.0.0.1:4200/api"
 
 
@@ -45,6 +43,9 @@ def _all_cached(kwargs: dict, steps: int) -> dict | None:
 
 def _run(flow, **kwargs) -> dict:
     """Run a flow and return its result; a failed run raises its original exception."""
+    where = os.environ.get("PREFECT_API_URL") or "a temporary Prefect server"
+    target = kwargs.get("raw_path") or kwargs.get("folder")
+    print(f"running flow {flow.name} on {target} ({where}) ...", flush=True)
     state = flow(**kwargs, return_state=True)
     return state.result(raise_on_failure=True)
 
@@ -109,6 +110,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from maxrf.scans import survey
+
+    survey(args.folder, args.pattern, args.settle)  # a missing folder fails here, in one line
     use_running_server()
     from flows.watch_scans import watch_scans
 
@@ -194,5 +198,3 @@ COMMANDS = {
     "serve": cmd_serve,
     "demo": cmd_demo,
 }
-
-__all__ = ["COMMANDS", "MaxrfError"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from . import __version__
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"maxrf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show Prefect's own log on the console"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("info", help="describe a scan from its .rpl header")
@@ -122,9 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_prefect(verbose: bool) -> None:
+    """Before Prefect is imported: no telemetry (no network here), and unless asked, no Prefect
+    console log (runs still log to the Prefect server/UI); maxrf prints its own summary."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_prefect(args.verbose or args.debug)
     try:
         return int(args.func(args) or 0)
     except (MaxrfError, OSError) as exc:
