@@ -13,8 +13,13 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)
 
+# `make demo SCAN=/path/to/scan.raw` runs the chain on a real scan instead of a generated one.
 demo: $(STAMP)
+ifdef SCAN
+	$(VENV)/bin/maxrf process "$(SCAN)"
+else
 	$(VENV)/bin/maxrf demo demo-output
+endif
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check maxrf tasks flows tests benchmarks
