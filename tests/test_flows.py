@@ -57,6 +57,36 @@ def test_rerun_is_cached_and_byte_identical(harness, scan):
     assert scan.with_suffix(".datastack").read_bytes() == before
 
 
+def test_runs_publish_artifacts(harness, scan):
+    """The UI shows the datastack tree, steps with timings, calibration and the peak table."""
+    import asyncio
+
+    from prefect import get_client
+
+    from flows.process_scan import process_scan
+
+    process_scan(str(scan))
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    found = {a.key: a for a in asyncio.run(artifacts()) if a.key}
+    for key in (
+        "scan-layers",
+        "scan-steps",
+        "scan-summary",
+        "scan-hotmax-peaks",
+        "scan-plot-calibration",
+        "scan-plot-hotmax",
+        "scan-plot-spectra",
+    ):
+        assert key in found, sorted(found)
+    assert "Energy calibration" in str(found["scan-summary"].data)
+    assert "maxrf_cube" in str(found["scan-layers"].data)
+    assert "duration_s" in str(found["scan-steps"].data)
+
+
 def test_parameter_change_recomputes_downstream_only(harness, scan):
     from flows.process_scan import process_scan
 
