@@ -96,7 +96,8 @@ class RplHeader:
 
 
 def _norm_key(key: str) -> str:
-    return key.strip().lower()
+    """Case-insensitive, and ``data_length`` / ``data length`` mean ``data-length``."""
+    return re.sub(r"[\s_]+", "-", key.strip().lower())
 
 
 def _norm_word(value: str) -> str:
@@ -234,6 +235,8 @@ def read_rpl(path: str | Path) -> RplHeader:
     if path.is_dir():
         raise HeaderError("is a directory, not a .rpl header", path)
     data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with a byte-order mark
+        data = data.decode("utf-16").encode("utf-8")
     if b"\0" in data[:4096]:
         raise HeaderError("is a binary file, not a .rpl text header", path)
     text = data.decode("utf-8", errors="replace").lstrip("\ufeff")

@@ -103,6 +103,14 @@ def test_bad_headers_name_the_problem(tmp_path, edit, message):
     assert isinstance(err.value, MaxrfError)
 
 
+def test_underscored_keys_and_utf16(tmp_path):
+    text = LAYOUT_A.replace("data-Length", "data_length").replace("record-by  ", "Record By  ")
+    h = read_rpl(write(tmp_path, text))
+    assert h.data_length == 2 and h.record_by == "vector"
+    h16 = read_rpl(write(tmp_path, LAYOUT_B.encode("utf-16"), "u16.rpl"))
+    assert h16.energy.gain_kev == pytest.approx(0.010002) and h16.width == 1592
+
+
 def test_missing_header_file(tmp_path):
     with pytest.raises(ScanNotFoundError, match="header file not found"):
         read_rpl(tmp_path / "nope.rpl")
