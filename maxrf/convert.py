@@ -244,8 +244,10 @@ def convert(
     source = {"raw": str(raw), "rpl": str(rpl), "header": header.to_dict()}
     ds = DataStack(output)
     with ds.appending() as app:
-        raw_w = app.create("maxrf_raw", (h, w, c), header.dtype, attrs={"source": source})
-        cube_w = app.create("maxrf_cube", (h, w, c), np.float32, attrs={"source": source})
+        # Always 32x32-pixel chunks with all channels: the blocks below are aligned to them.
+        chunks = (min(CUBE_CHUNK_PIXELS, h), min(CUBE_CHUNK_PIXELS, w), c)
+        raw_w = app.create("maxrf_raw", (h, w, c), header.dtype, chunks, attrs={"source": source})
+        cube_w = app.create("maxrf_cube", (h, w, c), np.float32, chunks, attrs={"source": source})
         if not keep_raw:
             del app.writers["maxrf_raw"]
             raw_w = None

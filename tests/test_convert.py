@@ -78,6 +78,29 @@ def test_matches_scipy(tmp_path, scan_data, flip_h, flip_v, dtype, record_by):
     assert meta["step"] == "convert" and meta["params"]["sigma"] == 7.0 and meta["complete"]
 
 
+@pytest.mark.parametrize(
+    "shape, record_by",
+    [
+        ((8, 8, 16), "vector"),
+        ((100, 90, 10), "vector"),
+        ((1, 1, 4096), "vector"),
+        ((1, 300, 64), "image"),
+        ((70, 1, 65), "vector"),
+        ((5, 6, 1), "dont-care"),
+        ((40, 40, 1), "vector"),
+    ],
+)
+def test_odd_shapes(tmp_path, shape, record_by):
+    data = np.random.default_rng(1).poisson(3, shape)
+    raw = write_scan(tmp_path / "s", data, "<u2", record_by)
+    convert(raw, progress=False)
+    ds = DataStack(raw.with_suffix(".datastack"))
+    ref = gaussian_filter1d(data.astype(np.float32), 7, axis=-1, mode="reflect", truncate=4.0)
+    assert np.abs(ds.read("maxrf_cube") - ref).max() <= 1e-4 * max(ref.max(), 1)
+    np.testing.assert_array_equal(ds.read("maxrf_raw"), data)
+    assert check(ds.path).ok
+
+
 def test_sigma_zero_and_quantized_cube(tmp_path, scan_data):
     raw = write_scan(tmp_path / "s", scan_data)
     convert(raw, sigma=0, progress=False)
