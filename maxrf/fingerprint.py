@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from .errors import MaxrfError
@@ -57,7 +56,3 @@ def step_key(step: str, code_version: str, params: dict, inputs: list[str]) -> s
         default=str,
     )
     return f"{step}-{hashlib.sha256(payload.encode()).hexdigest()[:32]}"
-
-
-def env_fingerprint_mode() -> str:
-    return os.environ.get("MAXRF_FINGERPRINT", "quick")

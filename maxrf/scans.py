@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MaxrfError
@@ -92,7 +92,3 @@ class Ledger:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(self.entries, indent=1))
         os.replace(tmp, self.path)
-
-
-def as_dicts(statuses: list[ScanStatus]) -> list[dict]:
-    return [asdict(s) for s in statuses]

@@ -100,7 +100,7 @@ def hotmax_layers(
         app.write("hotmax_pixels", hot.pixels, attrs={"columns": ["row", "col", "channel"]})
         app.write("hotmax_spots", hot.spots, attrs={"columns": ["row", "col"]})
         app.write("hotmax_spectra", spectra)
-        app.write("hotmax_peak_idxs_list", _padded(hot.peak_idxs), attrs={"ragged_pad": -9999})
+        app.write_list("hotmax_peak_idxs_list", hot.peak_idxs)
         app.write(
             "hotmax_peak_table",
             numeric.reshape(-1, 6),
@@ -144,12 +144,6 @@ def subpeak_layers(datastack: str | Path, provenance: dict | None = None) -> dic
     peaks = hm.subpeaks(ds.read("hotmax_spectra"), ds.read("hotmax_noiselines"))
     attrs = _meta("subpeaks", hm.VERSION, {}, provenance, started)
     with ds.appending() as app:
-        app.write("hotmax_subpeak_idxs_list", _padded(peaks), attrs={"ragged_pad": -9999})
+        app.write_list("hotmax_subpeak_idxs_list", peaks)
         app.finish("hotmax_subpeak_idxs_list", attrs)
     return app.committed
-
-
-def _padded(rows) -> np.ndarray:
-    from .datastack.layers import ragged_to_padded
-
-    return ragged_to_padded([list(map(int, r)) for r in rows])

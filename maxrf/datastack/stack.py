@@ -244,8 +244,9 @@ class DataStack:
         self, ragged: Sequence[Sequence[int]], name: str, attrs: dict | None = None
     ) -> str:
         """Write ragged int lists, padded with -9999 (a value of -9999 is refused)."""
-        padded = L.ragged_to_padded(ragged)
-        return self.append(padded, name, attrs={**(attrs or {}), "ragged_pad": L.PAD})
+        with self.appending() as app:
+            stored = app.write_list(name, ragged, attrs)
+        return stored
 
     def repack(self, select: Sequence[str] | None = None, output: str | Path | None = None) -> Path:
         """Rewrite keeping only the latest version of each (selected) layer under its plain name."""
@@ -400,6 +401,13 @@ class Appender:
         elif arr.size:
             w.write_region((0,) * arr.ndim, arr)
         return w.stored
+
+    def write_list(
+        self, name: str, rows: Sequence[Sequence[int]], attrs: dict | None = None
+    ) -> str:
+        """Write ragged int lists padded with -9999 (a value of -9999 is refused)."""
+        padded = L.ragged_to_padded(rows)
+        return self.write(name, padded, attrs={**(attrs or {}), "ragged_pad": L.PAD})
 
     def finish(self, name: str, attrs: dict | None = None) -> None:
         """Record provenance (merged under ``attrs["maxrf"]``) for a layer of this commit."""
