@@ -26,6 +26,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[bench]"
 	$(PY) benchmarks/convert.py
 
 clean:

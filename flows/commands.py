@@ -64,7 +64,7 @@ def _scan_kwargs(args: argparse.Namespace) -> dict:
         "sigma": args.sigma,
         "flip_horizontal": args.flip_horizontal,
         "flip_vertical": args.flip_vertical,
-        "keep_bits": args.keep_bits,
+        "precision_bits": args.precision_bits,
         "fingerprint": args.fingerprint,
         "dask_address": args.dask,
     }

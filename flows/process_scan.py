@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from maxrf.datastack.layers import DEFAULT_PRECISION_BITS
 from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
 from tasks.convert import convert_scan
 from tasks.header import read_header
@@ -24,7 +25,7 @@ def convert_scan_flow(
     sigma: float = 7.0,
     flip_horizontal: bool = False,
     flip_vertical: bool = False,
-    keep_bits: int | None = None,
+    precision_bits: int | None = DEFAULT_PRECISION_BITS,
     fingerprint: str = "quick",
     dask_address: str | None = None,
 ) -> dict:
@@ -32,7 +33,7 @@ def convert_scan_flow(
     datastack = output or default_output(raw_path)
     scan = read_header(raw_path, fingerprint)
     converted = convert_scan(
-        scan, datastack, sigma, flip_horizontal, flip_vertical, keep_bits, dask_address
+        scan, datastack, sigma, flip_horizontal, flip_vertical, precision_bits, dask_address
     )
     return publish_report(datastack, [converted])
 
@@ -45,7 +46,7 @@ def process_scan(
     anode: str = "Rh",
     flip_horizontal: bool = False,
     flip_vertical: bool = False,
-    keep_bits: int | None = None,
+    precision_bits: int | None = DEFAULT_PRECISION_BITS,
     prominence: float | None = None,
     energies: tuple[float, float] | None = None,
     fingerprint: str = "quick",
@@ -56,7 +57,7 @@ def process_scan(
     datastack = output or default_output(raw_path)
     scan = read_header(raw_path, fingerprint)
     converted = convert_scan(
-        scan, datastack, sigma, flip_horizontal, flip_vertical, keep_bits, dask_address
+        scan, datastack, sigma, flip_horizontal, flip_vertical, precision_bits, dask_address
     )
     calibrated = calibrate_energy(converted, datastack, anode, energies)
     hot = hotmax_spectra(converted, calibrated, datastack, prominence)

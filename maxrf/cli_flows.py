@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .datastack.layers import DEFAULT_PRECISION_BITS
+
 
 def _scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scan", help="SCAN.raw (its .rpl header beside it)")
@@ -12,11 +14,21 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", type=float, default=7.0, help="Gaussian smoothing, channels")
     p.add_argument("--flip-horizontal", action="store_true")
     p.add_argument("--flip-vertical", action="store_true")
-    p.add_argument(
-        "--keep-bits",
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--precision-bits",
         type=int,
-        default=None,
-        help="round the cube's float32 mantissas to N bits (smaller file)",
+        default=DEFAULT_PRECISION_BITS,
+        metavar="N",
+        help="store each smoothed spectrum to 2**-(N+1) of its peak "
+        f"(default {DEFAULT_PRECISION_BITS}: error <= 6.1e-5 x peak; see README)",
+    )
+    precision.add_argument(
+        "--lossless",
+        dest="precision_bits",
+        action="store_const",
+        const=None,
+        help="store the smoothed cube exactly (larger file, slower)",
     )
     p.add_argument(
         "--fingerprint",

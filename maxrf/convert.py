@@ -1,34 +1,36 @@
 """One-pass conversion of a ``.raw`` scan into datastack layers.
 
-Every block of 32 x N pixels (all channels) is read once, smoothed (``maxrf.smoothing``), written to
-the staged ``maxrf_raw`` and ``maxrf_cube`` arrays (blocks are whole zarr chunks, so parallel writes
-never touch the same chunk), and reduced to per-channel max, argmax and sum. The blocks are dask
-tasks: local threads by default, or a ``dask.distributed`` scheduler. Layers become visible together
-at commit; an interrupted conversion leaves nothing visible.
+Every block of 32 x N pixels (all channels) is read once; each 32 x 32-pixel strip of it is encoded
+into ``maxrf_raw``, smoothed, rounded to the cube's precision and reduced to per-channel max, argmax
+and sums in one compiled pass (``maxrf.smoothing``), then encoded into ``maxrf_cube`` (strips are
+whole zarr chunks, so parallel writes never touch the same chunk). The blocks are dask tasks: local
+threads by default, or a ``dask.distributed`` scheduler. Layers become visible together at commit;
+an interrupted conversion leaves nothing visible.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
 from dask.callbacks import Callback
-from threadpoolctl import threadpool_limits
+from scipy.ndimage import gaussian_filter1d
 
 from .datastack import ChunkEncoder, DataStack, LayerWriter
-from .datastack.layers import CUBE_CHUNK_PIXELS
+from .datastack.layers import CUBE_CHUNK_PIXELS, DEFAULT_PRECISION_BITS
 from .errors import MaxrfError
 from .raw import RawFile, check_raw_size, scan_paths
 from .rpl import read_rpl
-from .smoothing import smooth_spectra
+from .smoothing import ChannelStats, smooth_reduce
 
 LAYERS = (
     "maxrf_raw",
@@ -38,7 +40,7 @@ LAYERS = (
     "maxrf_maxpixels",
     "maxrf_rawmeanspectrum",
 )
-CONVERT_VERSION = "2"  # bump when the numbers this step writes change
+CONVERT_VERSION = "3"  # bump when the numbers this step writes change
 
 
 @dataclass(frozen=True)
@@ -74,40 +76,54 @@ def plan_blocks(
     ]
 
 
-def quantize(x: np.ndarray, keep_bits: int | None) -> np.ndarray:
-    """Round float32 mantissas to ``keep_bits`` bits (in place) so they compress ~1.5x better.
-
-    Done in the application, not with a numcodecs filter, so the file stays readable by every zarr
-    implementation (shared §3). Relative error ≤ 2**-(keep_bits+1).
-    """
-    if keep_bits is None or keep_bits >= 23:
-        return x
-    bits = x.view(np.uint32)
-    drop = 23 - keep_bits
-    half = np.uint32(1 << (drop - 1))
-    mask = np.uint32((0xFFFFFFFF << drop) & 0xFFFFFFFF)
-    np.add(bits, half, out=bits)
-    np.bitwise_and(bits, mask, out=bits)
-    return x
+def _precision_note(sigma: float, bits: int | None) -> str:
+    if sigma == 0 or bits is None:
+        return "exact (float32 rounding of the smoothing)"
+    return (
+        f"each spectrum rounded to multiples of 2**(e-{bits}), 2**e <= its max|value| < 2**(e+1): "
+        f"error <= {2.0 ** -(bits + 1):.2g} x the spectrum's max"
+    )
 
 
-def _first_argmax(flat: np.ndarray, step: int = 64) -> np.ndarray:
-    """``flat.argmax(axis=0)`` (first maximum) ~10x faster: numpy's axis-0 argmax is strided."""
-    best = np.full(flat.shape[1], -np.inf, dtype=flat.dtype)
-    where = np.zeros(flat.shape[1], dtype=np.int64)
-    for s in range(0, flat.shape[0], step):
-        part = flat[s : s + step]
-        m = part.max(axis=0)
-        cols = np.nonzero(m > best)[0]
-        if cols.size:
-            where[cols] = s + np.ascontiguousarray(part[:, cols].T).argmax(axis=1)
-            best[cols] = m[cols]
-    return where
+def _pixel_ids(block: Block, col0: int, shape: tuple[int, int]) -> np.ndarray:
+    """Row-major output pixel numbers of a (rows, cols) strip starting at output column col0."""
+    r = np.arange(block.rows[0], block.rows[0] + shape[0], dtype=np.int64)
+    c = np.arange(col0, col0 + shape[1], dtype=np.int64)
+    return (r[:, None] * block.width + c[None, :]).reshape(-1)
 
 
-@lru_cache(maxsize=1)
-def _single_blas_thread() -> None:
-    threadpool_limits(1, user_api="blas")
+_scratch = threading.local()
+
+
+def _buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A per-thread buffer reused from strip to strip (fresh 16 MB arrays cost page faults)."""
+    buf = getattr(_scratch, name, None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = np.empty(shape, dtype=dtype)
+        setattr(_scratch, name, buf)
+    return buf
+
+
+def _read_strips(raw: RawFile, block: Block, step: int):
+    """Yield (output column, pixels x channels) strips of ``block``, ``step`` columns wide, flips
+    applied. Pixel-ordered files are read strip by strip into a reused buffer; image-ordered ones
+    (one plane per channel) once per block."""
+    (r0, r1), (c0, c1) = block.rows, block.cols
+    by_pixel = raw.header.record_by in ("vector", "dont-care")
+    data = None if by_pixel else raw.read_block(*block.source())
+    for j in range(c0, c1, step):
+        part = Block((r0, r1), (j, min(j + step, c1)), *astuple(block)[2:])
+        if by_pixel:
+            shape = (r1 - r0, part.cols[1] - j, raw.header.depth)
+            strip = raw.read_block(*part.source(), out=_buffer("raw", shape, raw.dtype))
+        else:
+            lo = c1 - part.cols[1] if block.flip_h else j - c0
+            strip = data[:, lo : lo + part.cols[1] - j]
+        if block.flip_v:
+            strip = strip[::-1]
+        if block.flip_h:
+            strip = strip[:, ::-1]
+        yield j, np.ascontiguousarray(strip)
 
 
 def process_block(
@@ -116,69 +132,44 @@ def process_block(
     raw_enc: ChunkEncoder | None,
     cube_enc: ChunkEncoder,
     sigma: float,
-    keep_bits: int | None,
+    precision_bits: int | None,
     sinks: tuple[LayerWriter | None, LayerWriter] | None = None,
 ):
-    """Read, smooth and encode one block; return its per-channel max, flat argmax and sum, and
-    the encoded chunks (or write them to ``sinks`` right away when running in this process)."""
-    if sinks is None:  # a dask worker process: one BLAS thread per task, as locally
-        _single_blas_thread()
-    rows, cols = block.source()
-    data = raw.read_block(rows, cols)
-    if block.flip_v:
-        data = data[::-1]
-    if block.flip_h:
-        data = data[:, ::-1]
-    (r0, _), (c0, c1) = block.rows, block.cols
-    step = cube_enc.chunks[1]
-    raw_chunks, cube_chunks, parts = [], [], []
-    # One chunk-wide column strip at a time: its smoothed cube is one contiguous chunk (no copy
-    # before encoding) and stays in cache for the statistics.
-    for j in range(0, c1 - c0, step):
-        strip = np.ascontiguousarray(data[:, j : j + step])
-        start = (r0, c0 + j, 0)
-        if raw_enc is not None:
-            raw_chunks += raw_enc.encode_region(start, strip)
-        cube = smooth_spectra(strip, sigma)
-        if strip.dtype.kind == "f" and not np.all(np.isfinite(cube)):
-            cube = np.nan_to_num(cube, nan=0.0, posinf=0.0, neginf=0.0)
-        cube = quantize(cube, keep_bits)
-        flat = cube.reshape(-1, cube.shape[-1])
-        local = _first_argmax(flat)
-        lr, lc = np.divmod(local, strip.shape[1])
-        gidx = (r0 + lr) * block.width + (c0 + j + lc)
-        raw_sum = strip.reshape(-1, strip.shape[-1]).sum(axis=0, dtype=np.float64)
-        peak = flat[local, np.arange(flat.shape[1])]
-        parts.append((peak, gidx, flat.sum(axis=0, dtype=np.float64), raw_sum))
-        cube_chunks += cube_enc.encode_region(start, cube)
-        if sinks is not None:
-            if sinks[0] is not None:
-                sinks[0].put(raw_chunks)
-            sinks[1].put(cube_chunks)
-            raw_chunks, cube_chunks = [], []
-    peak, gidx, total, raw_total = _reduce_parts(parts)
-    return peak, gidx, (total, raw_total), block, raw_chunks, cube_chunks
+    """Read, smooth and encode one block; return its per-channel statistics and the encoded
+    chunks (or write them to ``sinks`` right away when running in this process)."""
+    raw_chunks, cube_chunks, stats = [], [], None
+    r0 = block.rows[0]
+    # One chunk-wide strip at a time: its smoothed cube is exactly one chunk.
+    for j, strip in _read_strips(raw, block, cube_enc.chunks[1]):
+        start = (r0, j, 0)
+        raw_part = None if raw_enc is None else raw_enc.encode_chunk(start, strip, "raw")
+        flat = strip.reshape(-1, strip.shape[-1])
+        out = _buffer("cube", flat.shape, np.float32)
+        ids = _pixel_ids(block, j, strip.shape[:2])
+        flat, part = smooth_reduce(flat, sigma, precision_bits, ids, out=out)
+        stats = part if stats is None else stats.merge(part)
+        cube_part = cube_enc.encode_chunk(start, flat.reshape(strip.shape), "cube")
+        if sinks is not None:  # write while the encoded views are valid
+            if raw_part is not None:
+                sinks[0].put([raw_part])
+            sinks[1].put([cube_part])
+        else:
+            if raw_part is not None:
+                raw_chunks.append((raw_part[0], bytes(raw_part[1])))
+            cube_chunks.append((cube_part[0], bytes(cube_part[1])))
+    return stats, block, raw_chunks, cube_chunks
 
 
-def _reduce_parts(parts):
-    """Per-channel max (first occurrence in row-major order wins ties), its index, and the sums
-    (of the smoothed cube and of the raw counts)."""
-    best, where = parts[0][0].copy(), parts[0][1].copy()
-    total, raw_total = parts[0][2].copy(), parts[0][3].copy()
-    for peak, gidx, tot, raw_tot in parts[1:]:
-        better = (peak > best) | ((peak == best) & (gidx < where))
-        best = np.where(better, peak, best)
-        where = np.where(better, gidx, where)
-        total += tot
-        raw_total += raw_tot
-    return best, where, total, raw_total
-
-
-def _reduce(parts, channels: int, height: int, width: int):
-    best, where, total, raw_total = _reduce_parts([(p[0], p[1], *p[2]) for p in parts])
-    pixels = np.stack(np.divmod(where, width), axis=1).astype(np.int64)
-    n = height * width
-    return best, total / n, pixels, raw_total / n
+def _reduce(parts: list[ChannelStats], height: int, width: int, sigma: float):
+    """Max spectrum, mean spectrum, max pixels and raw mean spectrum from the blocks' stats. The
+    mean of the smoothed spectra is the smoothed mean of the raw ones (linearity), in float64."""
+    stats = parts[0]
+    for part in parts[1:]:
+        stats = stats.merge(part)
+    pixels = np.stack(np.divmod(stats.where, width), axis=1).astype(np.int64)
+    rawmean = stats.raw_total / (height * width)
+    mean = gaussian_filter1d(rawmean, sigma, mode="reflect", truncate=4.0) if sigma else rawmean
+    return stats.best, mean, pixels, rawmean
 
 
 class _TqdmCallback(Callback):
@@ -187,7 +178,7 @@ class _TqdmCallback(Callback):
         self.bar = bar
 
     def _posttask(self, key, result, dsk, state, worker_id) -> None:
-        if isinstance(result, tuple) and len(result) == 6 and isinstance(result[3], Block):
+        if isinstance(result, tuple) and len(result) == 4 and isinstance(result[1], Block):
             self.bar.update(1)
 
 
@@ -209,7 +200,7 @@ def convert(
     flip_vertical: bool = False,
     rpl_path: str | Path | None = None,
     keep_raw: bool = True,
-    keep_bits: int | None = None,
+    precision_bits: int | None = DEFAULT_PRECISION_BITS,
     scheduler: Any = None,
     progress: bool | None = None,
     provenance: dict | None = None,
@@ -224,8 +215,12 @@ def convert(
     started = time.time()
     if sigma < 0 or not np.isfinite(sigma):
         raise MaxrfError(f"sigma must be a finite number >= 0, got {sigma}")
-    if keep_bits is not None and not 1 <= keep_bits <= 23:
-        raise MaxrfError(f"keep_bits must be between 1 and 23, got {keep_bits}")
+    if precision_bits is not None and (
+        isinstance(precision_bits, bool) or not 1 <= int(precision_bits) <= 24
+    ):
+        raise MaxrfError(
+            f"precision_bits must be between 1 and 24 (or None: lossless), got {precision_bits}"
+        )
     raw, rpl = scan_paths(raw_path, rpl_path)
     header = read_rpl(rpl)
     check_raw_size(header, raw)
@@ -237,7 +232,7 @@ def convert(
         "sigma": float(sigma),
         "flip_horizontal": bool(flip_horizontal),
         "flip_vertical": bool(flip_vertical),
-        "keep_bits": keep_bits,
+        "precision_bits": None if sigma == 0 else precision_bits,
         "truncate": 4.0,
         "mode": "reflect",
     }
@@ -247,7 +242,8 @@ def convert(
         # Always 32x32-pixel chunks with all channels: the blocks below are aligned to them.
         chunks = (min(CUBE_CHUNK_PIXELS, h), min(CUBE_CHUNK_PIXELS, w), c)
         raw_w = app.create("maxrf_raw", (h, w, c), header.dtype, chunks, attrs={"source": source})
-        cube_w = app.create("maxrf_cube", (h, w, c), np.float32, chunks, attrs={"source": source})
+        cube_attrs = {"source": source, "precision": _precision_note(sigma, precision_bits)}
+        cube_w = app.create("maxrf_cube", (h, w, c), np.float32, chunks, attrs=cube_attrs)
         if not keep_raw:
             del app.writers["maxrf_raw"]
             raw_w = None
@@ -260,13 +256,13 @@ def convert(
                 raw_enc,
                 cube_w.encoder,
                 float(sigma),
-                keep_bits,
+                precision_bits,
                 (raw_w, cube_w) if local else None,
             )
             for b in blocks
         ]
         parts = _run(tasks, scheduler, progress, f"convert {raw.name}", (raw_w, cube_w))
-        maxspec, meanspec, maxpix, rawmean = _reduce(parts, c, h, w)
+        maxspec, meanspec, maxpix, rawmean = _reduce([p[0] for p in parts], h, w, sigma)
         app.write("maxrf_maxspectrum", maxspec)
         app.write("maxrf_sumspectrum", meanspec, attrs={"statistic": "mean over pixels"})
         app.write("maxrf_maxpixels", maxpix, attrs={"columns": ["row", "col"]})
@@ -283,16 +279,17 @@ def _run(tasks: list, scheduler: Any, progress: bool | None, desc: str, sinks) -
     """Compute the block tasks: local threads (they write as they go), or a distributed
     scheduler (results stream back a few at a time and are written here)."""
     bar = _progress_bar(len(tasks), progress, desc)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the work allocates few objects but big buffers; collections cost ~5 % here
     try:
         if scheduler is None:
             threads = int(os.environ.get("MAXRF_THREADS", "0")) or os.cpu_count() or 2
-            # One BLAS thread per block task: nested BLAS threads oversubscribe the cores (3x
-            # slower measured on 2 cores).
-            with threadpool_limits(1, user_api="blas"):
-                with _TqdmCallback(bar) if bar is not None else nullcontext():
-                    return list(dask.compute(*tasks, scheduler="threads", num_workers=threads))
+            with _TqdmCallback(bar) if bar is not None else nullcontext():
+                return list(dask.compute(*tasks, scheduler="threads", num_workers=threads))
         return _run_distributed(tasks, scheduler, bar, sinks)
     finally:
+        if gc_was_enabled:
+            gc.enable()
         if bar is not None:
             bar.close()
 
@@ -308,11 +305,11 @@ def _run_distributed(tasks: list, scheduler: Any, bar, sinks) -> list:
         futures = as_completed(client.compute(pending[:window]))
         pending = pending[window:]
         for future in futures:
-            peak, gidx, total, block, raw_chunks, cube_chunks = future.result()
+            stats, block, raw_chunks, cube_chunks = future.result()
             if sinks[0] is not None:
                 sinks[0].put(raw_chunks)
             sinks[1].put(cube_chunks)
-            parts.append((peak, gidx, total, block))
+            parts.append((stats, block))
             future.release()
             if bar is not None:
                 bar.update(1)

@@ -88,14 +88,19 @@ class RawFile:
     def ndim(self) -> int:
         return 3
 
-    def read_block(self, rows: slice, cols: slice) -> np.ndarray:
+    def read_block(self, rows: slice, cols: slice, out: np.ndarray | None = None) -> np.ndarray:
         """Pixels ``[rows, cols]`` with all channels, read with positioned reads (no memmap, so
-        virtual memory stays small whatever the file size)."""
+        virtual memory stays small whatever the file size), into ``out`` when given."""
         h = self.header
         r0, r1, _ = rows.indices(h.height)
         c0, c1, _ = cols.indices(h.width)
         nr, nc, item = max(r1 - r0, 0), max(c1 - c0, 0), h.dtype.itemsize
-        out = np.empty((nr, nc, h.depth), dtype=h.dtype)
+        if out is None:
+            out = np.empty((nr, nc, h.depth), dtype=h.dtype)
+        elif out.shape != (nr, nc, h.depth) or out.dtype != h.dtype:
+            raise ValueError(
+                f"out must be {(nr, nc, h.depth)} {h.dtype}, not {out.shape} {out.dtype}"
+            )
         with open(self.path, "rb", buffering=0) as f:
             fd = f.fileno()
             if h.record_by in ("vector", "dont-care"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from maxrf.convert import CONVERT_VERSION, LAYERS, convert
+from maxrf.convert import CONVERT_VERSION, DEFAULT_PRECISION_BITS, LAYERS, convert
 
 from .layer_cache import LayerCache, StepSpec, run_step
 
@@ -12,7 +12,7 @@ SPEC = StepSpec(
     step="convert",
     version=CONVERT_VERSION,
     layers=LAYERS,
-    params=("sigma", "flip_horizontal", "flip_vertical", "keep_bits"),
+    params=("sigma", "flip_horizontal", "flip_vertical", "precision_bits"),
     upstream=("scan",),
 )
 
@@ -24,7 +24,7 @@ def convert_scan(
     sigma: float = 7.0,
     flip_horizontal: bool = False,
     flip_vertical: bool = False,
-    keep_bits: int | None = None,
+    precision_bits: int | None = DEFAULT_PRECISION_BITS,
     dask_address: str | None = None,
 ):
     """Write the conversion layers into ``datastack`` (or reuse them when keyed the same)."""
@@ -38,7 +38,7 @@ def convert_scan(
             flip_horizontal=flip_horizontal,
             flip_vertical=flip_vertical,
             rpl_path=scan["rpl"],
-            keep_bits=keep_bits,
+            precision_bits=precision_bits,
             scheduler=dask_address,
             provenance=provenance,
         )

@@ -14,7 +14,7 @@ import pytest
 from conftest import write_scan
 from scipy.ndimage import gaussian_filter1d
 
-from maxrf.convert import LAYERS, convert, quantize
+from maxrf.convert import LAYERS, convert
 from maxrf.datastack import DataStack, check
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.errors import MaxrfError
@@ -63,9 +63,14 @@ def test_matches_scipy(tmp_path, scan_data, flip_h, flip_v, dtype, record_by):
     got = ds.read("maxrf_cube")
     assert got.dtype == np.float32
     assert np.abs(got - cube).max() <= 1e-4 * cube.max()
+    # the default precision: every spectrum within 2**-14 of its own peak
+    peaks = np.abs(cube).max(axis=-1, keepdims=True)
+    assert np.all(np.abs(got - cube) <= 2.0**-14 * peaks * (1 + 1e-5) + 1e-6)
     np.testing.assert_array_equal(ds.read("maxrf_raw"), x)
     assert ds.read("maxrf_raw").dtype == np.dtype(dtype).newbyteorder("=")
-    np.testing.assert_allclose(ds.read("maxrf_maxspectrum"), mx, rtol=1e-5)
+    maxspec = ds.read("maxrf_maxspectrum")
+    np.testing.assert_array_equal(maxspec, got.reshape(-1, got.shape[2]).max(0))
+    np.testing.assert_allclose(maxspec, mx, rtol=1e-5, atol=2.0**-14 * cube.max())
     np.testing.assert_allclose(ds.read("maxrf_sumspectrum"), mean, rtol=1e-5, atol=1e-9)
     raw_mean = x.reshape(-1, x.shape[-1]).astype(np.float64).mean(0)
     np.testing.assert_allclose(ds.read("maxrf_rawmeanspectrum"), raw_mean, rtol=1e-12)
@@ -101,23 +106,47 @@ def test_odd_shapes(tmp_path, shape, record_by):
     assert check(ds.path).ok
 
 
-def test_sigma_zero_and_quantized_cube(tmp_path, scan_data):
+def test_sigma_zero_and_precision(tmp_path, scan_data):
     raw = write_scan(tmp_path / "s", scan_data)
     convert(raw, sigma=0, progress=False)
     ds = DataStack(raw.with_suffix(".datastack"))
     np.testing.assert_array_equal(ds.read("maxrf_cube"), scan_data.astype(np.float32))
-    convert(raw, keep_bits=10, progress=False)
-    assert ds.latest("maxrf_cube") == "maxrf_cube_"  # converting again adds versions
-    _, cube, *_ = reference(scan_data, 7, False, False)
-    got = ds.read("maxrf_cube")
-    rel = np.abs(got - cube)[cube > 1e-3] / cube[cube > 1e-3]
-    assert rel.max() <= 2.0**-11
-    a = np.array([1.0, 1.2345678, -3.3e-5], np.float32)
-    assert np.all(np.abs(quantize(a.copy(), 8) - a) <= np.abs(a) * 2.0**-9)
+    assert ds.attrs("maxrf_cube")["maxrf"]["params"]["precision_bits"] is None  # exact
+    _, cube, mx, mean, arg = reference(scan_data, 7, False, False)
+    peaks = np.abs(cube).max(axis=-1, keepdims=True)
+    for n, bits in enumerate([None, 13, 6, 1], start=1):
+        convert(raw, precision_bits=bits, progress=False)
+        assert ds.latest("maxrf_cube") == "maxrf_cube" + "_" * n  # converting again: versions
+        got = ds.read("maxrf_cube")
+        if bits is None:  # lossless: scipy to float32 rounding
+            assert np.abs(got - cube).max() <= 1e-6 * cube.max()
+            np.testing.assert_allclose(ds.read("maxrf_maxspectrum"), mx, rtol=1e-5)
+            continue
+        err = np.abs(got - cube)
+        assert np.all(err <= 2.0 ** -(bits + 1) * peaks * (1 + 1e-5) + 1e-6)
+        assert err.max() > 2.0 ** -(bits + 4) * peaks.max()  # it really is rounded
+        # every spectrum sits on its grid: multiples of 2**(e - bits), 2**e <= peak < 2**(e+1)
+        # (rounding may lift the stored peak to 2**(e+1): test the grid one step finer)
+        stored_peak = np.abs(got).max(axis=-1, keepdims=True)
+        e = np.floor(np.log2(np.where(stored_peak > 0, stored_peak, 1))) - 1
+        steps = got / 2.0 ** (e - bits)
+        np.testing.assert_array_equal(steps, np.round(steps))
+        assert np.unique(steps).size <= 2 ** (bits + 3)
+        assert ds.attrs("maxrf_cube")["maxrf"]["params"]["precision_bits"] == bits
+        assert f"2**(e-{bits})" in ds.attrs("maxrf_cube")["precision"]
+        pix = ds.read("maxrf_maxpixels")  # statistics of the stored (rounded) cube
+        vals = got[pix[:, 0], pix[:, 1], np.arange(got.shape[2])]
+        np.testing.assert_array_equal(vals, got.reshape(-1, got.shape[2]).max(0))
+        np.testing.assert_allclose(ds.read("maxrf_sumspectrum"), mean, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize(
-    "bad, message", [({"sigma": -1}, "sigma"), ({"keep_bits": 0}, "keep_bits")]
+    "bad, message",
+    [
+        ({"sigma": -1}, "sigma"),
+        ({"precision_bits": 0}, "precision_bits"),
+        ({"precision_bits": 25}, "precision_bits"),
+    ],
 )
 def test_bad_parameters(tmp_path, scan_data, bad, message):
     raw = write_scan(tmp_path / "s", scan_data)

@@ -13,6 +13,8 @@ from ..errors import DataStackError
 PAD = -9999
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 CUBE_CHUNK_PIXELS = 32  # 32x32 pixels x all channels; see README "Performance" for the figures
+# The smoothed cube is stored to 2**-(bits+1) of each spectrum's peak (README, "The datastack").
+DEFAULT_PRECISION_BITS = 13
 
 
 def check_name(name: str) -> str:

@@ -32,6 +32,7 @@ from zarr.storage import MemoryStore, ZipStore
 from .. import __version__
 from ..errors import DataStackError, LayerNotFoundError
 from . import layers as L
+from .blosc import BloscEncoder
 from .journal import CommittedView, read_journal, rollback, write_journal
 from .lock import file_lock, fsync_dir, try_lock
 from .zipwrite import ParallelZipWriter
@@ -285,6 +286,29 @@ class ChunkEncoder:
     dtype: np.dtype
     codec: Any
 
+    def key(self, start: tuple[int, ...]) -> str:
+        """The zip entry name (below the layer) of the chunk starting at ``start``."""
+        grid = (str(a // c) for a, c in zip(start, self.chunks, strict=True))
+        return "c/" + "/".join(grid) if self.shape else "c"
+
+    def encode_chunk(
+        self, start: tuple[int, ...], data: np.ndarray, slot: str
+    ) -> tuple[str, memoryview]:
+        """Encode the one chunk at ``start`` (``data`` may be an edge chunk's smaller part) into
+        this thread's buffer ``slot``; the view is valid until the slot's next use."""
+        if any(s % c for s, c in zip(start, self.chunks, strict=True)) or any(
+            n > c for n, c in zip(data.shape, self.chunks, strict=True)
+        ):
+            raise ValueError(f"region {start} {data.shape} is not one chunk of {self.chunks}")
+        data = data.astype(self.dtype, copy=False)
+        if data.shape != self.chunks:  # edge chunks are stored padded to full size
+            full = np.zeros(self.chunks, dtype=self.dtype)
+            full[tuple(slice(0, n) for n in data.shape)] = data
+            data = full
+        if isinstance(self.codec, BloscEncoder):
+            return self.key(start), self.codec.encode_view(data, slot)
+        return self.key(start), memoryview(self.codec.encode(np.ascontiguousarray(data)))
+
     def encode_region(self, start: tuple[int, ...], data: np.ndarray) -> list[tuple[str, bytes]]:
         """Encode the chunks covering ``data`` placed at ``start`` (aligned to the chunk grid)."""
         if any(s % c for s, c in zip(start, self.chunks, strict=True)):
@@ -468,11 +492,13 @@ def _numcodec(z: zarr.Array):
             "shuffle": Blosc.SHUFFLE,
             "bitshuffle": Blosc.BITSHUFFLE,
         }[cfg["shuffle"]]
-        return Blosc(
-            cname=cfg["cname"],
-            clevel=cfg["clevel"],
-            shuffle=shuffle,
-            blocksize=cfg.get("blocksize", 0),
+        return BloscEncoder(
+            Blosc(
+                cname=cfg["cname"],
+                clevel=cfg["clevel"],
+                shuffle=shuffle,
+                blocksize=cfg.get("blocksize", 0),
+            )
         )
     if codec.to_dict()["name"] == "zstd":
         return Zstd(level=cfg["level"], checksum=cfg.get("checksum", False))

@@ -10,7 +10,8 @@ import os
 import threading
 import time
 import zipfile
-import zlib
+
+from isal.isal_zlib import crc32  # same CRC-32 as zlib, ~4x faster (pclmul)
 
 SYNC_EVERY = 256 * 2**20  # bytes written between background fdatasync calls
 
@@ -38,7 +39,7 @@ class ParallelZipWriter:
         info.compress_type = zipfile.ZIP_STORED
         info.external_attr = 0o644 << 16
         info.file_size = info.compress_size = len(data)
-        info.CRC = zlib.crc32(data)
+        info.CRC = crc32(data)
         header = info.FileHeader(zip64=False)
         with self._lock:
             info.header_offset = self._offset
