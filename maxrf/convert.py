@@ -1,6 +1,6 @@
 """One-pass conversion of a ``.raw`` scan into datastack layers.
 
-Every block of 32 x N pixels (all channels) is read once; each 32 x 32-pixel strip of it is encoded
+Every block of 16 x N pixels (all channels) is read once; each 16 x 16-pixel strip of it is encoded
 into ``maxrf_raw``, smoothed, rounded to the cube's precision and reduced to per-channel max, argmax
 and sums in one compiled pass (``maxrf.smoothing``), then encoded into ``maxrf_cube`` (strips are
 whole zarr chunks, so parallel writes never touch the same chunk). The blocks are dask tasks: local
@@ -41,6 +41,7 @@ LAYERS = (
     "maxrf_rawmeanspectrum",
 )
 CONVERT_VERSION = "3"  # bump when the numbers this step writes change
+AHEAD = 2  # blocks read ahead (one per worker thread on 2 cores): disk reads overlap the work
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Block:
 def plan_blocks(
     height: int, width: int, channels: int, flip_v: bool, flip_h: bool, target_mb: int = 64
 ) -> list[Block]:
-    """Blocks aligned to the 32x32-pixel chunks, about ``target_mb`` MB of float32 each."""
+    """Blocks aligned to the square cube chunks, about ``target_mb`` MB of float32 each."""
     p = CUBE_CHUNK_PIXELS
     cols = max(p, (target_mb * 2**20 // (p * channels * 4)) // p * p)
     return [
@@ -134,9 +135,14 @@ def process_block(
     sigma: float,
     precision_bits: int | None,
     sinks: tuple[LayerWriter | None, LayerWriter] | None = None,
+    ahead: Block | None = None,
 ):
     """Read, smooth and encode one block; return its per-channel statistics and the encoded
-    chunks (or write them to ``sinks`` right away when running in this process)."""
+    chunks (or write them to ``sinks`` right away when running in this process). The rows of
+    this block and of ``ahead`` are read ahead by the kernel meanwhile."""
+    for b in (block, ahead):
+        if b is not None:
+            raw.prefetch(*b.source())
     raw_chunks, cube_chunks, stats = [], [], None
     r0 = block.rows[0]
     # One chunk-wide strip at a time: its smoothed cube is exactly one chunk.
@@ -239,7 +245,7 @@ def convert(
     source = {"raw": str(raw), "rpl": str(rpl), "header": header.to_dict()}
     ds = DataStack(output)
     with ds.appending() as app:
-        # Always 32x32-pixel chunks with all channels: the blocks below are aligned to them.
+        # Always 16x16-pixel chunks with all channels: the blocks below are aligned to them.
         chunks = (min(CUBE_CHUNK_PIXELS, h), min(CUBE_CHUNK_PIXELS, w), c)
         raw_w = app.create("maxrf_raw", (h, w, c), header.dtype, chunks, attrs={"source": source})
         cube_attrs = {"source": source, "precision": _precision_note(sigma, precision_bits)}
@@ -258,8 +264,9 @@ def convert(
                 float(sigma),
                 precision_bits,
                 (raw_w, cube_w) if local else None,
+                blocks[i + AHEAD] if i + AHEAD < len(blocks) else None,
             )
-            for b in blocks
+            for i, b in enumerate(blocks)
         ]
         parts = _run(tasks, scheduler, progress, f"convert {raw.name}", (raw_w, cube_w))
         maxspec, meanspec, maxpix, rawmean = _reduce([p[0] for p in parts], h, w, sigma)

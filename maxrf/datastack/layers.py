@@ -12,7 +12,7 @@ from ..errors import DataStackError
 
 PAD = -9999
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
-CUBE_CHUNK_PIXELS = 32  # 32x32 pixels x all channels; see README "Performance" for the figures
+CUBE_CHUNK_PIXELS = 16  # 16x16 pixels x all channels; see README "Performance" for the figures
 # The smoothed cube is stored to 2**-(bits+1) of each spectrum's peak (README, "The datastack").
 DEFAULT_PRECISION_BITS = 13
 
@@ -70,7 +70,7 @@ def padded_to_ragged(padded: np.ndarray) -> list[np.ndarray]:
 
 
 def default_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    """Cubes: 32x32 pixels x all channels. Other arrays: one chunk up to 16 MB, else auto-like."""
+    """Cubes: 16x16 pixels x all channels. Other arrays: one chunk up to 16 MB, else auto-like."""
     if len(shape) == 3 and shape[2] > 64:
         p = CUBE_CHUNK_PIXELS
         return (min(p, shape[0]) or 1, min(p, shape[1]) or 1, max(shape[2], 1))
@@ -85,8 +85,8 @@ def default_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 
 
 def default_compressor(dtype: np.dtype) -> BloscCodec:
-    """Counts: blosc-lz4(9) bit-shuffle; floats: blosc-lz4(5) byte-shuffle (README, Performance)."""
+    """Counts: blosc-lz4(5) bit-shuffle; floats: blosc-lz4(5) byte-shuffle (README, Performance)."""
     dtype = np.dtype(dtype)
     if dtype.kind in "iub":
-        return BloscCodec(cname="lz4", clevel=9, shuffle="bitshuffle", typesize=dtype.itemsize)
+        return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=dtype.itemsize)
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=dtype.itemsize)
