@@ -183,7 +183,7 @@ def test_wiped_database_keeps_the_layer_cache(scan, tmp_path):
     third = cli("process", scan, "--no-plots", home=tmp_path / "home3")
     out3, _ = third.communicate(timeout=300)
     assert third.returncode == 0 and "every step is cached: nothing to run" in out3
-    assert time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 < 15  # imports only (≈4-7 s on this 2-core VM, under load more)
     assert not (tmp_path / "home3" / "prefect.db").exists()
 
 
