@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,27 +108,25 @@ def _buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 def _read_strips(raw: RawFile, block: Block, step: int):
-    """Yield (output column, contiguous strip) pairs of ``block``, ``step`` columns wide, flips
-    applied. Pixel-ordered files are mapped (``mmap``) and each strip copied into a reused
-    buffer (a third of the CPU of ``pread`` here); image-ordered ones (a plane per channel) are
-    read once per block."""
-    c0, c1 = block.cols
-    rows, cols = block.source()
-    data = raw.map_rows(rows)
-    if data is None:
-        data = raw.read_block(rows, cols)
-        cols = slice(0, cols.stop - cols.start)
+    """Yield (output column, pixels x channels) strips of ``block``, ``step`` columns wide, flips
+    applied. Pixel-ordered files are read strip by strip into a reused buffer; image-ordered ones
+    (one plane per channel) once per block."""
+    (r0, r1), (c0, c1) = block.rows, block.cols
+    by_pixel = raw.header.record_by in ("vector", "dont-care")
+    data = None if by_pixel else raw.read_block(*block.source())
     for j in range(c0, c1, step):
-        width = min(j + step, c1) - j
-        lo = c1 - j - width if block.flip_h else j - c0  # the strip's columns within the block
-        strip = data[:, cols.start + lo : cols.start + lo + width]
+        part = Block((r0, r1), (j, min(j + step, c1)), *astuple(block)[2:])
+        if by_pixel:
+            shape = (r1 - r0, part.cols[1] - j, raw.header.depth)
+            strip = raw.read_block(*part.source(), out=_buffer("raw", shape, raw.dtype))
+        else:
+            lo = c1 - part.cols[1] if block.flip_h else j - c0
+            strip = data[:, lo : lo + part.cols[1] - j]
         if block.flip_v:
             strip = strip[::-1]
         if block.flip_h:
             strip = strip[:, ::-1]
-        buf = _buffer("raw", strip.shape, strip.dtype)
-        np.copyto(buf, strip)
-        yield j, buf
+        yield j, np.ascontiguousarray(strip)
 
 
 def process_block(

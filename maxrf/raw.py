@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,29 +114,6 @@ class RawFile:
                         start = h.offset + ch * plane + ((r0 + i) * h.width + c0) * item
                         _pread_into(fd, out[i, :, ch], start)
         return out
-
-    def map_rows(self, rows: slice) -> np.ndarray | None:
-        """Rows of a pixel-ordered file as a read-only (rows, width, channels) view through
-        ``mmap`` (no copy out of the page cache; only these rows are mapped), else None."""
-        h = self.header
-        if h.record_by not in ("vector", "dont-care"):
-            return None
-        r0, r1, _ = rows.indices(h.height)
-        if r1 <= r0:
-            return None
-        row_bytes = h.width * h.depth * h.dtype.itemsize
-        start = h.offset + r0 * row_bytes
-        base = start - start % mmap.ALLOCATIONGRANULARITY
-        with open(self.path, "rb") as f:
-            mm = mmap.mmap(
-                f.fileno(),
-                start - base + (r1 - r0) * row_bytes,
-                offset=base,
-                access=mmap.ACCESS_READ,
-            )
-        count = (r1 - r0) * h.width * h.depth
-        view = np.frombuffer(mm, dtype=h.dtype, count=count, offset=start - base)
-        return view.reshape(r1 - r0, h.width, h.depth)
 
     def prefetch(self, rows: slice, cols: slice | None = None) -> None:
         """Ask the kernel to start reading pixels ``[rows, cols]`` in the background (pixel-
