@@ -8,6 +8,16 @@ import argparse
 from .datastack.layers import DEFAULT_PRECISION_BITS
 
 
+def _precision_bits(text: str) -> int:
+    try:
+        bits = int(text)
+    except ValueError:
+        bits = 0
+    if not 1 <= bits <= 24:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 24, got {text!r}")
+    return bits
+
+
 def _scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scan", help="SCAN.raw (its .rpl header beside it)")
     p.add_argument("-o", "--output", help="datastack file (default: SCAN.datastack beside it)")
@@ -17,7 +27,7 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
     precision = p.add_mutually_exclusive_group()
     precision.add_argument(
         "--precision-bits",
-        type=int,
+        type=_precision_bits,
         default=DEFAULT_PRECISION_BITS,
         metavar="N",
         help="store each smoothed spectrum to 2**-(N+1) of its peak "

@@ -3,11 +3,12 @@
 MA-XRF spectra are sparse (≈ 80 % of channels hold zero counts), so the convolution is a
 *scatter*: each non-zero sample adds its weighted kernel (57 taps at sigma 7) to an accumulator.
 A compiled kernel (numba) does it and, while the spectrum is still in cache, rounds it to a
-fixed-point grid (optional) and folds it into the per-channel max / argmax / sums: one pass, no
-temporaries. Measured on a 4096-channel demo scan: ≈ 3× faster than the block-banded BLAS product
-it replaced and 20× faster than ``gaussian_filter1d`` (``benchmarks/convert.py`` prints the ratio).
-Edges are mirrored as scipy's ``mode="reflect"`` (about the half-sample edge, repeatedly for
-spectra shorter than the kernel).
+fixed-point grid (optional) and folds it into the per-channel max / argmax and the raw sum: one
+pass, no temporaries. Single-threaded, measured here (``benchmarks/convert.py``): 4.7× faster
+than ``gaussian_filter1d`` on spectra with 78 % zeros, 2× on dense ones; with rounding and
+statistics, ≈ 18 ms per 1024 demo spectra against 44 ms for the block-banded BLAS product and numpy
+reductions it replaced. Edges are mirrored as scipy's ``mode="reflect"`` (about the half-sample
+edge, repeatedly for spectra shorter than the kernel).
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def smooth_reduce(
 
     ``bits`` (None = exact) stores each smoothed spectrum on a grid of ``2**(e - bits)``, ``2**e``
     being the power of two at or below its largest absolute value: error ≤ 2**-(bits+1) × that
-    value. ``ids`` (default: row numbers, increasing) name the pixels in ``stats.where``.
+    value. ``ids`` (default: row numbers; increasing) name the pixels in ``stats.where``.
     Non-finite samples count as 0. ``out`` (optional) receives the result.
     """
     if data.ndim != 2:
@@ -196,6 +197,8 @@ def smooth_reduce(
     if n_pix == 0:
         best[:] = 0
     ids = np.arange(n_pix, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    if ids.shape != (n_pix,) or np.any(np.diff(ids) <= 0):
+        raise ValueError("ids must be increasing, one per row (ties go to the first row)")
     stats = ChannelStats(best, ids[where] if n_pix else where.astype(np.int64), raw_total)
     return out, stats
 

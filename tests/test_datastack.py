@@ -352,3 +352,80 @@ def test_reader_during_append_sees_committed_state(stack):
     assert proc.returncode == 0, proc.stderr.read()
     assert tuple(layers) in seen
     assert DataStack(ds.path).layers == [*layers, "layer3"]
+
+
+def test_blosc_encoder_writes_numcodecs_bytes():
+    from numcodecs import Blosc
+
+    from maxrf.datastack.blosc import BloscEncoder
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.poisson(1, (16, 16, 300)).astype("<u2"), rng.random((5, 7, 33)).astype("<f4")]
+    for arr in arrays:
+        for shuffle in (Blosc.NOSHUFFLE, Blosc.SHUFFLE, Blosc.BITSHUFFLE):
+            codec = Blosc("lz4", 5, shuffle)
+            enc = BloscEncoder(codec)
+            assert bytes(enc.encode_view(arr, "t")) == codec.encode(arr)
+            np.testing.assert_array_equal(
+                np.frombuffer(codec.decode(enc.encode(arr)), arr.dtype).reshape(arr.shape), arr
+            )
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_direct_and_buffered_appends_write_the_same_file(tmp_path, direct):
+    from maxrf.datastack import zipwrite
+
+    data = np.random.default_rng(1).random((70, 50, 300)).astype("f4")  # > one 32 MiB segment
+    old = zipwrite.SEGMENT
+    zipwrite.SEGMENT = 2**20  # many segments, and entries that straddle them
+    try:
+        ds = DataStack(tmp_path / f"{direct}.datastack")
+        ds.append(np.arange(3), "first")
+        os.environ["MAXRF_DIRECT_IO"] = "1" if direct else "0"
+        ds.append(data, "cube", chunks=(16, 16, 300))
+        ds.append(np.arange(4), "third")
+    finally:
+        zipwrite.SEGMENT = old
+        os.environ.pop("MAXRF_DIRECT_IO", None)
+    fresh = DataStack(ds.path)
+    np.testing.assert_array_equal(fresh.read("cube"), data)
+    np.testing.assert_array_equal(fresh.read("first"), np.arange(3))
+    assert check(ds.path).ok
+    with zipfile.ZipFile(ds.path) as zf:
+        assert zf.testzip() is None
+
+
+@pytest.mark.parametrize("refused_at", ["open", "write"])
+def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch, refused_at):
+    """Filesystems may refuse O_DIRECT when opening or only when writing (EINVAL): injected here,
+    as this machine's filesystems (ext4, even tmpfs) all accept it."""
+    import errno
+
+    from maxrf.datastack import zipwrite
+
+    real_open, real_pwrite, direct_fds = os.open, os.pwrite, set()
+
+    def fake_open(path, flags, *args):
+        if flags & os.O_DIRECT:
+            if refused_at == "open":
+                raise OSError(errno.EINVAL, "O_DIRECT refused")
+            fd = real_open(path, flags, *args)
+            direct_fds.add(fd)
+            return fd
+        return real_open(path, flags, *args)
+
+    def fake_pwrite(fd, data, offset):
+        if fd in direct_fds:
+            raise OSError(errno.EINVAL, "O_DIRECT write refused")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(zipwrite.os, "open", fake_open)
+    monkeypatch.setattr(zipwrite.os, "pwrite", fake_pwrite)
+    ds = DataStack(tmp_path / "f.datastack")
+    ds.append(np.arange(10), "a")
+    data = np.random.default_rng(2).random((40, 40, 64)).astype("f4")
+    ds.append(data, "b", chunks=(16, 16, 64))
+    np.testing.assert_array_equal(DataStack(ds.path).read("b"), data)
+    np.testing.assert_array_equal(DataStack(ds.path).read("a"), np.arange(10))
+    assert check(ds.path).ok
+    assert bool(direct_fds) == (refused_at == "write")

@@ -79,7 +79,7 @@ class BloscEncoder:
             data.nbytes,
             data.ctypes.data,
             dest.ctypes.data,
-            dest.size,
+            data.nbytes + _OVERHEAD,  # as numcodecs: decides when blosc stores a plain copy
             c.cname.encode(),
             c.blocksize,
             1,
