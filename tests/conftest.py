@@ -63,3 +63,14 @@ def run_maxrf(*args: str, cwd: Path | None = None, env: dict | None = None, time
 
 def load_json(text: str) -> dict:
     return json.loads(text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels():
+    """Compile the smoothing kernels once (numba writes them to its on-disk cache), so the many
+    CLI subprocesses of the suite load them instead of each compiling its own."""
+    from maxrf.smoothing import smooth_reduce
+
+    for dtype in (np.uint16, np.float32):
+        smooth_reduce(np.ones((2, 70), dtype), 7, 13)
+        smooth_reduce(np.ones((2, 70), dtype), 0)
