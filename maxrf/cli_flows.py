@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .datastack.layers import DEFAULT_PRECISION_BITS
+from .datastack.layers import DEFAULT_PRECISION_BITS, PRECISION_BITS
 
 
 def _precision_bits(text: str) -> int:
@@ -13,8 +13,10 @@ def _precision_bits(text: str) -> int:
         bits = int(text)
     except ValueError:
         bits = 0
-    if not 1 <= bits <= 24:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 24, got {text!r}")
+    if bits not in PRECISION_BITS:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from {PRECISION_BITS[0]} to {PRECISION_BITS[-1]}, got {text!r}"
+        )
     return bits
 
 

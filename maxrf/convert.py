@@ -13,10 +13,9 @@ from __future__ import annotations
 import gc
 import os
 import sys
-import threading
 import time
 from contextlib import nullcontext
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +25,11 @@ from dask.callbacks import Callback
 from scipy.ndimage import gaussian_filter1d
 
 from .datastack import ChunkEncoder, DataStack, LayerWriter
-from .datastack.layers import CUBE_CHUNK_PIXELS, DEFAULT_PRECISION_BITS
+from .datastack.layers import CUBE_CHUNK_PIXELS, DEFAULT_PRECISION_BITS, PRECISION_BITS
 from .errors import MaxrfError
 from .raw import RawFile, check_raw_size, scan_paths
 from .rpl import read_rpl
+from .scratch import thread_buffer
 
 if TYPE_CHECKING:
     from .smoothing import ChannelStats
@@ -95,18 +95,6 @@ def _pixel_ids(block: Block, col0: int, shape: tuple[int, int]) -> np.ndarray:
     return (r[:, None] * block.width + c[None, :]).reshape(-1)
 
 
-_scratch = threading.local()
-
-
-def _buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A per-thread buffer reused from strip to strip (fresh 16 MB arrays cost page faults)."""
-    buf = getattr(_scratch, name, None)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = np.empty(shape, dtype=dtype)
-        setattr(_scratch, name, buf)
-    return buf
-
-
 def _read_strips(raw: RawFile, block: Block, step: int):
     """Yield (output column, pixels x channels) strips of ``block``, ``step`` columns wide, flips
     applied. Pixel-ordered files are read strip by strip into a reused buffer; image-ordered ones
@@ -115,10 +103,10 @@ def _read_strips(raw: RawFile, block: Block, step: int):
     by_pixel = raw.header.record_by in ("vector", "dont-care")
     data = None if by_pixel else raw.read_block(*block.source())
     for j in range(c0, c1, step):
-        part = Block((r0, r1), (j, min(j + step, c1)), *astuple(block)[2:])
+        part = replace(block, cols=(j, min(j + step, c1)))
         if by_pixel:
             shape = (r1 - r0, part.cols[1] - j, raw.header.depth)
-            strip = raw.read_block(*part.source(), out=_buffer("raw", shape, raw.dtype))
+            strip = raw.read_block(*part.source(), out=thread_buffer("raw", shape, raw.dtype))
         else:
             lo = c1 - part.cols[1] if block.flip_h else j - c0
             strip = data[:, lo : lo + part.cols[1] - j]
@@ -154,7 +142,7 @@ def process_block(
         start = (r0, j, 0)
         raw_part = None if raw_enc is None else raw_enc.encode_chunk(start, strip, "raw")
         flat = strip.reshape(-1, strip.shape[-1])
-        out = _buffer("cube", flat.shape, np.float32)
+        out = thread_buffer("cube", flat.shape, np.float32)
         ids = _pixel_ids(block, j, strip.shape[:2])
         flat, part = smooth_reduce(flat, sigma, precision_bits, ids, out=out)
         stats = part if stats is None else stats.merge(part)
@@ -226,10 +214,11 @@ def convert(
     if sigma < 0 or not np.isfinite(sigma):
         raise MaxrfError(f"sigma must be a finite number >= 0, got {sigma}")
     if precision_bits is not None and (
-        isinstance(precision_bits, bool) or not 1 <= int(precision_bits) <= 24
+        isinstance(precision_bits, bool) or int(precision_bits) not in PRECISION_BITS
     ):
         raise MaxrfError(
-            f"precision_bits must be between 1 and 24 (or None: lossless), got {precision_bits}"
+            f"precision_bits must be between {PRECISION_BITS[0]} and {PRECISION_BITS[-1]} "
+            f"(or None: lossless), got {precision_bits}"
         )
     raw, rpl = scan_paths(raw_path, rpl_path)
     header = read_rpl(rpl)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numba import njit, uint64
@@ -156,6 +157,18 @@ def _native(data: np.ndarray) -> np.ndarray:
     return x
 
 
+@lru_cache(maxsize=8)
+def _padded_kernel(sigma: float, truncate: float) -> tuple[np.ndarray, int, int]:
+    """The kernel as ``_smooth_rows`` reads it (taps at ``wpad[8:]``, zeros around), its radius
+    and the accumulator span one sample updates (taps plus misalignment, in whole vectors)."""
+    w = gaussian_kernel(sigma, truncate).astype(np.float32)
+    span = (w.size + 7 + 7) // 8 * 8
+    wpad = np.zeros(8 + span + 8, dtype=np.float32)
+    wpad[8 : 8 + w.size] = w
+    wpad.flags.writeable = False
+    return wpad, (w.size - 1) // 2, span
+
+
 def smooth_reduce(
     data: np.ndarray,
     sigma: float,
@@ -177,8 +190,11 @@ def smooth_reduce(
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
     x = _native(data)
     n_pix, n = x.shape
+    ids = np.arange(n_pix, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    if ids.shape != (n_pix,) or np.any(np.diff(ids) <= 0):
+        raise ValueError("ids must be increasing, one per row (ties go to the first row)")
     best = np.full(n, -np.inf, dtype=np.float32)
-    where = np.zeros(n, dtype=np.int32 if sigma > 0 else np.int64)
+    where = np.zeros(n, dtype=np.int32)
     raw_total = np.zeros(n, dtype=np.float64)
     if out is None:
         out = np.empty(x.shape, dtype=np.float32)
@@ -187,18 +203,11 @@ def smooth_reduce(
     if x.size and sigma == 0:
         _copy_rows(x, out, best, where, raw_total)
     elif x.size:
-        w = gaussian_kernel(sigma, truncate).astype(np.float32)
-        span = (w.size + 7 + 7) // 8 * 8
-        wpad = np.zeros(8 + span + 8, dtype=np.float32)
-        wpad[8 : 8 + w.size] = w
+        wpad, radius, span = _padded_kernel(float(sigma), float(truncate))
         b = -1 if bits is None else int(bits)
-        radius = (w.size - 1) // 2
         _smooth_rows(x, wpad, radius, span, b, out, best, where, raw_total)
     if n_pix == 0:
         best[:] = 0
-    ids = np.arange(n_pix, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-    if ids.shape != (n_pix,) or np.any(np.diff(ids) <= 0):
-        raise ValueError("ids must be increasing, one per row (ties go to the first row)")
     stats = ChannelStats(best, ids[where] if n_pix else where.astype(np.int64), raw_total)
     return out, stats
 

@@ -10,15 +10,15 @@ Falls back to ``numcodecs`` when the symbol is not exported.
 from __future__ import annotations
 
 import ctypes
-import threading
 from functools import lru_cache
 
 import numpy as np
 from numcodecs import Blosc, blosc
 
+from ..scratch import thread_buffer
+
 _OVERHEAD = 16  # BLOSC_MAX_OVERHEAD
 _SHUFFLES = {Blosc.NOSHUFFLE: 0, Blosc.SHUFFLE: 1, Blosc.BITSHUFFLE: 2}
-_local = threading.local()
 
 
 @lru_cache(maxsize=1)
@@ -43,14 +43,6 @@ def _compress_ctx():
     return fn
 
 
-def _scratch(slot: str, size: int) -> np.ndarray:
-    buf = getattr(_local, slot, None)
-    if buf is None or buf.size < size:
-        buf = np.empty(size, dtype=np.uint8)
-        setattr(_local, slot, buf)
-    return buf
-
-
 class BloscEncoder:
     """Encodes like ``numcodecs.Blosc(cname, clevel, shuffle, blocksize)`` (single-threaded)."""
 
@@ -71,7 +63,7 @@ class BloscEncoder:
             return memoryview(self.codec.encode(data))
         data = np.ascontiguousarray(data)
         c = self.codec
-        dest = _scratch(slot, data.nbytes + _OVERHEAD)
+        dest = thread_buffer(f"blosc-{slot}", (data.nbytes + _OVERHEAD,), np.uint8)
         n = fn(
             c.clevel,
             _SHUFFLES[c.shuffle],

@@ -318,14 +318,9 @@ class ChunkEncoder:
         for idx in np.ndindex(*counts):
             lo = [i * c for i, c in zip(idx, self.chunks, strict=True)]
             part = data[tuple(slice(a, a + c) for a, c in zip(lo, self.chunks, strict=True))]
-            part = part.astype(self.dtype, copy=False)
-            if part.shape != self.chunks:  # edge chunks are stored padded to full size
-                full = np.zeros(self.chunks, dtype=self.dtype)
-                full[tuple(slice(0, n) for n in part.shape)] = part
-                part = full
-            grid = (str((a + b) // c) for a, b, c in zip(start, lo, self.chunks, strict=True))
-            key = "c/" + "/".join(grid) if self.shape else "c"
-            out.append((key, self.codec.encode(np.ascontiguousarray(part))))
+            at = tuple(a + b for a, b in zip(start, lo, strict=True))
+            key, view = self.encode_chunk(at, part, "region")
+            out.append((key, bytes(view)))
         return out
 
 
