@@ -31,15 +31,32 @@ def gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
     return k / k.sum()
 
 
+@njit(inline="always")
+def _key(bits):  # pragma: no cover
+    """float32 bits -> int32 in the floats' order (-0.0 and +0.0 equal): int max = float max."""
+    k = np.int32(bits ^ ((bits >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+    return np.int32(k + np.int32(k == np.int32(-1)))
+
+
+def _unkey(keys: np.ndarray) -> np.ndarray:
+    """Inverse of ``_key`` (for an int32 array)."""
+    return np.where(keys < 0, keys ^ np.int32(0x7FFFFFFF), keys).astype(np.int32).view(np.float32)
+
+
+_NEG_INF_KEY = np.int32(np.array(-np.inf, np.float32).view(np.int32) ^ np.int32(0x7FFFFFFF))
+
+
 @njit(nogil=True, cache=True, fastmath=True)
-def _smooth_rows(data, wpad, radius, span, bits, out, best, where, raw_total):
+def _smooth_rows(data, taps, radius, span, bits, out, best, where, raw_total):
     """Smooth each row of ``data`` (pixels, channels; finite values only) into ``out``.
 
-    ``wpad[8 + t]`` is tap ``t`` of the kernel (zeros around it). Each non-zero sample updates
-    ``span`` accumulator slots starting at a multiple of 8, so consecutive updates hit the same
-    aligned vectors. ``bits >= 0`` rounds each smoothed row to multiples of ``2**(e - bits)``
-    (``2**e <= max|row| < 2**(e+1)``). Per channel, ``best``/``where`` keep the max and the first
-    row reaching it; ``raw_total`` sums ``data``.
+    ``taps[k * span:(k + 1) * span]`` is the kernel shifted by ``k`` slots within an aligned
+    8-vector (``_shifted_kernel``): each non-zero sample updates ``span`` accumulator slots
+    starting at a multiple of 8, so consecutive updates hit the same aligned vectors. ``bits >= 0``
+    rounds each smoothed row to multiples of ``2**(e - bits)`` (``2**e <= max|row| < 2**(e+1)``).
+    Per channel, ``best`` (``_key`` of the max) and ``where`` (the first row reaching it) are
+    updated with integer max: no conditional stores, which compile to slow masked vector stores.
+    ``raw_total`` sums ``data``.
     """
     n_pix, n = data.shape
     r = radius
@@ -48,6 +65,8 @@ def _smooth_rows(data, wpad, radius, span, bits, out, best, where, raw_total):
     pos = np.empty(n + 2 * r, dtype=np.int64)  # n channels + at most 2r mirrored positions
     val = np.empty(n + 2 * r, dtype=np.float32)
     su = uint64(span)
+    magnitude = np.int32(0x7FFFFFFF)
+    zero = np.int32(0)
     for p in range(n_pix):
         row = data[p]
         m = 0
@@ -77,55 +96,64 @@ def _smooth_rows(data, wpad, radius, span, bits, out, best, where, raw_total):
         for j in range(m):
             a = pos[j] + r  # accumulator slot of output pos - r (outputs are offset by 2r)
             a0 = uint64(a & ~7)
-            o = uint64(8 - (a & 7))
+            o = uint64((a & 7) * span)
             v = val[j]
             for t in range(su):
-                acc[a0 + t] += v * wpad[o + t]
+                acc[a0 + t] += v * taps[o + t]
         smooth = acc[2 * r : 2 * r + n]
-        peak = np.float32(0.0)
-        for i in range(n):
-            peak = max(peak, abs(smooth[i]))
+        step = np.float32(1.0)
+        scale = np.float32(1.0)
+        wide = False  # grid outside float32's normal range (tiny spectra): round in float64
+        if bits >= 0:
+            sbits = smooth.view(np.int32)
+            peak = zero
+            for i in range(n):  # max |value| on the integer bits: vectorises, a float max does not
+                peak = max(peak, np.int32(sbits[i] & magnitude))
+            if peak > 0:
+                e = (peak >> 23) - 127
+                if e == -127:  # subnormal peak
+                    e = math.frexp(np.abs(smooth).max())[1] - 1
+                wide = abs(e - bits) > 120
+                step = np.float32(math.ldexp(1.0, e - bits))
+                scale = np.float32(math.ldexp(1.0, bits - e))
         dst = out[p]
+        if wide:
+            for i in range(n):
+                x = np.float64(smooth[i]) * math.ldexp(1.0, bits - e)
+                smooth[i] = np.float32(np.rint(x) * math.ldexp(1.0, e - bits))
+        rnd = bits >= 0 and not wide
+        dbits = dst.view(np.int32)
         pp = np.int32(p)
-        if bits >= 0 and peak > 0:  # fold, round and clear in one pass
-            e = math.frexp(peak)[1] - 1
-            step = np.float32(math.ldexp(1.0, e - bits))
-            scale = np.float32(math.ldexp(1.0, bits - e))
-            for i in range(n):
-                _fold(np.rint(smooth[i] * scale) * step, i, pp, dst, best, where)
-                smooth[i] = 0.0
-        else:
-            for i in range(n):
-                _fold(smooth[i], i, pp, dst, best, where)
-                smooth[i] = 0.0
+        for i in range(n):  # store, fold into the statistics and clear, in one pass
+            dst[i] = np.rint(smooth[i] * scale) * step if rnd else smooth[i]
+            y = _key(dbits[i])
+            b = best[i]
+            best[i] = max(y, b)
+            where[i] = max(where[i], pp if y > b else zero)  # rows increase: max = latest better
+            smooth[i] = 0.0
         acc[: 2 * r] = 0.0
         acc[2 * r + n :] = 0.0
-
-
-@njit(inline="always")
-def _fold(y, i, p, dst, best, where):  # pragma: no cover
-    """Store ``y`` as channel ``i`` of row ``p`` and update that channel's max and its row."""
-    dst[i] = y
-    b = best[i]
-    better = y > b
-    best[i] = y if better else b
-    where[i] = p if better else where[i]
 
 
 @njit(nogil=True, cache=True)
 def _copy_rows(data, out, best, where, raw_total):
     """``sigma == 0``: the spectra themselves, folded into the statistics as above."""
     n_pix, n = data.shape
+    zero = np.int32(0)
     for p in range(n_pix):
         row = data[p]
         dst = out[p]
+        dbits = dst.view(np.int32)
+        pp = np.int32(p)
         for i in range(n):
             y = np.float32(row[i])
             dst[i] = y
             raw_total[i] += y
-            if y > best[i]:
-                best[i] = y
-                where[i] = p
+        for i in range(n):
+            y = _key(dbits[i])
+            b = best[i]
+            best[i] = max(y, b)
+            where[i] = max(where[i], pp if y > b else zero)
 
 
 @dataclass
@@ -158,15 +186,18 @@ def _native(data: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _padded_kernel(sigma: float, truncate: float) -> tuple[np.ndarray, int, int]:
-    """The kernel as ``_smooth_rows`` reads it (taps at ``wpad[8:]``, zeros around), its radius
-    and the accumulator span one sample updates (taps plus misalignment, in whole vectors)."""
+def _shifted_kernel(sigma: float, truncate: float) -> tuple[np.ndarray, int, int]:
+    """The kernel as ``_smooth_rows`` reads it: 8 copies of ``span`` slots (taps plus
+    misalignment, in whole vectors), copy ``k`` with the taps starting at slot ``k``; its radius;
+    ``span``."""
     w = gaussian_kernel(sigma, truncate).astype(np.float32)
     span = (w.size + 7 + 7) // 8 * 8
-    wpad = np.zeros(8 + span + 8, dtype=np.float32)
-    wpad[8 : 8 + w.size] = w
-    wpad.flags.writeable = False
-    return wpad, (w.size - 1) // 2, span
+    taps = np.zeros((8, span), dtype=np.float32)
+    for k in range(8):
+        taps[k, k : k + w.size] = w
+    taps = taps.reshape(-1)
+    taps.flags.writeable = False
+    return taps, (w.size - 1) // 2, span
 
 
 def smooth_reduce(
@@ -193,7 +224,7 @@ def smooth_reduce(
     ids = np.arange(n_pix, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     if ids.shape != (n_pix,) or np.any(np.diff(ids) <= 0):
         raise ValueError("ids must be increasing, one per row (ties go to the first row)")
-    best = np.full(n, -np.inf, dtype=np.float32)
+    best = np.full(n, _NEG_INF_KEY, dtype=np.int32)
     where = np.zeros(n, dtype=np.int32)
     raw_total = np.zeros(n, dtype=np.float64)
     if out is None:
@@ -203,11 +234,10 @@ def smooth_reduce(
     if x.size and sigma == 0:
         _copy_rows(x, out, best, where, raw_total)
     elif x.size:
-        wpad, radius, span = _padded_kernel(float(sigma), float(truncate))
+        taps, radius, span = _shifted_kernel(float(sigma), float(truncate))
         b = -1 if bits is None else int(bits)
-        _smooth_rows(x, wpad, radius, span, b, out, best, where, raw_total)
-    if n_pix == 0:
-        best[:] = 0
+        _smooth_rows(x, taps, radius, span, b, out, best, where, raw_total)
+    best = _unkey(best) if n_pix else np.zeros(n, dtype=np.float32)
     stats = ChannelStats(best, ids[where] if n_pix else where.astype(np.int64), raw_total)
     return out, stats
 

@@ -74,6 +74,31 @@ def test_rounding_grid_and_bound(bits):
     np.testing.assert_array_equal(stats.best, got.max(0))  # statistics of the rounded values
 
 
+@pytest.mark.parametrize("sigma", [0, 3])
+def test_statistics_of_signed_values_match_numpy(sigma):
+    """Negative, subnormal and signed-zero values: max / first argmax as numpy computes them."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (40, 64)).astype(np.float32)
+    x[:, :8] = -rng.random((40, 8)).astype(np.float32)  # all-negative channels
+    x[:, 8:12] = np.float32(1e-41) * rng.integers(-3, 4, (40, 4))  # subnormals, signed zeros
+    x[5:, 20] = -0.0
+    x[:5, 20] = 0.0
+    out, stats = smooth_reduce(x, sigma, None)
+    np.testing.assert_array_equal(stats.best, out.max(0))
+    np.testing.assert_array_equal(stats.where, out.argmax(0))
+
+
+def test_subnormal_spectrum_is_rounded_on_its_own_grid():
+    x = np.zeros((2, 64), np.float32)
+    x[0, 30] = 3e-39  # smoothed peak is subnormal
+    x[1, 30] = 5.0
+    got, _ = smooth_reduce(x, 2, 4)
+    exact = smooth_spectra(x, 2)
+    peak = np.abs(exact).max(axis=1, keepdims=True)
+    assert np.all(np.abs(got - exact) <= 2.0**-5 * peak)
+    assert np.count_nonzero(got[0]) > 0
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="sigma"):
         smooth_spectra(np.ones((2, 10)), -1)
