@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from conftest import ROOT
@@ -21,57 +19,16 @@ pytestmark = pytest.mark.slow
 PREFECT = [sys.executable, "-m", "prefect"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-    }
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen(
-        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        os.killpg(proc.pid, signal.SIGTERM)
-        pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
-    yield env
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-
-
 def run(cmd, env, timeout=180) -> subprocess.CompletedProcess:
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, (cmd, res.stdout[-3000:], res.stderr[-3000:])
     return res
 
 
-def test_deployments_from_prefect_yaml_run_on_a_worker(server, tmp_path):
+def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path):
     folder = tmp_path / "scans"
     generate_scan(folder / "one", DemoSpec(height=24, width=32, seed=3))
-    env = {**server, "MAXRF_SCAN_FOLDER": str(folder)}
+    env = {**prefect_server, "MAXRF_SCAN_FOLDER": str(folder)}
     run([*PREFECT, "work-pool", "create", "maxrf", "--type", "process"], env)
     out = run([*PREFECT, "--no-prompt", "deploy", "--all"], env)
     assert "process-scan" in out.stdout and "watch-scans" in out.stdout
@@ -125,13 +82,13 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(server, tmp_path):
         worker.wait(timeout=30)
 
 
-def test_maxrf_serve_runs_the_same_deployments(server, tmp_path):
+def test_maxrf_serve_runs_the_same_deployments(prefect_server, tmp_path):
     """The no-worker path: ``maxrf serve`` serves process-scan and watch-scans itself."""
     folder = tmp_path / "served"
     generate_scan(folder / "three", DemoSpec(height=16, width=24, seed=6))
     serve = subprocess.Popen(
         [sys.executable, "-m", "maxrf.cli", "serve", "--folder", str(folder), "--interval", "3600"],
-        env=server,
+        env=prefect_server,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -142,7 +99,7 @@ def test_maxrf_serve_runs_the_same_deployments(server, tmp_path):
         while time.monotonic() < deadline:
             res = subprocess.run(
                 [*PREFECT, "deployment", "inspect", "watch-scans/watch-scans"],
-                env=server,
+                env=prefect_server,
                 capture_output=True,
                 text=True,
             )
@@ -163,7 +120,7 @@ def test_maxrf_serve_runs_the_same_deployments(server, tmp_path):
                 "plots=false",
                 "--watch",
             ],
-            server,
+            prefect_server,
             300,
         )
         assert "hotmax_spectra" in DataStack(folder / "three.datastack")

@@ -1,6 +1,7 @@
 """Real Prefect: cached reruns, parameter changes, wiped database, SIGKILL and resume, concurrent
-runs, the folder watcher. In-process runs use the Prefect test harness; "another process" runs
-use the CLI with its own PREFECT_HOME (its own SQLite database and result storage)."""
+runs, the folder watcher. In-process runs and most "another process" runs (the CLI with its own
+PREFECT_HOME, i.e. its own result storage) use the session's real local Prefect server; the
+wiped-database run gets its own temporary server and fresh SQLite database."""
 
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
+def harness(prefect_server, tmp_path_factory):
+    """In-process flow runs against the session's real local Prefect server."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=90):
+    updates = {
+        PREFECT_API_URL: prefect_server["PREFECT_API_URL"],
+        PREFECT_LOCAL_STORAGE_PATH: str(tmp_path_factory.mktemp("results")),
+    }
+    with temporary_settings(updates=updates):
         yield
 
 
@@ -144,15 +150,18 @@ def test_watcher_processes_each_complete_scan_once(harness, tmp_path):
     assert DataStack(folder / "a.datastack").latest("maxrf_cube") == "maxrf_cube"
 
 
-def cli(*args, home: Path, **kw) -> subprocess.Popen:
+def cli(*args, home: Path, server: dict | None = None, **kw) -> subprocess.Popen:
+    """The CLI in another process with its own PREFECT_HOME (result storage; its own temporary
+    Prefect server and SQLite database unless ``server``, the session's server, is given)."""
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": "",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
-    env.pop("PREFECT_API_URL")
+    env.pop("PREFECT_API_URL", None)
+    if server is not None:
+        env["PREFECT_API_URL"] = server["PREFECT_API_URL"]
     return subprocess.Popen(
         [sys.executable, "-m", "maxrf.cli", *map(str, args)],
         env=env,
@@ -164,8 +173,8 @@ def cli(*args, home: Path, **kw) -> subprocess.Popen:
     )
 
 
-def test_wiped_database_keeps_the_layer_cache(scan, tmp_path):
-    first = cli("process", scan, "--no-plots", home=tmp_path / "home1")
+def test_wiped_database_keeps_the_layer_cache(scan, tmp_path, prefect_server):
+    first = cli("process", scan, "--no-plots", home=tmp_path / "home1", server=prefect_server)
     out1, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1[-3000:]
     assert "computed" in out1
@@ -187,11 +196,11 @@ def test_wiped_database_keeps_the_layer_cache(scan, tmp_path):
     assert not (tmp_path / "home3" / "prefect.db").exists()
 
 
-def test_sigkill_mid_flow_then_resume_equals_uninterrupted(tmp_path):
+def test_sigkill_mid_flow_then_resume_equals_uninterrupted(tmp_path, prefect_server):
     generate_scan(tmp_path / "k", DemoSpec(height=192, width=192, seed=5))
     raw = tmp_path / "k.raw"
     out = tmp_path / "k.datastack"
-    proc = cli("process", raw, "--no-plots", home=tmp_path / "h1")
+    proc = cli("process", raw, "--no-plots", home=tmp_path / "h1", server=prefect_server)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -203,13 +212,15 @@ def test_sigkill_mid_flow_then_resume_equals_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert "maxrf_cube" in DataStack(out).layers
-    resumed = cli("process", raw, "--no-plots", home=tmp_path / "h1")
+    resumed = cli("process", raw, "--no-plots", home=tmp_path / "h1", server=prefect_server)
     text, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
     assert "step convert       cached" in text
     shutil.copy(raw, tmp_path / "ref.raw")
     shutil.copy(raw.with_suffix(".rpl"), tmp_path / "ref.rpl")
-    ref = cli("process", tmp_path / "ref.raw", "--no-plots", home=tmp_path / "h2")
+    ref = cli(
+        "process", tmp_path / "ref.raw", "--no-plots", home=tmp_path / "h2", server=prefect_server
+    )
     assert ref.wait(timeout=300) == 0
     a, b = DataStack(out), DataStack(tmp_path / "ref.datastack")
     assert a.layers == b.layers and all(not n.endswith("_") for n in a.layers)
@@ -217,8 +228,11 @@ def test_sigkill_mid_flow_then_resume_equals_uninterrupted(tmp_path):
         np.testing.assert_array_equal(a.read(name), b.read(name), err_msg=name)
 
 
-def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path):
-    runs = [cli("process", scan, "--no-plots", home=tmp_path / f"c{i}") for i in range(2)]
+def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path, prefect_server):
+    runs = [
+        cli("process", scan, "--no-plots", home=tmp_path / f"c{i}", server=prefect_server)
+        for i in range(2)
+    ]
     outs = [r.communicate(timeout=300) for r in runs]
     assert all(r.returncode == 0 for r in runs), [o[1][-2000:] for o in outs]
     layers = DataStack(scan.with_suffix(".datastack")).layers
