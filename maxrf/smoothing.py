@@ -46,6 +46,17 @@ def _unkey(keys: np.ndarray) -> np.ndarray:
 _NEG_INF_KEY = np.int32(np.array(-np.inf, np.float32).view(np.int32) ^ np.int32(0x7FFFFFFF))
 
 
+@njit(inline="always", fastmath=True)
+def _scatter(acc, taps, a, v, span):  # pragma: no cover
+    """Add ``v`` x the kernel with its first tap on accumulator slot ``a`` (``a = c + r`` for a
+    sample at channel ``c``: outputs are offset by 2r). Updates ``span`` slots from the multiple of
+    8 at or below ``a``, with the taps copy pre-shifted by ``a % 8``."""
+    a0 = uint64(a & ~7)
+    o = uint64((a & 7) * span)
+    for t in range(uint64(span)):
+        acc[a0 + t] += v * taps[o + t]
+
+
 @njit(nogil=True, cache=True, fastmath=True)
 def _smooth_rows(data, taps, radius, span, bits, out, best, where, raw_total):
     """Smooth each row of ``data`` (pixels, channels; finite values only) into ``out``.
@@ -62,21 +73,20 @@ def _smooth_rows(data, taps, radius, span, bits, out, best, where, raw_total):
     r = radius
     period = 2 * n
     acc = np.zeros(n + 2 * r + span + 8, dtype=np.float32)
-    pos = np.empty(n + 2 * r, dtype=np.int64)  # n channels + at most 2r mirrored positions
-    val = np.empty(n + 2 * r, dtype=np.float32)
-    su = uint64(span)
+    pos = np.empty(n, dtype=np.int32)
     magnitude = np.int32(0x7FFFFFFF)
     zero = np.int32(0)
     for p in range(n_pix):
         row = data[p]
         m = 0
-        for c in range(n):  # branch-free gather of the non-zero samples
-            v = np.float32(row[c])
+        for c in range(n):  # branch-free gather of the non-zero channels (one store each)
             pos[m] = c
-            val[m] = v
-            m += v != 0
+            m += row[c] != 0
         for j in range(m):
-            raw_total[pos[j]] += val[j]
+            c = pos[j]
+            v = np.float32(row[c])
+            raw_total[c] += v
+            _scatter(acc, taps, c + r, v, span)
         lo_end = min(r, n)
         for half in range(2):  # mirrored copies of the channels near either edge (maybe several)
             c0 = 0 if half == 0 else max(lo_end, n - r)
@@ -89,17 +99,8 @@ def _smooth_rows(data, taps, radius, span, bits, out, best, where, raw_total):
                     s = base - ((base + r) // period) * period  # first position >= -r
                     while s < n + r:
                         if s < 0 or s >= n:
-                            pos[m] = s
-                            val[m] = v
-                            m += 1
+                            _scatter(acc, taps, s + r, v, span)
                         s += period
-        for j in range(m):
-            a = pos[j] + r  # accumulator slot of output pos - r (outputs are offset by 2r)
-            a0 = uint64(a & ~7)
-            o = uint64((a & 7) * span)
-            v = val[j]
-            for t in range(su):
-                acc[a0 + t] += v * taps[o + t]
         smooth = acc[2 * r : 2 * r + n]
         step = np.float32(1.0)
         scale = np.float32(1.0)
