@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def harness(prefect_server, tmp_path_factory):
+def prefect_api(prefect_server, tmp_path_factory):
     """In-process flow runs against the session's real local Prefect server."""
     from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
@@ -52,7 +52,7 @@ def cached(result: dict) -> dict[str, bool]:
     return {s["step"]: s["cached"] for s in result["steps"]}
 
 
-def test_rerun_is_cached_and_byte_identical(harness, scan):
+def test_rerun_is_cached_and_byte_identical(prefect_api, scan):
     from flows.process_scan import process_scan
 
     first = process_scan(str(scan), plots=False)
@@ -63,7 +63,7 @@ def test_rerun_is_cached_and_byte_identical(harness, scan):
     assert scan.with_suffix(".datastack").read_bytes() == before
 
 
-def test_runs_publish_artifacts(harness, scan):
+def test_runs_publish_artifacts(prefect_api, scan):
     """The UI shows the datastack tree, steps with timings, calibration and the peak table."""
     import asyncio
 
@@ -93,7 +93,7 @@ def test_runs_publish_artifacts(harness, scan):
     assert "duration_s" in str(found["scan-steps"].data)
 
 
-def test_parameter_change_recomputes_downstream_only(harness, scan):
+def test_parameter_change_recomputes_downstream_only(prefect_api, scan):
     from flows.process_scan import process_scan
 
     process_scan(str(scan), plots=False)
@@ -113,7 +113,7 @@ def test_parameter_change_recomputes_downstream_only(harness, scan):
     assert all(cached(back).values())
 
 
-def test_deleted_layer_is_recomputed(harness, scan):
+def test_deleted_layer_is_recomputed(prefect_api, scan):
     from flows.process_scan import process_scan
 
     process_scan(str(scan), plots=False)
@@ -125,7 +125,7 @@ def test_deleted_layer_is_recomputed(harness, scan):
     assert "hotmax_noiselines" in DataStack(scan.with_suffix(".datastack"))
 
 
-def test_watcher_processes_each_complete_scan_once(harness, tmp_path):
+def test_watcher_processes_each_complete_scan_once(prefect_api, tmp_path):
     from flows.watch_scans import watch_scans
 
     folder = tmp_path / "incoming"
