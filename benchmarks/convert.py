@@ -33,7 +33,9 @@ import maxrf.smoothing  # imports outside the timer, as the baseline's
 t = time.perf_counter()
 convert(sys.argv[1], sys.argv[2], progress=False)
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
-print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024}))
+io = dict(l.split(": ") for l in open("/proc/self/io").read().splitlines())
+print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024,
+                  "disk_read_gb": int(io["read_bytes"]) / 1e9}))
 """
 
 BASELINE = """
@@ -58,7 +60,9 @@ root.create_array("maxrf_maxspectrum", data=mx)
 root.create_array("maxrf_sumspectrum", data=mean)
 store.close()
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
-print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024}))
+io = dict(l.split(": ") for l in open("/proc/self/io").read().splitlines())
+print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024,
+                  "disk_read_gb": int(io["read_bytes"]) / 1e9}))
 """
 
 READS = """
@@ -105,7 +109,9 @@ def child(code: str, *args: str) -> dict:
 
 def prepare(raw: Path, cache: str) -> None:
     """Put the scan in the same state before every timed run: read through once so it is in the
-    page cache ("warm"), or evicted from it ("cold": then both sides read it from disk)."""
+    page cache ("warm"), or evicted from it ("cold": then both sides read it from disk). Pending
+    writes of the previous run are flushed first, so no run pays for another's writeback."""
+    os.sync()
     fd = os.open(raw, os.O_RDONLY)
     try:
         if cache == "cold":
