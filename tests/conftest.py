@@ -130,6 +130,16 @@ def prefect_server(tmp_path_factory) -> dict[str, str]:
         os.killpg(proc.pid, signal.SIGTERM)
         pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
     yield env
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    stop_group(proc)
     log.close()
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM a process group started with ``start_new_session``; SIGKILL it after ``grace``
+    seconds (a Prefect worker finishing a scheduled run can take longer to stop)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

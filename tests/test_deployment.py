@@ -3,14 +3,12 @@ start a worker, run ``process-scan`` and ``watch-scans`` from their deployments.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, stop_group
 
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
@@ -78,8 +76,7 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
         inspect = run([*PREFECT, "deployment", "inspect", "watch-scans/watch-scans"], env)
         assert "CANCEL_NEW" in inspect.stdout and "interval" in inspect.stdout
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        stop_group(worker)
 
 
 def test_maxrf_serve_runs_the_same_deployments(prefect_server, tmp_path):
@@ -125,5 +122,4 @@ def test_maxrf_serve_runs_the_same_deployments(prefect_server, tmp_path):
         )
         assert "hotmax_spectra" in DataStack(folder / "three.datastack")
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)
-        serve.wait(timeout=30)
+        stop_group(serve)
