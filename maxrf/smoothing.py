@@ -20,8 +20,6 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, uint64
 
-_NATIVE = (np.dtype(np.uint16), np.dtype(np.float32))  # compiled for these; others -> float32
-
 
 def gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
     """The normalised 1-D Gaussian scipy uses (radius ``int(truncate * sigma + 0.5)``)."""
@@ -46,6 +44,15 @@ def _unkey(keys: np.ndarray) -> np.ndarray:
 _NEG_INF_KEY = np.int32(np.array(-np.inf, np.float32).view(np.int32) ^ np.int32(0x7FFFFFFF))
 
 
+@njit(inline="always")
+def _fold(bits, p, best, where, zero):  # pragma: no cover
+    """One channel of row ``p`` (its float32 ``bits``) folded into its ``best`` (``_key`` of the
+    max) and ``where`` (the first row reaching it); returns both. Integer max only: conditional
+    stores compile to slow masked vector stores. Scalars only, so the loops stay vectorised."""
+    y = _key(bits)
+    return max(y, best), max(where, p if y > best else zero)  # rows increase: latest better one
+
+
 @njit(inline="always", fastmath=True)
 def _scatter(acc, taps, a, v, span):  # pragma: no cover
     """Add ``v`` x the kernel with its first tap on accumulator slot ``a`` (``a = c + r`` for a
@@ -65,9 +72,7 @@ def _smooth_rows(data, taps, radius, span, bits, out, best, where, raw_total):
     8-vector (``_shifted_kernel``): each non-zero sample updates ``span`` accumulator slots
     starting at a multiple of 8, so consecutive updates hit the same aligned vectors. ``bits >= 0``
     rounds each smoothed row to multiples of ``2**(e - bits)`` (``2**e <= max|row| < 2**(e+1)``).
-    Per channel, ``best`` (``_key`` of the max) and ``where`` (the first row reaching it) are
-    updated with integer max: no conditional stores, which compile to slow masked vector stores.
-    ``raw_total`` sums ``data``.
+    Per channel, ``best`` and ``where`` are updated by ``_fold``; ``raw_total`` sums ``data``.
     """
     n_pix, n = data.shape
     r = radius
@@ -119,18 +124,15 @@ def _smooth_rows(data, taps, radius, span, bits, out, best, where, raw_total):
                 scale = np.float32(math.ldexp(1.0, bits - e))
         dst = out[p]
         if wide:
+            scale64, step64 = math.ldexp(1.0, bits - e), math.ldexp(1.0, e - bits)
             for i in range(n):
-                x = np.float64(smooth[i]) * math.ldexp(1.0, bits - e)
-                smooth[i] = np.float32(np.rint(x) * math.ldexp(1.0, e - bits))
+                smooth[i] = np.float32(np.rint(np.float64(smooth[i]) * scale64) * step64)
         rnd = bits >= 0 and not wide
         dbits = dst.view(np.int32)
         pp = np.int32(p)
         for i in range(n):  # store, fold into the statistics and clear, in one pass
             dst[i] = np.rint(smooth[i] * scale) * step if rnd else smooth[i]
-            y = _key(dbits[i])
-            b = best[i]
-            best[i] = max(y, b)
-            where[i] = max(where[i], pp if y > b else zero)  # rows increase: max = latest better
+            best[i], where[i] = _fold(dbits[i], pp, best[i], where[i], zero)
             smooth[i] = 0.0
         acc[: 2 * r] = 0.0
         acc[2 * r + n :] = 0.0
@@ -151,10 +153,7 @@ def _copy_rows(data, out, best, where, raw_total):
             dst[i] = y
             raw_total[i] += y
         for i in range(n):
-            y = _key(dbits[i])
-            b = best[i]
-            best[i] = max(y, b)
-            where[i] = max(where[i], pp if y > b else zero)
+            best[i], where[i] = _fold(dbits[i], pp, best[i], where[i], zero)
 
 
 @dataclass
