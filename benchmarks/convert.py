@@ -26,19 +26,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-MAXRF = """
-import sys, time, json
-from maxrf.convert import convert
-import maxrf.smoothing  # imports outside the timer, as the baseline's
-t = time.perf_counter()
-convert(sys.argv[1], sys.argv[2], progress=False)
+# Appended to each timed child: seconds since ``t``, peak RSS and bytes read from disk.
+REPORT = """
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
 io = dict(l.split(": ") for l in open("/proc/self/io").read().splitlines())
 print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024,
                   "disk_read_gb": int(io["read_bytes"]) / 1e9}))
 """
 
-BASELINE = """
+MAXRF = (
+    """
+import sys, time, json
+from maxrf.convert import convert
+import maxrf.smoothing  # imports outside the timer, as the baseline's
+t = time.perf_counter()
+convert(sys.argv[1], sys.argv[2], progress=False)
+"""
+    + REPORT
+)
+
+
+BASELINE = (
+    """
 import sys, time, json
 import dask, dask.array as da, numpy as np, zarr
 from dask_image.ndfilters import gaussian_filter
@@ -59,11 +68,10 @@ mean = da.from_zarr(arr).mean(axis=(0, 1)).compute()
 root.create_array("maxrf_maxspectrum", data=mx)
 root.create_array("maxrf_sumspectrum", data=mean)
 store.close()
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
-io = dict(l.split(": ") for l in open("/proc/self/io").read().splitlines())
-print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024,
-                  "disk_read_gb": int(io["read_bytes"]) / 1e9}))
 """
+    + REPORT
+)
+
 
 READS = """
 import sys, time, json
