@@ -372,21 +372,16 @@ def test_blosc_encoder_writes_numcodecs_bytes():
 
 
 @pytest.mark.parametrize("direct", [True, False])
-def test_direct_and_buffered_appends_write_the_same_file(tmp_path, direct):
+def test_direct_and_buffered_appends_write_the_same_file(tmp_path, monkeypatch, direct):
     from maxrf.datastack import zipwrite
 
-    data = np.random.default_rng(1).random((70, 50, 300)).astype("f4")  # > one 32 MiB segment
-    old = zipwrite.SEGMENT
-    zipwrite.SEGMENT = 2**20  # many segments, and entries that straddle them
-    try:
-        ds = DataStack(tmp_path / f"{direct}.datastack")
-        ds.append(np.arange(3), "first")
-        os.environ["MAXRF_DIRECT_IO"] = "1" if direct else "0"
-        ds.append(data, "cube", chunks=(16, 16, 300))
-        ds.append(np.arange(4), "third")
-    finally:
-        zipwrite.SEGMENT = old
-        os.environ.pop("MAXRF_DIRECT_IO", None)
+    data = np.random.default_rng(1).random((70, 50, 300)).astype("f4")
+    monkeypatch.setattr(zipwrite, "SEGMENT", 2**20)  # many segments, entries straddling them
+    ds = DataStack(tmp_path / f"{direct}.datastack")
+    ds.append(np.arange(3), "first")
+    monkeypatch.setenv("MAXRF_DIRECT_IO", "1" if direct else "0")
+    ds.append(data, "cube", chunks=(16, 16, 300))
+    ds.append(np.arange(4), "third")
     fresh = DataStack(ds.path)
     np.testing.assert_array_equal(fresh.read("cube"), data)
     np.testing.assert_array_equal(fresh.read("first"), np.arange(3))
