@@ -127,10 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def quiet_prefect(verbose: bool) -> None:
-    """Before Prefect is imported: no telemetry (no network here), a patient start for the
-    temporary server (Prefect's 20 s ran out on a busy 2-core machine), and unless asked, no
-    Prefect console log (runs still log to the Prefect server/UI); maxrf prints its own summary."""
+    """Before Prefect is imported: no telemetry, server or client side (no network here; the
+    client's switch is DO_NOT_TRACK, without which Prefect also prints a usage-data notice), a
+    patient start for the temporary server (Prefect's 20 s ran out on a busy 2-core machine), and
+    unless asked, no Prefect console log (runs still log to the Prefect server/UI); maxrf prints
+    its own summary."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
