@@ -4,7 +4,8 @@
 then copies the compressed bytes out of it: for 16 MB chunks that is page faults and copies on
 every call. Here the same c-blosc function (``blosc_compress_ctx``, from numcodecs' own build, so
 the bytes are identical) compresses into a per-thread buffer that is reused, with the GIL released.
-Falls back to ``numcodecs`` when the symbol is not exported.
+Falls back to ``numcodecs`` when the symbol is not exported. LZ4 chunks of at least 32 KiB are
+written by ``blosc_lz4`` instead (same bytes, vectorised shuffles).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from numcodecs import Blosc, blosc
 
 from ..scratch import thread_buffer
+from . import blosc_lz4
 
 _OVERHEAD = 16  # BLOSC_MAX_OVERHEAD
 _SHUFFLES = {Blosc.NOSHUFFLE: 0, Blosc.SHUFFLE: 1, Blosc.BITSHUFFLE: 2}
@@ -43,6 +45,21 @@ def _compress_ctx():
     return fn
 
 
+def _scratch(name: str, nbytes: int) -> np.ndarray:
+    return thread_buffer(name, (nbytes,), np.uint8)
+
+
+def _compiled(codec: Blosc, nbytes: int) -> bool:
+    """Whether ``blosc_lz4`` writes this chunk (automatic block size, LZ4, >= 32 KiB)."""
+    return (
+        codec.cname == "lz4"
+        and codec.blocksize == 0
+        and 1 <= codec.clevel <= 9
+        and blosc_lz4.L1 <= nbytes < 2**31 - 2**20
+        and blosc_lz4.available()
+    )
+
+
 class BloscEncoder:
     """Encodes like ``numcodecs.Blosc(cname, clevel, shuffle, blocksize)`` (single-threaded)."""
 
@@ -64,6 +81,9 @@ class BloscEncoder:
         data = np.ascontiguousarray(data)
         c = self.codec
         dest = thread_buffer(f"blosc-{slot}", (data.nbytes + _OVERHEAD,), np.uint8)
+        if _compiled(c, data.nbytes):
+            n = blosc_lz4.encode_into(data, c.clevel, _SHUFFLES[c.shuffle], dest, _scratch)
+            return memoryview(dest)[:n]
         n = fn(
             c.clevel,
             _SHUFFLES[c.shuffle],
