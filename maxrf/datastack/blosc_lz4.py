@@ -120,8 +120,9 @@ def _bitshuffle(src, ts, dst, tmp, words):  # pragma: no cover
         for i in range(m):
             a = x[2 * i]
             b = x[2 * i + 1]
+            a_hi, b_hi = a >> uint64(8), b >> uint64(8)
             words[i] = _transpose8(_pack4(a) | (_pack4(b) << uint64(32)))
-            words[m + i] = _transpose8(_pack4(a >> uint64(8)) | (_pack4(b >> uint64(8)) << uint64(32)))
+            words[m + i] = _transpose8(_pack4(a_hi) | (_pack4(b_hi) << uint64(32)))
     else:
         _shuffle(src[: n * ts], ts, tmp)
         w = tmp[: n * ts].view(np.uint64)
@@ -144,7 +145,7 @@ def _put32(buf, at, value):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
-def _compress_blocks(src, ts, mode, blocksize, split, accel, dest, tmp, tmp2, words):  # pragma: no cover
+def _compress_blocks(src, ts, mode, blocksize, split, accel, dest, tmp, tmp2, words):
     """Blocks of ``src`` shuffled (``mode`` 1) or bit-shuffled (2) and LZ4-compressed into
     ``dest`` after the header and block starts; returns the chunk's size, 0 if it does not fit
     (then blosc stores the whole chunk)."""
