@@ -6,7 +6,7 @@ dask-image ``gaussian_filter`` (sigma 7 along channels) -> ``to_zarr`` in a zarr
 max pass and a sum pass over the stored cube (the reference's separate passes).
 
     python benchmarks/convert.py [--sizes 256 512 768] [--data DIR] [--skip-baseline]
-                                  [--cache warm|cold] [--repeat N] [--out FILE]
+                                  [--cache warm|cold] [--repeat N] [--settle S] [--out FILE]
 
 With ``--repeat N`` maxrf and the baseline run N times each, alternately; the figures are the
 medians and the speed-up is the ratio of the medians (per-pair ratios kept in the JSON).
@@ -115,11 +115,14 @@ def child(code: str, *args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def prepare(raw: Path, cache: str) -> None:
+def prepare(raw: Path, cache: str, settle: float) -> None:
     """Put the scan in the same state before every timed run: read through once so it is in the
     page cache ("warm"), or evicted from it ("cold": then both sides read it from disk). Pending
-    writes of the previous run are flushed first, so no run pays for another's writeback."""
+    writes of the previous run are flushed first, so no run pays for another's writeback, and the
+    machine is left idle for ``settle`` seconds (right after the baseline's 17 GB process maxrf
+    ran 15–40 % slower here, with 5–16 % of the CPU stolen by the VM's host)."""
     os.sync()
+    time.sleep(settle)
     fd = os.open(raw, os.O_RDONLY)
     try:
         if cache == "cold":
@@ -158,6 +161,9 @@ def main() -> None:
         help="the scan in the page cache before each timed run, or evicted (read from disk)",
     )
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each side (medians)")
+    ap.add_argument(
+        "--settle", type=float, default=5.0, help="idle seconds before every timed run (both sides)"
+    )
     ap.add_argument("--out", type=Path, help="results file (default benchmarks/results*.json)")
     args = ap.parse_args()
     if args.repeat < 1:
@@ -190,7 +196,7 @@ def main() -> None:
         ours_runs, base_runs, reads = [], [], None
         for _ in range(args.repeat):  # alternate the two sides: drifts of the VM hit both
             drop_file(out)
-            prepare(raw, args.cache)
+            prepare(raw, args.cache, args.settle)
             ours_runs.append(child(MAXRF, str(raw), str(out)))
             if reads is None:
                 reads = child(READS, str(out))
@@ -198,7 +204,7 @@ def main() -> None:
             drop_file(out)
             if not args.skip_baseline:
                 base_out.unlink(missing_ok=True)
-                prepare(raw, args.cache)
+                prepare(raw, args.cache, args.settle)
                 base_runs.append(child(BASELINE, str(raw), str(base_out)))
                 base_runs[-1]["zip_gb"] = base_out.stat().st_size / 1e9
                 base_out.unlink()
@@ -210,7 +216,7 @@ def main() -> None:
             "reads": reads,
             "datastack_gb": datastack_gb,
         }
-        prepare(raw, args.cache)
+        prepare(raw, args.cache, args.settle)
         exact = child(
             MAXRF.replace("progress=False", "progress=False, precision_bits=None"),
             str(raw),
