@@ -6,7 +6,8 @@ dask-image ``gaussian_filter`` (sigma 7 along channels) -> ``to_zarr`` in a zarr
 max pass and a sum pass over the stored cube (the reference's separate passes).
 
     python benchmarks/convert.py [--sizes 256 512 768] [--data DIR] [--skip-baseline]
-                                  [--cache warm|cold] [--repeat N] [--settle S] [--out FILE]
+                                  [--cache warm|cold] [--repeat N] [--settle S] [--counts C]
+                                  [--out FILE]
 
 With ``--repeat N`` maxrf and the baseline run N times each, alternately; the figures are the
 medians and the speed-up is the ratio of the medians (per-pair ratios kept in the JSON).
@@ -144,6 +145,16 @@ def median_run(runs: list[dict]) -> dict:
     }
 
 
+def zero_fraction(raw: Path) -> float:
+    """Fraction of zero counts in every 7th row and column of the scan."""
+    import numpy as np
+
+    from maxrf.rpl import read_rpl
+
+    h = read_rpl(raw.with_suffix(".rpl"))
+    return float((np.memmap(raw, h.dtype, "r", shape=h.shape)[::7, ::7] == 0).mean())
+
+
 def drop_file(path: Path) -> None:
     for p in (path, path.with_name(f".{path.name}.lock")):
         p.unlink(missing_ok=True)
@@ -162,6 +173,9 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each side (medians)")
     ap.add_argument(
+        "--counts", type=float, default=2000.0, help="mean counts per spectrum of generated scans"
+    )
+    ap.add_argument(
         "--settle", type=float, default=5.0, help="idle seconds before every timed run (both sides)"
     )
     ap.add_argument("--out", type=Path, help="results file (default benchmarks/results*.json)")
@@ -172,7 +186,12 @@ def main() -> None:
     from maxrf.demo import DemoSpec, generate_scan
 
     args.data.mkdir(parents=True, exist_ok=True)
-    results = {"machine": {"cpus": os.cpu_count()}, "cache": args.cache, "sizes": []}
+    results = {
+        "machine": {"cpus": os.cpu_count()},
+        "cache": args.cache,
+        "counts": args.counts,
+        "sizes": [],
+    }
     smooth = child(SMOOTH)
     results["smoothing"] = smooth
     for rate, r in smooth.items():
@@ -182,17 +201,17 @@ def main() -> None:
             f"({r['scipy_s'] / r['maxrf_s']:.1f}x), max rel diff {r['max_rel_diff']:.1e}"
         )
     for n in args.sizes:
-        prefix = args.data / f"scan{n}"
+        prefix = args.data / (f"scan{n}" if args.counts == 2000 else f"scan{n}-c{args.counts:g}")
         raw = Path(f"{prefix}.raw")
         if not raw.exists():
             t = time.perf_counter()
-            generate_scan(prefix, DemoSpec(height=n, width=n, seed=n))
+            generate_scan(prefix, DemoSpec(height=n, width=n, seed=n, counts=args.counts))
             print(
                 f"generated {raw.name} ({raw.stat().st_size / 1e9:.2f} GB) in "
                 f"{time.perf_counter() - t:.0f} s"
             )
-        out = args.data / f"scan{n}.datastack"
-        base_out = args.data / f"scan{n}.baseline.zip"
+        out = Path(f"{prefix}.datastack")
+        base_out = Path(f"{prefix}.baseline.zip")
         ours_runs, base_runs, reads = [], [], None
         for _ in range(args.repeat):  # alternate the two sides: drifts of the VM hit both
             drop_file(out)
@@ -212,6 +231,7 @@ def main() -> None:
         row = {
             "size": n,
             "raw_gb": raw.stat().st_size / 1e9,
+            "zero_channels": zero_fraction(raw),
             "maxrf": ours,
             "reads": reads,
             "datastack_gb": datastack_gb,
@@ -238,7 +258,8 @@ def main() -> None:
                 }
         results["sizes"].append(row)
         line = (
-            f"{n}x{n}x4096: maxrf {ours['seconds']:.1f} s, RSS {ours['rss_mb']:.0f} MB, "
+            f"{n}x{n}x4096 ({row['zero_channels']:.0%} zeros): maxrf {ours['seconds']:.1f} s, "
+            f"RSS {ours['rss_mb']:.0f} MB, "
             f"datastack {row['datastack_gb']:.2f} GB (raw {row['raw_gb']:.2f} GB; "
             f"lossless cube: {row['maxrf_lossless']['datastack_gb']:.2f} GB in "
             f"{row['maxrf_lossless']['seconds']:.1f} s); "
