@@ -79,24 +79,24 @@ def _transpose8(t):  # pragma: no cover
     return t ^ u ^ (u << uint64(28))
 
 
+@njit(inline="always")
+def _byte_planes(x, ts, dst):  # pragma: no cover
+    """Byte ``j`` of every element of ``x`` (unsigned ints of ``ts`` bytes) to plane ``j``."""
+    n = x.size
+    for i in range(n):  # ts is the view's item size: a constant, so this unrolls and vectorises
+        v = x[i]
+        for j in range(ts):
+            dst[j * n + i] = uint8(v >> x.dtype.type(8 * j))
+
+
 @njit(nogil=True, cache=True)
 def _shuffle(src, ts, dst):  # pragma: no cover
     """Blosc byte-shuffle of ``src`` (elements of ``ts`` bytes; trailing bytes copied)."""
     n = src.size // ts
     if ts == 4:
-        x = src[: 4 * n].view(np.uint32)
-        for i in range(n):
-            v = x[i]
-            dst[i] = uint8(v)
-            dst[n + i] = uint8(v >> np.uint32(8))
-            dst[2 * n + i] = uint8(v >> np.uint32(16))
-            dst[3 * n + i] = uint8(v >> np.uint32(24))
+        _byte_planes(src[: 4 * n].view(np.uint32), 4, dst)
     elif ts == 2:
-        x2 = src[: 2 * n].view(np.uint16)
-        for i in range(n):
-            v2 = x2[i]
-            dst[i] = uint8(v2)
-            dst[n + i] = uint8(v2 >> np.uint16(8))
+        _byte_planes(src[: 2 * n].view(np.uint16), 2, dst)
     else:
         for j in range(ts):
             for i in range(n):
