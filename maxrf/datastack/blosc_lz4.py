@@ -190,6 +190,39 @@ def _compress_blocks(src, ts, mode, blocksize, split, accel, dest, tmp, tmp2, wo
     return ntbytes
 
 
+@njit(nogil=True, cache=True)
+def _encode(src, ts, mode, blocksize, split, accel, flags, dest, scratch):  # pragma: no cover
+    """The whole chunk: blocks, or the stored bytes when they do not fit; then the header."""
+    nbytes = src.size
+    tmp, tmp2 = scratch[:blocksize], scratch[blocksize : 2 * blocksize]
+    words = scratch[2 * blocksize : 2 * blocksize + blocksize // 8 * 8].view(np.uint64)
+    n = _compress_blocks(src, ts, mode, blocksize, split, accel, dest, tmp, tmp2, words)
+    if n < 0:
+        return n
+    if n == 0:  # incompressible: the whole chunk stored after the header
+        flags |= _FLAG_MEMCPYED
+        dest[OVERHEAD : OVERHEAD + nbytes] = src
+        n = OVERHEAD + nbytes
+    dest[0] = 2  # blosc format version
+    dest[1] = _LZ4_FORMAT
+    dest[2] = flags
+    dest[3] = ts
+    _put32(dest, 4, nbytes)
+    _put32(dest, 8, blocksize)
+    _put32(dest, 12, n)
+    return n
+
+
+@lru_cache(maxsize=64)
+def _plan(clevel: int, ts: int, nbytes: int, shuffle: int) -> tuple[int, bool, int]:
+    """Block size, split and header flags, as c-blosc 1.21 chooses them."""
+    blocksize = blocksize_for(clevel, ts, nbytes)
+    split = ts <= MAX_SPLITS and blocksize // ts >= MIN_BUFFERSIZE
+    flags = (_FLAG_SHUFFLE if shuffle == 1 else 0) | (_FLAG_BITSHUFFLE if shuffle == 2 else 0)
+    flags |= (0 if split else _FLAG_DONT_SPLIT) | (_LZ4_FORMAT << 5)
+    return blocksize, split, flags
+
+
 def encode_into(data: np.ndarray, clevel: int, shuffle: int, dest: np.ndarray, scratch) -> int:
     """Blosc-LZ4 chunk of ``data`` (C-contiguous, ``nbytes >= L1``) in ``dest`` (uint8, at least
     ``nbytes + 16``); returns its length. ``shuffle``: 0 none, 1 byte, 2 bit.
@@ -203,22 +236,9 @@ def encode_into(data: np.ndarray, clevel: int, shuffle: int, dest: np.ndarray, s
     if nbytes < L1 or nbytes > 2**31 - 2**20:
         raise ValueError(f"{nbytes} bytes: outside the compiled encoder's range")
     ts = data.dtype.itemsize if data.dtype.itemsize <= 255 else 1
-    blocksize = blocksize_for(clevel, ts, nbytes)
-    split = ts <= MAX_SPLITS and blocksize // ts >= MIN_BUFFERSIZE
-    flags = (_FLAG_SHUFFLE if shuffle == 1 else 0) | (_FLAG_BITSHUFFLE if shuffle == 2 else 0)
-    flags |= (0 if split else _FLAG_DONT_SPLIT) | (_LZ4_FORMAT << 5)
-    dest = dest[: nbytes + OVERHEAD]
-    tmp, tmp2 = scratch("lz4-tmp", blocksize), scratch("lz4-tmp2", blocksize)
-    words = scratch("lz4-words", blocksize + 8)[: blocksize // 8 * 8].view(np.uint64)
-    n = _compress_blocks(src, ts, shuffle, blocksize, split, 10 - clevel, dest, tmp, tmp2, words)
+    blocksize, split, flags = _plan(clevel, ts, nbytes, shuffle)
+    work = scratch("lz4", 3 * blocksize + 8)
+    n = _encode(src, ts, shuffle, blocksize, split, 10 - clevel, flags, dest[: nbytes + 16], work)
     if n < 0:
         raise RuntimeError("LZ4 compression failed")
-    if n == 0:  # incompressible: the whole chunk stored after the header
-        flags |= _FLAG_MEMCPYED
-        dest[OVERHEAD : OVERHEAD + nbytes] = src
-        n = OVERHEAD + nbytes
-    dest[:16] = np.frombuffer(
-        bytes([2, _LZ4_FORMAT, flags, ts]) + np.array([nbytes, blocksize, n], "<i4").tobytes(),
-        np.uint8,
-    )
     return n
