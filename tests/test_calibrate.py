@@ -107,7 +107,11 @@ def test_manual_override():
         (np.ones(4096), SpectrumError, "flat"),
         (np.r_[np.full(100, 5.0), np.zeros(3996)], SpectrumError, "saturated"),
         (np.r_[np.nan, np.arange(4095.0)], SpectrumError, "NaN"),
-        (np.random.default_rng(0).poisson(50, 4096).astype(float), CalibrationError, "Check the anode"),
+        (
+            np.random.default_rng(0).poisson(50, 4096).astype(float),
+            CalibrationError,
+            "Check the anode",
+        ),
         (np.arange(10.0), SpectrumError, "at least 64"),
     ],
 )
