@@ -26,8 +26,11 @@ OVERHEAD = 16
 _FLAG_SHUFFLE, _FLAG_MEMCPYED, _FLAG_BITSHUFFLE, _FLAG_DONT_SPLIT = 0x1, 0x2, 0x4, 0x10
 _LZ4_FORMAT = 1  # BLOSC_LZ4_FORMAT, also its version format
 
+# The compiled code calls this name; ``available()`` binds it to numcodecs' LZ4_compress_fast (a
+# name of our own, so no other library's LZ4 is ever bound, and numba's cache stays valid).
+_SYMBOL = "maxrf_blosc_LZ4_compress_fast"
 _lz4_compress_fast = types.ExternalFunction(
-    "LZ4_compress_fast",
+    _SYMBOL,
     types.int32(types.intp, types.intp, types.int32, types.int32, types.int32),
 )
 
@@ -39,8 +42,8 @@ def available() -> bool:
         import llvmlite.binding as llvm
         from numcodecs import blosc
 
-        ctypes.CDLL(blosc.__file__).LZ4_compress_fast  # noqa: B018 (the lookup is the check)
-        llvm.load_library_permanently(blosc.__file__)
+        fn = ctypes.CDLL(blosc.__file__).LZ4_compress_fast  # RTLD_LOCAL: nothing made global
+        llvm.add_symbol(_SYMBOL, ctypes.cast(fn, ctypes.c_void_p).value)
     except (ImportError, OSError, AttributeError, RuntimeError):
         return False
     return True
