@@ -55,7 +55,7 @@ def _compiled(codec: Blosc, nbytes: int) -> bool:
         codec.cname == "lz4"
         and codec.blocksize == 0
         and 1 <= codec.clevel <= 9
-        and blosc_lz4.L1 <= nbytes < 2**31 - 2**20
+        and blosc_lz4.L1 <= nbytes <= blosc_lz4.MAX_NBYTES
         and blosc_lz4.available()
     )
 

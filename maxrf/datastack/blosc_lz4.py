@@ -23,6 +23,7 @@ MIN_BUFFERSIZE = 128  # blosc.c: smaller buffers are stored
 MAX_SPLITS = 16
 L1 = 32 * 1024
 OVERHEAD = 16
+MAX_NBYTES = 2**31 - 2**20  # chunks above this are left to c-blosc (int32 sizes)
 _FLAG_SHUFFLE, _FLAG_MEMCPYED, _FLAG_BITSHUFFLE, _FLAG_DONT_SPLIT = 0x1, 0x2, 0x4, 0x10
 _LZ4_FORMAT = 1  # BLOSC_LZ4_FORMAT, also its version format
 
@@ -236,7 +237,7 @@ def encode_into(data: np.ndarray, clevel: int, shuffle: int, dest: np.ndarray, s
         raise ValueError(f"unsupported blosc parameters clevel={clevel}, shuffle={shuffle}")
     src = data.reshape(-1).view(np.uint8)
     nbytes = src.size
-    if nbytes < L1 or nbytes > 2**31 - 2**20:
+    if not L1 <= nbytes <= MAX_NBYTES:
         raise ValueError(f"{nbytes} bytes: outside the compiled encoder's range")
     ts = data.dtype.itemsize if data.dtype.itemsize <= 255 else 1
     blocksize, split, flags = _plan(clevel, ts, nbytes, shuffle)
