@@ -173,7 +173,7 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each side (medians)")
     ap.add_argument(
-        "--counts", type=float, default=2000.0, help="mean counts per spectrum of generated scans"
+        "--counts", type=float, help="mean counts per spectrum of generated scans (demo default)"
     )
     ap.add_argument(
         "--settle", type=float, default=5.0, help="idle seconds before every timed run (both sides)"
@@ -185,11 +185,14 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from maxrf.demo import DemoSpec, generate_scan
 
+    default_counts = DemoSpec().counts
+    counts = default_counts if args.counts is None else args.counts
+
     args.data.mkdir(parents=True, exist_ok=True)
     results = {
         "machine": {"cpus": os.cpu_count()},
         "cache": args.cache,
-        "counts": args.counts,
+        "counts": counts,
         "sizes": [],
     }
     smooth = child(SMOOTH)
@@ -201,11 +204,11 @@ def main() -> None:
             f"({r['scipy_s'] / r['maxrf_s']:.1f}x), max rel diff {r['max_rel_diff']:.1e}"
         )
     for n in args.sizes:
-        prefix = args.data / (f"scan{n}" if args.counts == 2000 else f"scan{n}-c{args.counts:g}")
+        prefix = args.data / (f"scan{n}" if counts == default_counts else f"scan{n}-c{counts:g}")
         raw = Path(f"{prefix}.raw")
         if not raw.exists():
             t = time.perf_counter()
-            generate_scan(prefix, DemoSpec(height=n, width=n, seed=n, counts=args.counts))
+            generate_scan(prefix, DemoSpec(height=n, width=n, seed=n, counts=counts))
             print(
                 f"generated {raw.name} ({raw.stat().st_size / 1e9:.2f} GB) in "
                 f"{time.perf_counter() - t:.0f} s"

@@ -19,7 +19,6 @@ from numcodecs import Blosc, blosc
 from ..scratch import thread_buffer
 from . import blosc_lz4
 
-_OVERHEAD = 16  # BLOSC_MAX_OVERHEAD
 _SHUFFLES = {Blosc.NOSHUFFLE: 0, Blosc.SHUFFLE: 1, Blosc.BITSHUFFLE: 2}
 
 
@@ -80,7 +79,8 @@ class BloscEncoder:
             return memoryview(self.codec.encode(data))
         data = np.ascontiguousarray(data)
         c = self.codec
-        dest = thread_buffer(f"blosc-{slot}", (data.nbytes + _OVERHEAD,), np.uint8)
+        size = data.nbytes + blosc_lz4.OVERHEAD  # as numcodecs: decides when blosc stores a copy
+        dest = thread_buffer(f"blosc-{slot}", (size,), np.uint8)
         if _compiled(c, data.nbytes):
             n = blosc_lz4.encode_into(data, c.clevel, _SHUFFLES[c.shuffle], dest, _scratch)
             return memoryview(dest)[:n]
@@ -91,7 +91,7 @@ class BloscEncoder:
             data.nbytes,
             data.ctypes.data,
             dest.ctypes.data,
-            data.nbytes + _OVERHEAD,  # as numcodecs: decides when blosc stores a plain copy
+            size,
             c.cname.encode(),
             c.blocksize,
             1,

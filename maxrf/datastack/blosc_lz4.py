@@ -22,7 +22,7 @@ from numba import njit, types, uint8, uint64
 MIN_BUFFERSIZE = 128  # blosc.c: smaller buffers are stored
 MAX_SPLITS = 16
 L1 = 32 * 1024
-OVERHEAD = 16
+OVERHEAD = 16  # BLOSC_MAX_OVERHEAD: header + room for the stored-chunk fall-back
 MAX_NBYTES = 2**31 - 2**20  # chunks above this are left to c-blosc (int32 sizes)
 _FLAG_SHUFFLE, _FLAG_MEMCPYED, _FLAG_BITSHUFFLE, _FLAG_DONT_SPLIT = 0x1, 0x2, 0x4, 0x10
 _LZ4_FORMAT = 1  # BLOSC_LZ4_FORMAT, also its version format
@@ -50,12 +50,16 @@ def available() -> bool:
     return True
 
 
+def splits(typesize: int, blocksize: int) -> bool:
+    """c-blosc 1.21's ``split_block`` for LZ4 (forward-compatible mode): one stream per byte."""
+    return typesize <= MAX_SPLITS and blocksize // typesize >= MIN_BUFFERSIZE
+
+
 def blocksize_for(clevel: int, typesize: int, nbytes: int) -> int:
     """c-blosc 1.21's automatic block size for LZ4 (``compute_blocksize``, forward-compatible
     splits), for ``nbytes >= L1``."""
-    blocksize = L1 * {1: 0.5, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 8, 8: 8, 9: 8}[clevel]
-    blocksize = int(blocksize)
-    if typesize <= MAX_SPLITS and blocksize // typesize >= MIN_BUFFERSIZE:
+    blocksize = {1: L1 // 2, 2: L1, 3: 2 * L1, 4: 4 * L1, 5: 4 * L1}.get(clevel, 8 * L1)
+    if splits(typesize, blocksize):
         blocksize = min(blocksize, 1 << 18) * typesize
         blocksize = min(max(blocksize, 1 << 16), 1 << 20)
     blocksize = min(blocksize, nbytes)
@@ -221,7 +225,7 @@ def _encode(src, ts, mode, blocksize, split, accel, flags, dest, scratch):  # pr
 def _plan(clevel: int, ts: int, nbytes: int, shuffle: int) -> tuple[int, bool, int]:
     """Block size, split and header flags, as c-blosc 1.21 chooses them."""
     blocksize = blocksize_for(clevel, ts, nbytes)
-    split = ts <= MAX_SPLITS and blocksize // ts >= MIN_BUFFERSIZE
+    split = splits(ts, blocksize)
     flags = (_FLAG_SHUFFLE if shuffle == 1 else 0) | (_FLAG_BITSHUFFLE if shuffle == 2 else 0)
     flags |= (0 if split else _FLAG_DONT_SPLIT) | (_LZ4_FORMAT << 5)
     return blocksize, split, flags
@@ -242,7 +246,8 @@ def encode_into(data: np.ndarray, clevel: int, shuffle: int, dest: np.ndarray, s
     ts = data.dtype.itemsize if data.dtype.itemsize <= 255 else 1
     blocksize, split, flags = _plan(clevel, ts, nbytes, shuffle)
     work = scratch("lz4", 3 * blocksize + 8)
-    n = _encode(src, ts, shuffle, blocksize, split, 10 - clevel, flags, dest[: nbytes + 16], work)
+    dest = dest[: nbytes + OVERHEAD]
+    n = _encode(src, ts, shuffle, blocksize, split, 10 - clevel, flags, dest, work)
     if n < 0:
         raise RuntimeError("LZ4 compression failed")
     return n
