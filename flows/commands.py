@@ -99,8 +99,19 @@ def cmd_process(args: argparse.Namespace) -> int:
         "prominence": args.prominence,
         "energies": tuple(args.energies) if args.energies else None,
         "plots": not args.no_plots,
+        "maps": not args.no_maps,
+        "tube_kv": args.tube_kv,
+        "elements": _elements(args.elements),
+        "add_elements": _elements(args.add_elements),
+        "drop_elements": _elements(args.drop_elements),
     }
-    return _run_or_reuse(process_scan, kwargs, steps=5, rerun=args.rerun)
+    return _run_or_reuse(process_scan, kwargs, steps=5 if args.no_maps else 6, rerun=args.rerun)
+
+
+def _elements(text: str | None) -> list[str] | None:
+    from maxrf.elementmaps import parse_elements
+
+    return parse_elements(text)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -184,11 +195,16 @@ def _compare_with_truth(datastack: str, truth_path: Path) -> None:
     angle = ds.attrs("maxrf_energies")["calibration"].get("scatter_angle_deg")
     print(
         f"vs ground truth: energy axis within {err:.1f} eV over 0-40 keV; "
-        f"{found}/{len(truth['hotspots'])} planted hot spots found at their exact pixel; "
-        f"scatter angle {angle:.1f}° (planted {truth['angle']:.0f}°)"
-        if angle
-        else ""
+        f"{found}/{len(truth['hotspots'])} planted hot spots found at their exact pixel"
+        + (f"; scatter angle {angle:.1f}° (planted {truth['angle']:.0f}°)" if angle else "")
     )
+    planted = truth_path.with_suffix(".npz")
+    if "maxrf_elementmaps" in ds and planted.exists():
+        from maxrf.elementmaps import compare_with_truth
+
+        print("element maps vs the planted ones (4x4-binned; counts per pixel):")
+        for row in compare_with_truth(datastack, planted):
+            print("  " + row)
 
 
 COMMANDS = {

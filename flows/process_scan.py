@@ -9,6 +9,7 @@ from prefect import flow
 from maxrf.datastack.layers import DEFAULT_PRECISION_BITS
 from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
 from tasks.convert import convert_scan
+from tasks.elementmaps import element_maps
 from tasks.header import read_header
 from tasks.plots import make_plots
 from tasks.report import publish_report
@@ -52,8 +53,14 @@ def process_scan(
     fingerprint: str = "quick",
     dask_address: str | None = None,
     plots: bool = True,
+    maps: bool = True,
+    tube_kv: float = 50.0,
+    elements: list[str] | None = None,
+    add_elements: list[str] | None = None,
+    drop_elements: list[str] | None = None,
 ) -> dict:
-    """The whole chain for one scan; every step reuses its layers when its key is unchanged."""
+    """The whole chain for one scan; every step reuses its layers when its key is unchanged.
+    ``elements`` (symbols) overrides the automatic choice of elements to map."""
     datastack = output or default_output(raw_path)
     scan = read_header(raw_path, fingerprint)
     converted = convert_scan(
@@ -64,5 +71,12 @@ def process_scan(
     noise = hotmax_noise(hot, datastack)
     sub = hotmax_subpeaks(noise, datastack)
     done = [converted, calibrated, hot, noise, sub]
+    if maps:
+        done.append(
+            element_maps(
+                converted, calibrated, hot, datastack, anode, tube_kv, elements, add_elements,
+                drop_elements, dask_address,
+            )
+        )
     pngs = make_plots(datastack, done) if plots else []
     return publish_report(datastack, done, pngs)

@@ -22,7 +22,14 @@ from scipy.optimize import curve_fit
 from scipy.signal import find_peaks
 
 from .errors import CalibrationError, SpectrumError
-from .lines import ANODES, anode_lines, compton_angle, compton_energy, element_lines
+from .lines import (
+    ANODES,
+    anode_lines,
+    compton_angle,
+    compton_energy,
+    element_lines,
+    line_components,
+)
 from .rpl import EnergyCalibration
 
 VERSION = "1"
@@ -76,6 +83,11 @@ class Calibration:
     compton_kev: float | None = None
     scatter_angle_deg: float | None = None
     header_agreement_ev: float | None = None
+    refinement: dict | None = None  # the whole-spectrum fit: axis, χ², resolution, elements
+    noise_fwhm_kev: float | None = None
+    fano: float | None = None
+    supported_kev: tuple[float, float] | None = None  # energies the data pin down
+    warnings: list[str] = field(default_factory=list)
 
     def energies(self) -> np.ndarray:
         ch = np.arange(self.channels, dtype=np.float64)
@@ -155,6 +167,11 @@ def find_spectrum_peaks(y: np.ndarray, max_peaks: int = 30) -> tuple[np.ndarray,
 def _known_lines(anode: str) -> np.ndarray:
     """Energies of every line a painting scan may show (for judging a candidate axis)."""
     energies = [0.0] + [e for e, _w in anode_lines(anode).values()]
+    name = str(anode).strip().capitalize()
+    if name in ANODES:  # the tube's own multiplet components (W Lb1 and Lb2 are 0.3 keV apart)
+        comps = line_components(name, name)
+        top = max(c.intensity for c in comps)
+        energies += [c.energy_kev for c in comps if c.intensity >= 0.05 * top]
     for el in NEIGHBOUR_ELEMENTS:
         energies += [e for e, w in element_lines(el).values() if w >= 0.1 and e > 1.0]
     return np.array(sorted(set(energies)))
@@ -303,8 +320,14 @@ def calibrate(
     anode: str = "Rh",
     header: EnergyCalibration | None = None,
     smoothing_sigma: float = 7.0,
+    refine: bool = True,
+    counts_scale: float = 1.0,
+    tube_kv: float = 50.0,
 ) -> Calibration:
-    """Calibrate the channel axis of ``spectrum`` (best: the mean spectrum of the scan)."""
+    """Calibrate the channel axis of ``spectrum`` (best: the mean spectrum of the raw counts,
+    with ``counts_scale`` = number of pixels so that it counts photons). Landmarks give a robust
+    start; with ``refine`` the whole spectrum is then fitted with the spectrum model (unsmoothed
+    spectra only), and the better axis of the two by χ² is kept."""
     y = _check_spectrum(spectrum)
     refs = _references(anode)
     if header is not None:
@@ -354,6 +377,9 @@ def calibrate(
             + ", ".join(f"{m.name} {m.residual_ev:+.0f} eV" for m in marks)
         )
     _compton(y, cal, smoothing_sigma)
+    if refine and smoothing_sigma == 0:
+        refine_axis(y * counts_scale, cal, tube_kv)
+    _support(cal)
     if header is not None:
         ch = np.arange(y.size)
         diff = header.offset_kev + header.gain_kev * ch - cal.energies()
@@ -450,3 +476,90 @@ def manual_calibration(
     else:
         raise CalibrationError("manual calibration needs energies=(start, stop) or a gain")
     return Calibration(offset, gain, 0.0, channels, anode, "manual")
+
+
+EXTRAPOLATION_KEV = 8.0  # warn when the axis reaches this far past the last strong line
+
+
+def refine_axis(counts: np.ndarray, cal: Calibration, tube_kv: float = 50.0) -> None:
+    """Fit the whole spectrum (elements proposed on the landmark axis, every multiplet line,
+    escape peaks, Rayleigh/Compton, continuum) with the axis, resolution and scatter angle free;
+    keep the refined axis only when it lowers χ² against the landmark axis."""
+    from .spectrum_fit import default_fit_range, propose, refine
+    from .spectrum_model import Instrument
+
+    try:
+        inst = Instrument(anode=str(cal.anode), tube_kv=float(tube_kv))
+        if cal.scatter_angle_deg:
+            inst = inst.with_(angle_deg=float(cal.scatter_angle_deg))
+        energies = cal.energies()
+        fit_range = (min(-0.3, float(energies[0]) + 0.05) if energies[0] < -0.3 else 1.0,
+                     default_fit_range(energies, inst)[1])
+        elements = propose([("mean", counts, 1)], energies, inst, (1.0, fit_range[1]),
+                           min_counts=0.0).elements
+        axis = (cal.offset_kev, cal.gain_kev, cal.quadratic_kev)
+        free = refine(counts, axis, elements, inst, fit_range, fit_axis=True,
+                      quadratic=cal.quadratic_kev != 0)
+        # the landmark axis judged with the same instrument: the refinement must beat it
+        fixed = refine(counts, axis, elements, free.instrument, fit_range, max_nfev=1)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # keep the landmark axis
+        cal.warnings.append(f"whole-spectrum refinement failed ({exc}); landmark axis kept")
+        return
+    better = free.chi2_reduced < fixed.chi2_reduced
+    best = free if better else fixed
+    cal.refinement = {
+        "elements": elements,
+        "fit_range_kev": list(fit_range),
+        "landmark_axis_reduced_chi2": round(fixed.chi2_reduced, 4),
+        "refined_axis_reduced_chi2": round(free.chi2_reduced, 4),
+        "refined_axis": list(free.axis),
+        "kept": "refined" if better else "landmarks",
+        "instrument": best.instrument.attrs(),
+    }
+    if better:
+        shift = np.abs(free.axis[0] + free.axis[1] * np.arange(cal.channels)
+                       + free.axis[2] * np.arange(cal.channels) ** 2 - cal.energies())
+        cal.refinement["max_change_ev"] = round(float(shift[cal.energies() <= 40].max()) * 1e3, 2)
+        cal.offset_kev, cal.gain_kev, cal.quadratic_kev = free.axis
+        cal.method += " + whole-spectrum refinement"
+        for m in cal.landmarks:
+            m.residual_ev = float((_axis(free.axis, m.channel) - m.energy_kev) * 1000)
+    cal.noise_fwhm_kev = best.instrument.noise_fwhm_kev
+    cal.fano = best.instrument.fano
+    cal.refinement["scatter_angle_deg"] = round(float(best.instrument.angle_deg), 2)
+    strong = [e for e, name, a in _strong_lines(best) if a > 0]
+    if strong:
+        cal.supported_kev = (min(0.0 if energies[0] < -0.1 else 1.0, min(strong)), max(strong))
+
+
+def _strong_lines(fit) -> list[tuple[float, str, float]]:
+    """(energy, component, amplitude) of the strongest line of every fitted component whose
+    amplitude stands well above its noise (sensor, Rayleigh and element families)."""
+    from .spectrum_model import channel_edges  # noqa: F401  (same axis as the fit)
+
+    out = []
+    e = fit.model.energies
+    for name, kind, row, a in zip(fit.model.names, fit.model.kinds, fit.model.templates,
+                                  fit.amplitudes, strict=True):
+        if kind == "continuum" or a <= 0 or name == "compton-tail":
+            continue
+        peak = float(e[int(np.argmax(row))])
+        if a * row.max() > 25 * np.sqrt(max(a * row.max(), 1.0)):  # a clear peak
+            out.append((peak, name, float(a)))
+    return out
+
+
+def _support(cal: Calibration) -> None:
+    """The energy range the landmarks (or the refinement's strong lines) pin down, and a
+    warning when the axis reaches far beyond it."""
+    lms = [m.energy_kev for m in cal.landmarks]
+    lo, hi = (min(lms), max(lms)) if lms else (0.0, 0.0)
+    if cal.supported_kev:
+        lo, hi = min(lo, cal.supported_kev[0]), max(hi, cal.supported_kev[1])
+    cal.supported_kev = (float(lo), float(hi))
+    top = float(min(cal.energies()[-1], 40.0))
+    if top > hi + EXTRAPOLATION_KEV:
+        cal.warnings.append(
+            f"the axis is extrapolated from {hi:.1f} keV (last strong line) to {top:.1f} keV; "
+            "energies above the last line are less certain"
+        )

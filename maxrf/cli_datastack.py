@@ -54,7 +54,59 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_maps(args: argparse.Namespace) -> int:
+    """Fit element maps into a datastack (or reuse them) and export them."""
+    from pathlib import Path
+
+    from . import steps
+    from .elementmaps import parse_elements
+    from .errors import MaxrfError
+    from .mapexport import export_all
+
+    ds = DataStack(args.file)
+    if not ds.path.is_file():
+        raise MaxrfError("datastack not found", ds.path)
+    chosen = parse_elements(args.elements)
+    add, drop = parse_elements(args.add_elements), parse_elements(args.drop_elements)
+    rgb = parse_elements(args.rgb)
+    colors = args.colors.split(",") if args.colors else None
+    if rgb is not None and not 1 <= len(rgb) <= 4:
+        raise MaxrfError(f"--rgb takes 1 to 4 elements, got {len(rgb)}")
+    fresh = chosen is None and add is None and drop is None and not args.refit
+    if fresh and "maxrf_elementmaps" in ds:
+        print(f"using the element maps in {ds.path} (--refit or --elements to fit again)")
+    else:
+        steps.elementmap_layers(ds.path, args.anode, args.tube_kv, chosen, add, drop,
+                                scheduler=args.dask, progress=None)
+    attrs = DataStack(ds.path).attrs("maxrf_elementmaps")
+    maps = DataStack(ds.path).read("maxrf_elementmaps")
+    speed = attrs.get("maxrf", {}).get("spectra_per_s")
+    print(f"element maps of {ds.path.name}: {maps.shape[1]} x {maps.shape[2]} pixels"
+          + (f", fitted at {speed} spectra/s" if speed else ""))
+    for el, m in zip(attrs["elements"], maps, strict=True):
+        print(f"  {el:<3} mean {m.mean():9.2f}  max {m.max():10.1f} counts/pixel")
+    if args.export or rgb:
+        folder = Path(args.export or ds.path.with_suffix(".maps"))
+        out = export_all(ds.path, folder, rgb, colors)
+        print(f"wrote {len(out)} files to {folder}")
+    return 0
+
+
 def add_commands(sub, flows_command) -> None:
+    p = sub.add_parser("maps", help="fit per-pixel element maps into a datastack and export them")
+    p.add_argument("file", help="SCAN.datastack (converted and calibrated)")
+    p.add_argument("--anode", default="Rh", help="tube anode (Rh, Mo, Ag, W, Cr, Cu) or keV")
+    p.add_argument("--tube-kv", type=float, default=50.0, help="tube voltage, kV")
+    p.add_argument("--elements", metavar="LIST", help="elements to map, e.g. Pb,Hg,As")
+    p.add_argument("--add-elements", metavar="LIST", help="map these too")
+    p.add_argument("--drop-elements", metavar="LIST", help="never map these")
+    p.add_argument("--refit", action="store_true", help="fit again even if maps exist")
+    p.add_argument("--export", metavar="DIR", help="write TIFFs and PNGs here")
+    p.add_argument("--rgb", metavar="LIST", help="RGB composite of up to 4 elements")
+    p.add_argument("--colors", metavar="LIST", help="composite colours (names or #rrggbb)")
+    p.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler to use")
+    p.set_defaults(func=cmd_maps)
+
     p = sub.add_parser("tree", help="list the layers of a datastack")
     p.add_argument("file")
     p.add_argument("--arrays", action="store_true", help="show chunks and codecs too")

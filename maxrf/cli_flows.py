@@ -56,6 +56,14 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _map_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tube-kv", type=float, default=50.0, help="tube voltage, kV (element maps)")
+    p.add_argument("--elements", metavar="LIST",
+                   help="elements to map, e.g. Pb,Hg,As (default: proposed from the data)")
+    p.add_argument("--add-elements", metavar="LIST", help="map these too")
+    p.add_argument("--drop-elements", metavar="LIST", help="never map these")
+
+
 def add_commands(sub, flows_command) -> None:
     p = sub.add_parser("process", help="run the whole chain on a scan (Prefect flow)")
     _scan_options(p)
@@ -69,6 +77,8 @@ def add_commands(sub, flows_command) -> None:
         help="manual calibration: keV of the first and last channel",
     )
     p.add_argument("--no-plots", action="store_true")
+    _map_options(p)
+    p.add_argument("--no-maps", action="store_true", help="stop before the element maps")
     p.set_defaults(func=flows_command("process"))
 
     p = sub.add_parser("convert", help="convert a scan: raw, cube, spectra (Prefect flow)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,18 +21,25 @@ from .lines import anode_lines, compton_energy, element_lines
 from .rpl import EnergyCalibration, format_rpl
 
 # Element, region shape and relative strength of the "paint layers" of a demo painting.
+# "over:X" places the element only where X is (orpiment over lead white); "with:X" follows X's
+# map with a share of its own (the sulphur of vermilion, HgS, plus some gypsum).
 PIGMENTS = (
     ("Ar", "flat", 0.02),  # air between head and painting
     ("Ca", "flat", 0.10),  # chalk ground
     ("Pb", "strokes", 0.35),  # lead white
     ("Fe", "blobs", 0.25),  # ochre
     ("Hg", "blobs", 0.20),  # vermilion
+    ("S", "with:Hg", 0.06),  # vermilion's sulphur, and gypsum
+    ("As", "over:Pb", 0.12),  # orpiment painted over lead white
     ("Cu", "strokes", 0.15),  # azurite / verdigris
     ("Mn", "blobs", 0.05),  # umber
     ("K", "flat", 0.03),
 )
-SERIES_STRENGTH = {"K": 1.0, "L": 1.0, "M": 0.15}  # M lines: weak, absorbed on the way
+# Family strengths relative to the xraylib cross sections (M lines: absorbed on the way out).
+SERIES_STRENGTH = {"K": 1.0, "L": 1.0, "M": 0.15}
 HOTSPOT_ELEMENTS = ("Sr", "Au", "Ti", "Zn", "Co", "Sn")
+MIN_LINE_KEV = 1.0  # air and the detector window absorb lower lines
+COMPTON_SHOULDER = 0.3  # share of a Compton peak in its low-energy shoulder
 
 
 @dataclass
@@ -53,13 +61,15 @@ class DemoSpec:
     record_by: str = "vector"
     layout: str = "A"
     noise_fwhm_kev: float = 0.0715  # electronic noise; gives ~140 eV FWHM at 5.9 keV
+    fano: float = 0.115
     extra: dict = field(default_factory=dict)
 
 
-def fwhm_kev(energy_kev: np.ndarray | float, noise_fwhm_kev: float = 0.0715) -> np.ndarray:
+def fwhm_kev(
+    energy_kev: np.ndarray | float, noise_fwhm_kev: float = 0.0715, fano: float = 0.115
+) -> np.ndarray:
     """Silicon drift detector resolution: electronic noise plus Fano statistics."""
-    fano = 2.3548**2 * 0.00385 * 0.115 * np.maximum(energy_kev, 0.0)
-    return np.sqrt(noise_fwhm_kev**2 + fano)
+    return np.sqrt(noise_fwhm_kev**2 + 2.3548**2 * 0.00365 * fano * np.maximum(energy_kev, 0.0))
 
 
 def _peak(energies: np.ndarray, center: float, fwhm: float, gain: float) -> np.ndarray:
@@ -67,14 +77,64 @@ def _peak(energies: np.ndarray, center: float, fwhm: float, gain: float) -> np.n
     return gain * np.exp(-0.5 * ((energies - center) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
 
 
+def _escape(energy: float) -> float:
+    """Si escape probability of a photon of ``energy`` keV (Reed & Ware)."""
+    import xraylib as xl
+
+    if energy <= 1.839:
+        return 0.0
+    r = xl.CS_Total(14, 1.74) / xl.CS_Total(14, energy)
+    return 0.5 * 0.047 * (1 - 1 / 10.8) * (1 - r * np.log1p(1 / r))
+
+
+def _multiplets(z: int, excitation: list[tuple[float, float]], rates: bool = False):
+    """Every xraylib line of element ``z``: (family, energy keV, intensity). Intensities are
+    fluorescence cross sections at the excitation energies (or radiative rates)."""
+    import xraylib as xl
+
+    out = []
+    for attr in dir(xl):
+        m = re.match(r"^(K|L[123]|M[1-5])([KLMNOPQ][1-7]?)_LINE$", attr)
+        if not m:
+            continue
+        code = getattr(xl, attr)
+        try:
+            energy = xl.LineEnergy(z, code)
+        except ValueError:
+            continue
+        weight = 0.0
+        for e_exc, w in excitation:
+            try:
+                weight += w * (xl.RadRate(z, code) if rates else
+                               xl.CS_FluorLine_Kissel_Cascade(z, code, e_exc))
+            except ValueError:
+                pass
+        if energy > 0 and weight > 0:
+            out.append((m.group(1)[0], energy, weight))
+    return out
+
+
 def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
-    """Expected counts per channel of each component per unit intensity."""
+    """Expected counts per channel of each component per unit intensity (the lines of each
+    element as their separate multiplet components, with Si escape peaks)."""
+    import xraylib as xl
+
     e = spec.offset + spec.gain * np.arange(spec.channels)
     names, rows, info = [], [], {}
+    res = lambda en: fwhm_kev(en, spec.noise_fwhm_kev, spec.fano)  # noqa: E731
 
     def add(name: str, row: np.ndarray) -> None:
         names.append(name)
         rows.append(row)
+
+    def lines_row(lines) -> np.ndarray:
+        row = np.zeros_like(e)
+        for energy, weight in lines:
+            row += weight * _peak(e, energy, res(energy), spec.gain)
+            esc = _escape(energy)
+            if esc > 0:
+                row += weight * esc * _peak(e, energy - 1.7398, res(energy - 1.74), spec.gain)
+        return row
 
     add("sensor", _peak(e, 0.0, spec.noise_fwhm_kev, spec.gain))
     # Scattered bremsstrahlung: Kramers' law continuum, absorbed at low energy.
@@ -82,27 +142,40 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
     kramers = np.clip(spec.tube_kv / ek - 1.0, 0.0, None) * (1 - np.exp(-((ek / 4.0) ** 3)))
     kramers[e <= 0] = 0.0
     add("continuum", kramers / max(kramers.sum(), 1e-12))
-    scatter = np.zeros_like(e)
-    lines = anode_lines(spec.anode)
-    for line, (energy, weight) in lines.items():
+    # The tube's lines, scattered: Rayleigh (multiplet by radiative rates) and Compton (Doppler
+    # broadened, with a low-energy shoulder from bound electrons).
+    anode = anode_lines(spec.anode)
+    try:
+        tube = [(float(spec.anode), 1.0)]
+    except ValueError:
+        z_anode = xl.SymbolToAtomicNumber(spec.anode)
+        fam = "L" if spec.anode == "W" else "K"
+        # electron impact ionises the subshells much as photons of ~0.6 x the voltage do
+        tube = [(en, w) for f, en, w in _multiplets(z_anode, [(0.6 * spec.tube_kv, 1.0)])
+                if f == fam and en < spec.tube_kv]
+        top = max(w for _e, w in tube)
+        tube = [(en, w / top) for en, w in tube if w > 1e-3 * top]
+    scatter = lines_row(tube)
+    for energy, weight in tube:
         compton = float(compton_energy(energy, spec.angle))
-        scatter += weight * _peak(e, energy, fwhm_kev(energy, spec.noise_fwhm_kev), spec.gain)
-        # Compton peaks are broadened by the electrons' momentum (Doppler) and the solid angle.
-        scatter += (
-            1.6
-            * weight
-            * _peak(e, compton, 3.0 * fwhm_kev(compton, spec.noise_fwhm_kev), spec.gain)
-        )
+        width = np.hypot(res(compton), 2.3548 * 0.012 * compton)
+        scatter += 1.6 * weight * (1 - COMPTON_SHOULDER) * _peak(e, compton, width, spec.gain)
+        scatter += 1.6 * weight * COMPTON_SHOULDER * _peak(e, compton - 0.3, 2.2 * width, spec.gain)
+    for line, (energy, _w) in anode.items():
         info.setdefault("rayleigh_kev", {})[line] = energy
-        info.setdefault("compton_kev", {})[line] = compton
+        info.setdefault("compton_kev", {})[line] = float(compton_energy(energy, spec.angle))
     add("scatter", scatter)
+    # Elements excited by the anode's main line (by the continuum above it, when their edge is
+    # higher), each line weighted by its cross section and its family's strength.
+    main = max(tube, key=lambda t: t[1])[0]
     for element in [p[0] for p in PIGMENTS] + list(HOTSPOT_ELEMENTS):
-        row = np.zeros_like(e)
-        for line, (energy, weight) in element_lines(element).items():
-            if 1.0 < energy < spec.tube_kv * 0.9:  # air and the detector window absorb < 1 keV
-                w = weight * SERIES_STRENGTH[line[0]]
-                row += w * _peak(e, energy, fwhm_kev(energy, spec.noise_fwhm_kev), spec.gain)
-        add(element, row)
+        z = xl.SymbolToAtomicNumber(element)
+        excitation = [(main, 1.0), (min(1.35 * main, spec.tube_kv * 0.8), 0.5),
+                      (min(1.9 * main, spec.tube_kv * 0.95), 0.2)]
+        lines = [(en, w * SERIES_STRENGTH[f]) for f, en, w in _multiplets(z, excitation)
+                 if MIN_LINE_KEV < en < spec.tube_kv * 0.95]
+        top = max((w for _e, w in lines), default=1.0)
+        add(element, lines_row([(en, w / top) for en, w in lines if w > 1e-3 * top]))
     return names, np.asarray(rows, dtype=np.float64), info
 
 
@@ -136,7 +209,16 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
     maps[names.index("continuum")] = 0.25
     maps[names.index("scatter")] = 0.06 * (0.9 + 0.2 * rng.random((h, w)))
     for element, kind, strength in PIGMENTS:
-        maps[names.index(element)] = strength * _smooth_field(rng, h, w, kind)
+        if kind.startswith("over:"):  # only where the other pigment lies
+            under = maps[names.index(kind[5:])]
+            blobs = np.clip((_smooth_field(rng, h, w, "blobs") - 0.35) / 0.65, 0, 1)
+            field_ = blobs * (under > 0.25 * under.max())
+        elif kind.startswith("with:"):  # follows the other pigment, plus a share of its own
+            other = maps[names.index(kind[5:])]
+            field_ = 0.7 * other / max(other.max(), 1e-9) + 0.3 * _smooth_field(rng, h, w, "blobs")
+        else:
+            field_ = _smooth_field(rng, h, w, kind)
+        maps[names.index(element)] = strength * field_
     hotspots = []
     e_max = spec.offset + spec.gain * spec.channels
     candidates = [el for el in HOTSPOT_ELEMENTS if element_lines(el)]
@@ -167,7 +249,8 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
 
 
 def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int = 2) -> dict:
-    """Write ``PREFIX.raw``, ``PREFIX.rpl`` and ``PREFIX.truth.json``; return the truth dict."""
+    """Write ``PREFIX.raw``, ``PREFIX.rpl``, ``PREFIX.truth.json`` and ``PREFIX.truth.npz`` (the
+    planted element maps, expected counts per pixel); return the truth dict."""
     spec = spec or DemoSpec()
     if min(spec.height, spec.width, spec.channels) < 1:
         raise ValueError("height, width and channels must be at least 1")
@@ -215,8 +298,18 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
         spec.width, spec.height, spec.channels, dtype, spec.record_by, 0, spec.layout, energy
     )
     Path(f"{prefix}.rpl").write_bytes(rpl_text.encode())
+    # Truth maps: expected counts per pixel of all lines of each element (escapes included).
+    elements = [n for n in names if n not in ("sensor", "continuum", "scatter")]
+    idx = [names.index(n) for n in elements]
+    element_counts = maps[idx] * templates32[idx].sum(axis=1)[:, None, None]
+    np.savez_compressed(
+        f"{prefix}.truth.npz", elements=np.array(elements), maps=element_counts.astype(np.float32)
+    )
     truth = {
         **{k: v for k, v in asdict(spec).items() if k != "extra"},
+        "element_counts_per_pixel": {
+            n: float(m.mean()) for n, m in zip(elements, element_counts, strict=True)
+        },
         "offset_kev": spec.offset,
         "gain_kev": spec.gain,
         "components": names,

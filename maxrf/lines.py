@@ -6,7 +6,9 @@ library); a built-in table of the lines maxrf needs keeps the core usable withou
 
 from __future__ import annotations
 
+import re
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -140,3 +142,102 @@ def _xraylib_lines(element: str, excitation_kev: float | None) -> dict[str, tupl
             for n in names:
                 out[n] = (out[n][0], out[n][1] / top)
     return out
+
+
+# ---- individual lines (multiplets) for the spectrum model ------------------------------------
+_LINE_NAME = re.compile(r"^(K|L[123]|M[1-5])([KLMNOPQ][1-7]?)_LINE$")
+
+
+class Line(NamedTuple):
+    """One emission line: IUPAC name (``"L3M5"``), family (its initial vacancy: K, L1, L2, L3 or
+    M), energy (keV) and its
+    intensity (fluorescence cross section, cm²/g, averaged over the excitation spectrum)."""
+
+    name: str
+    family: str
+    energy_kev: float
+    intensity: float
+
+
+@cache
+def _line_codes() -> tuple[tuple[str, str, int], ...]:
+    import xraylib as xl
+
+    out = []
+    for attr in dir(xl):
+        m = _LINE_NAME.match(attr)
+        if m:
+            shell = m.group(1)  # K, L1-L3 (their ratios depend on the excitation), M
+            out.append((attr[:-5], "M" if shell[0] == "M" else shell, getattr(xl, attr)))
+    return tuple(out)
+
+
+@cache
+def excitation_spectrum(anode: str | float = "Rh", tube_kv: float = 50.0):
+    """(energies keV, relative photon flux) of the beam: the anode's lines plus a Kramers
+    continuum up to the tube voltage, or one energy for a monochromatic beam (a number)."""
+    try:
+        mono = float(anode)
+    except (TypeError, ValueError):
+        mono = None
+    if mono is not None:
+        anode_lines(mono)  # range check
+        return np.array([mono]), np.array([1.0])
+    if not 5.0 <= float(tube_kv) <= 150.0:
+        raise ValueError(f"tube voltage {tube_kv} kV is out of range (5-150 kV)")
+    lines = anode_lines(anode)
+    e_lines = np.array([e for e, _w in lines.values() if e < tube_kv])
+    w_lines = np.array([w for e, w in lines.values() if e < tube_kv])
+    e_cont = np.linspace(1.0, float(tube_kv), 120, endpoint=False)[1:]
+    w_cont = tube_kv / e_cont - 1.0
+    # A continuum carrying ~1.5x the lines' photons (typical of a side-window tube + optics).
+    w_cont *= 1.5 * max(w_lines.sum(), 1.0) / w_cont.sum()
+    return np.concatenate([e_lines, e_cont]), np.concatenate([w_lines, w_cont])
+
+
+@cache
+def line_components(
+    element: str, anode: str | float = "Rh", tube_kv: float = 50.0, min_relative: float = 1e-3
+) -> tuple[Line, ...]:
+    """Every line of ``element`` (each multiplet component separately: KL3, KL2, KM3 …) with its
+    fluorescence cross section averaged over the excitation spectrum; lines weaker than
+    ``min_relative`` of the element's strongest are left out. Raises ``ValueError`` for an
+    unknown symbol."""
+    import xraylib as xl
+
+    try:
+        z = xl.SymbolToAtomicNumber(element.strip().capitalize())
+    except ValueError:
+        raise ValueError(f"unknown element symbol {element!r}") from None
+    energies, flux = excitation_spectrum(anode, tube_kv)
+    flux = flux / flux.sum()
+    out = []
+    for name, family, code in _line_codes():
+        try:
+            energy = xl.LineEnergy(z, code)
+        except ValueError:
+            continue
+        if energy <= 0:
+            continue
+        cs = 0.0
+        for e, f in zip(energies, flux, strict=True):
+            try:
+                cs += f * xl.CS_FluorLine_Kissel_Cascade(z, code, float(e))
+            except ValueError:
+                pass
+        if cs > 0:
+            out.append(Line(name, family, float(energy), float(cs)))
+    if not out:
+        return ()
+    top = max(line.intensity for line in out)
+    return tuple(sorted((x for x in out if x.intensity >= min_relative * top), key=lambda x: x[2]))
+
+
+def atomic_number(element: str) -> int:
+    """Atomic number of an element symbol (``ValueError`` when unknown)."""
+    import xraylib as xl
+
+    try:
+        return int(xl.SymbolToAtomicNumber(element.strip().capitalize()))
+    except ValueError:
+        raise ValueError(f"unknown element symbol {element!r}") from None

@@ -22,6 +22,7 @@ from .analysis import (
 )
 from .convert import SPEC as CONVERT
 from .convert import convert_scan
+from .elementmaps import ELEMENT_MAPS, element_maps
 from .layer_cache import stored_layers
 
 
@@ -43,6 +44,11 @@ def cached_chain(raw_path: str, datastack: str, params: dict, steps: int = 5) ->
         (HOTMAX, hotmax_spectra, {"converted": "convert", "calibrated": "calibrate"}),
         (NOISE, hotmax_noise, {"hot": "hotmax"}),
         (SUBPEAKS, hotmax_subpeaks, {"noise": "hotmax-noise"}),
+        (
+            ELEMENT_MAPS,
+            element_maps,
+            {"converted": "convert", "calibrated": "calibrate", "hot": "hotmax"},
+        ),
     ][:steps]
     out = []
     for spec, task, upstream in chain:

@@ -1,0 +1,210 @@
+"""Element-map exports: 16-bit TIFFs (one per element and one multi-page file), PNGs (linear and
+histogram-equalised, with a colour bar in counts), an overview grid and RGB composites."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .datastack import DataStack
+from .errors import MaxrfError
+
+COLORS = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "cyan": (0, 1, 1),
+          "magenta": (1, 0, 1), "yellow": (1, 1, 0), "white": (1, 1, 1)}
+DEFAULT_RGB = ("red", "green", "blue", "yellow")
+
+
+def read_maps(datastack: str | Path) -> tuple[list[str], np.ndarray]:
+    """(element symbols, maps elements × height × width in counts) from a datastack."""
+    ds = DataStack(datastack)
+    if "maxrf_elementmaps" not in ds:
+        raise MaxrfError("no element maps: run 'maxrf maps' first", ds.path)
+    return list(ds.attrs("maxrf_elementmaps")["elements"]), ds.read("maxrf_elementmaps")
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Write through a unique temporary name in the same folder, then rename (no half files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def to_uint16(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Counts → uint16 with one scale (counts = value / scale), the maximum at 65535."""
+    top = float(np.nanmax(image)) if image.size else 0.0
+    scale = 65535.0 / top if top > 0 else 1.0
+    return np.round(np.clip(image, 0, None) * scale).astype(np.uint16), scale
+
+
+def write_tiffs(elements: list[str], maps: np.ndarray, folder: Path) -> list[Path]:
+    """``EL.tif`` per element and ``elementmaps.tif`` (one page per element), 16-bit; the
+    scale from counts is in each page's ImageDescription (JSON)."""
+    from PIL import Image
+
+    pages, out = [], []
+    for el, m in zip(elements, maps, strict=True):
+        u16, scale = to_uint16(m)
+        desc = json.dumps({"element": el, "units": "counts", "counts_per_value": 1 / scale})
+        img = Image.fromarray(u16)
+        img.encoderinfo = {}
+        pages.append((img, desc))
+        out.append(_atomic_write(folder / f"{el}.tif",
+                                 lambda p, i=img, d=desc: i.save(p, format="TIFF",
+                                                                 tiffinfo={270: d})))
+    if pages:
+        first, desc = pages[0]
+
+        def save_all(p):
+            first.save(p, format="TIFF", save_all=True, tiffinfo={270: desc},
+                       append_images=[i for i, _d in pages[1:]])
+
+        out.append(_atomic_write(folder / "elementmaps.tif", save_all))
+    return out
+
+
+def read_tiff(path: str | Path) -> np.ndarray:
+    """A TIFF written by ``write_tiffs`` back in counts (first page)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        desc = json.loads(img.tag_v2.get(270, "{}"))
+        return np.asarray(img, dtype=np.float64) * desc.get("counts_per_value", 1.0)
+
+
+def equalize(image: np.ndarray) -> np.ndarray:
+    """Histogram equalisation to [0, 1] (ranks of the values)."""
+    flat = image.ravel()
+    order = np.argsort(flat, kind="stable")
+    ranks = np.empty_like(order, dtype=np.float64)
+    ranks[order] = np.linspace(0, 1, flat.size)
+    return ranks.reshape(image.shape)
+
+
+def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = "") -> list[Path]:
+    """Per element a linear PNG with a colour bar in counts and a histogram-equalised one, and
+    ``elementmaps_grid.png`` with every map side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    for el, m in zip(elements, maps, strict=True):
+        for kind in ("linear", "equalized"):
+            fig, ax = plt.subplots(figsize=(6, 6 * m.shape[0] / max(m.shape[1], 1) + 0.6))
+            shown = m if kind == "linear" else equalize(m)
+            im = ax.imshow(shown, cmap="inferno", interpolation="nearest")
+            ax.set_title(f"{el} ({kind}) {scan}".strip())
+            ax.set_axis_off()
+            if kind == "linear":
+                fig.colorbar(im, ax=ax, shrink=0.8, label="counts per pixel")
+            else:
+                cb = fig.colorbar(im, ax=ax, shrink=0.8, label="counts per pixel (percentiles)")
+                qs = np.quantile(m, [0, 0.25, 0.5, 0.75, 1])
+                cb.set_ticks([0, 0.25, 0.5, 0.75, 1])
+                cb.set_ticklabels([f"{q:.3g}" for q in qs])
+            out.append(_save(fig, folder / f"{el}_{kind}.png"))
+    out.append(plot_grid(elements, maps, folder / "elementmaps_grid.png", scan))
+    return out
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    def write(p):
+        fig.savefig(p, dpi=100, bbox_inches="tight", format="png")
+
+    try:
+        return _atomic_write(path, write)
+    finally:
+        plt.close(fig)
+
+
+def plot_grid(elements: list[str], maps: np.ndarray, path: Path, scan: str = "") -> Path:
+    """Every element map in one figure, each with its own colour scale (counts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(elements), 1)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    h, w = maps.shape[1:] if maps.ndim == 3 else (1, 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows * h / max(w, 1) + 0.5),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, el, m in zip(axes.ravel(), elements, maps, strict=False):
+        top = float(np.percentile(m, 99.5)) or float(m.max()) or 1.0
+        im = ax.imshow(m, cmap="inferno", vmin=0, vmax=top, interpolation="nearest")
+        ax.set_title(f"{el}  (mean {m.mean():.1f} counts)")
+        fig.colorbar(im, ax=ax, shrink=0.7)
+    fig.suptitle(f"element maps {scan}".strip())
+    return _save(fig, path)
+
+
+def composite(
+    maps: dict[str, np.ndarray], colors: list[str] | None = None, percentile: float = 99.5
+) -> np.ndarray:
+    """An RGB image (height × width × 3, uint8) of up to four maps, each stretched to its
+    ``percentile`` and added in its colour (a name or ``#rrggbb``)."""
+    if not 1 <= len(maps) <= 4:
+        raise MaxrfError(f"a composite takes 1 to 4 element maps, got {len(maps)}")
+    colors = list(colors or DEFAULT_RGB[: len(maps)])
+    if len(colors) != len(maps):
+        raise MaxrfError(f"{len(maps)} elements but {len(colors)} colours")
+    first = next(iter(maps.values()))
+    rgb = np.zeros((*first.shape, 3))
+    for (_el, m), c in zip(maps.items(), colors, strict=True):
+        top = float(np.percentile(m, percentile)) or float(m.max()) or 1.0
+        rgb += np.clip(m / top, 0, 1)[..., None] * np.array(parse_color(c))
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def parse_color(text: str) -> tuple[float, float, float]:
+    t = str(text).strip().lower()
+    if t in COLORS:
+        return COLORS[t]
+    if len(t) == 7 and t.startswith("#"):
+        try:
+            return tuple(int(t[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        except ValueError:
+            pass
+    raise MaxrfError(f"unknown colour {text!r} (a name: {', '.join(COLORS)}, or #rrggbb)")
+
+
+def write_composite(elements: list[str], maps: np.ndarray, chosen: list[str], path: Path,
+                    colors: list[str] | None = None) -> Path:
+    """RGB composite PNG of the ``chosen`` elements."""
+    from PIL import Image
+
+    missing = [el for el in chosen if el not in elements]
+    if missing:
+        raise MaxrfError(f"no map for {', '.join(missing)} (mapped: {', '.join(elements)})")
+    img = composite({el: maps[elements.index(el)] for el in chosen}, colors)
+    return _atomic_write(path, lambda p: Image.fromarray(img).save(p, format="PNG"))
+
+
+def export_all(datastack: str | Path, folder: str | Path, rgb: list[str] | None = None,
+               colors: list[str] | None = None) -> list[Path]:
+    """TIFFs, PNGs, the grid and (with ``rgb``) a composite of the datastack's maps."""
+    elements, maps = read_maps(datastack)
+    folder = Path(folder)
+    scan = Path(datastack).stem
+    out = write_tiffs(elements, maps, folder) + write_pngs(elements, maps, folder, scan)
+    if rgb:
+        out.append(write_composite(elements, maps, rgb, folder / f"rgb_{'-'.join(rgb)}.png",
+                                   colors))
+    return out

@@ -1,0 +1,227 @@
+"""Fitting the spectrum model to one spectrum: element significance (which elements are there)
+and the refinement of the instrument's non-linear parameters (resolution, scatter angle, Compton
+shape and, for calibration, the energy axis) by variable projection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fitting import fit_nonlinear, nnls_weighted, poisson_weights
+from .lines import anode_lines, line_components
+from .spectrum_model import FAMILIES, Instrument, SpectrumModel, build_model
+
+# Elements a painting may show (anode excluded automatically): the candidates for proposals.
+CANDIDATES = (
+    "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
+    "Zn", "As", "Se", "Br", "Rb", "Sr", "Zr", "Mo", "Ag", "Cd", "Sn", "Sb", "I", "Ba", "W",
+    "Pt", "Au", "Hg", "Pb", "Bi",
+)  # fmt: skip
+SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
+
+
+def default_fit_range(energies: np.ndarray, inst: Instrument) -> tuple[float, float]:
+    """From 1 keV to just above the highest Rayleigh line (or the axis end)."""
+    top = max(e for e, _w in anode_lines(inst.anode).values())
+    return 1.0, float(min(energies[-1], top * 1.08 + 0.5, inst.tube_kv))
+
+
+def usable_elements(
+    elements, energies: np.ndarray, inst: Instrument, fit_range: tuple[float, float]
+) -> list[str]:
+    """Elements with a line carrying ≥ 5 % of their intensity inside ``fit_range``."""
+    lo, hi = fit_range
+    anode = str(inst.anode).strip().capitalize()
+    out = []
+    for el in elements:
+        if el == anode:
+            continue
+        lines_ = line_components(el, inst.anode, inst.tube_kv)
+        total = sum(x.intensity for x in lines_)
+        inside = sum(x.intensity for x in lines_ if lo + 0.05 <= x.energy_kev <= hi - 0.05)
+        if total > 0 and inside >= 0.05 * total:
+            out.append(el)
+    return out
+
+
+def significance(templates: np.ndarray, y: np.ndarray, weights: np.ndarray):
+    """NNLS amplitudes and each one's significance (amplitude / standard error, the error from
+    the active components' covariance and scaled by the fit's reduced χ² when above 1)."""
+    a = nnls_weighted(templates, y, weights)
+    resid = y - a @ templates
+    chi2 = float(np.sum(resid**2 * weights))
+    active = a > 0
+    z = np.zeros_like(a)
+    if active.any():
+        t = templates[active]
+        cov = np.linalg.pinv((t * weights) @ t.T)
+        dof = max(y.size - int(active.sum()), 1)
+        err = np.sqrt(np.maximum(np.diag(cov), 1e-300) * max(chi2 / dof, 1.0))
+        z[active] = a[active] / err
+    return a, z, chi2
+
+
+@dataclass
+class Proposal:
+    elements: list[str]
+    significance: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)  # in the spectrum it was found in
+    source: dict[str, str] = field(default_factory=dict)
+
+
+def propose(
+    spectra: list[tuple[str, np.ndarray, float]],
+    energies: np.ndarray,
+    inst: Instrument,
+    fit_range: tuple[float, float],
+    candidates=CANDIDATES,
+    threshold: float = SIGNIFICANCE,
+    min_counts: float = 20.0,
+) -> Proposal:
+    """Elements significantly present in any of ``spectra`` ((label, counts, pixels)): all
+    candidates are fitted at once, then the insignificant ones dropped until all stand."""
+    cands = usable_elements(candidates, energies, inst, fit_range)
+    lo, hi = fit_range
+    sl = (energies >= lo) & (energies <= hi)
+    # one component per line family: self-absorption changes their ratios per object
+    full = build_model(energies, cands, inst, fit_range, continuum=12, sensor=False,
+                       split_families=True)
+    n_el = len(full.element_rows)
+    fam_names = full.names[:n_el]
+    found = Proposal([])
+    for label, y, pixels in spectra:
+        y = np.asarray(y, dtype=np.float64)
+        keep = list(range(n_el))
+        n_other = len(full.names) - n_el
+        for _ in range(len(keep) + 1):
+            rows = keep + list(range(n_el, n_el + n_other))
+            a, z, _chi2 = significance(full.templates[rows][:, sl], y[sl], poisson_weights(y[sl]))
+            za, aa = z[: len(keep)], a[: len(keep)]
+            ok = (za >= threshold) & (aa >= min_counts)
+            if ok.all():
+                break
+            # inactive ones go at once; then the weakest active one, whose overlapping
+            # partners may then stand
+            bad = np.flatnonzero(~ok & (aa > 0))
+            drop = set(np.flatnonzero(aa <= 0).tolist())
+            if bad.size:
+                drop.add(int(bad[np.argmin(za[bad])]))
+            keep = [k for i, k in enumerate(keep) if i not in drop]
+        for i, k in enumerate(keep):
+            el = fam_names[k].split("-")[0]
+            if not ok[i]:
+                continue
+            if el not in found.significance:
+                found.elements.append(el)
+                found.counts[el], found.source[el] = 0.0, label
+            if found.source[el] == label:
+                found.significance[el] = max(found.significance.get(el, 0.0), float(za[i]))
+                found.counts[el] += float(aa[i] / max(pixels, 1))
+    order = {el: i for i, el in enumerate(cands)}
+    found.elements.sort(key=lambda el: order[el])
+    return found
+
+
+@dataclass
+class SpectrumFit:
+    """A refined fit of one (mean) spectrum."""
+
+    instrument: Instrument
+    axis: tuple[float, float, float]  # offset, gain, quadratic (keV)
+    model: SpectrumModel
+    amplitudes: np.ndarray
+    chi2_reduced: float
+    fit_range: tuple[float, float]
+
+    def amplitude(self, name: str) -> float:
+        return float(self.amplitudes[self.model.names.index(name)])
+
+    def fitted(self) -> np.ndarray:
+        return self.amplitudes @ self.model.templates
+
+
+NONLINEAR = ("noise_fwhm_kev", "fano", "angle_deg", "doppler", "tail_kev")
+BOUNDS = {
+    "noise_fwhm_kev": (0.02, 0.3),
+    "fano": (0.05, 0.3),
+    "angle_deg": (30.0, 179.0),
+    "doppler": (0.001, 0.05),
+    "tail_kev": (0.05, 2.0),
+}
+
+
+def refine(
+    y: np.ndarray,
+    axis: tuple[float, float, float],
+    elements: list[str],
+    inst: Instrument,
+    fit_range: tuple[float, float] | None = None,
+    fit_axis: bool = False,
+    quadratic: bool = False,
+    split_families: bool = True,
+    max_nfev: int = 40,
+) -> SpectrumFit:
+    """Fit the model to the counts ``y`` over ``fit_range``, freeing the instrument's
+    resolution and scatter parameters (and the axis ``offset + gain·ch + quad·ch²`` with
+    ``fit_axis``; the quadratic term only with ``quadratic``)."""
+    y = np.asarray(y, dtype=np.float64)
+    ch = np.arange(y.size, dtype=np.float64)
+    off0, gain0, quad0 = axis
+    energies0 = off0 + gain0 * ch + quad0 * ch**2
+    fit_range = fit_range or default_fit_range(energies0, inst)
+    lo, hi = fit_range
+    has_sensor = energies0[0] < -0.1 and lo <= 0.0
+    sl = (energies0 >= lo) & (energies0 <= hi)
+    names = list(NONLINEAR) + (["offset", "gain"] + (["quad"] if quadratic else []) if fit_axis
+                               else [])
+    p0 = [getattr(inst, n) for n in NONLINEAR]
+    lower = [BOUNDS[n][0] for n in NONLINEAR]
+    upper = [BOUNDS[n][1] for n in NONLINEAR]
+    scale = [0.01, 0.02, 5.0, 0.005, 0.1]
+    if fit_axis:
+        p0 += [off0, gain0] + ([quad0] if quadratic else [])
+        lower += [off0 - 0.05, gain0 * 0.99] + ([-1e-6] if quadratic else [])
+        upper += [off0 + 0.05, gain0 * 1.01] + ([1e-6] if quadratic else [])
+        scale += [1e-3, 1e-6] + ([1e-9] if quadratic else [])
+    p0 = np.clip(p0, lower, upper)
+
+    def unpack(p):
+        kw = dict(zip(names, p, strict=True))
+        i = inst.with_(**{n: float(kw[n]) for n in NONLINEAR})
+        ax = (kw.get("offset", off0), kw.get("gain", gain0), kw.get("quad", quad0))
+        return i, ax
+
+    def model_of(p) -> SpectrumModel:
+        i, ax = unpack(p)
+        e = ax[0] + ax[1] * ch + ax[2] * ch**2
+        return build_model(e, elements, i, fit_range, continuum=12, sensor=has_sensor,
+                           split_families=split_families)
+
+    def templates(p):
+        return model_of(p).templates[:, sl]
+
+    w = poisson_weights(y[sl])
+    p, _a, chi2 = fit_nonlinear(y[sl], templates, p0, (np.array(lower), np.array(upper)), w,
+                                np.array(scale), max_nfev=max_nfev)
+    i, ax = unpack(p)
+    model = model_of(p)
+    a = nnls_weighted(model.templates[:, sl], y[sl], w)
+    dof = max(int(sl.sum()) - int((a > 0).sum()) - len(names), 1)
+    return SpectrumFit(i, tuple(float(v) for v in ax), model, a, chi2 / dof, fit_range)
+
+
+def family_shares(fit: SpectrumFit, min_counts: float) -> dict[str, dict[str, float]]:
+    """Per element, each line family's share of its counts as fitted (``{"Pb": {"L": .9,
+    "M": .1}}``); elements whose families are too weak to tell keep the model's prior."""
+    out: dict[str, dict[str, float]] = {}
+    per: dict[str, dict[str, float]] = {}
+    for name, a in zip(fit.model.names, fit.amplitudes, strict=True):
+        if "-" in name and name.split("-")[1] in FAMILIES:
+            el, fam = name.split("-")
+            per.setdefault(el, {})[fam] = float(a)
+    for el, fams in per.items():
+        total = sum(fams.values())
+        if len(fams) > 1 and total >= min_counts:
+            out[el] = {f: v / total for f, v in fams.items()}
+    return out

@@ -1,0 +1,303 @@
+"""A physical model of an MA-XRF spectrum, as expected counts per channel.
+
+Components (each a template of unit total counts, so its coefficient is counts):
+- one per element: all its lines in range (each multiplet component at its xraylib energy and
+  cross section, families K/L/M weighted by ``family_ratios``), each with its Si escape peak;
+- ``rayleigh``: the anode's lines scattered elastically; ``compton`` and ``compton-tail``: the same
+  lines scattered inelastically at ``angle_deg`` with a Doppler width and a low-energy shoulder;
+- ``sensor``: the detector's noise peak at 0 keV;
+- a smooth continuum: cubic B-splines (``continuum=n`` pieces) or, for the per-pixel fit, a given
+  shape cut into a few broad overlapping pieces.
+Peaks have the detector's resolution FWHM(E) = sqrt(noise² + 2.3548²·ε·F·E), integrated over each
+channel's width. The same model serves the energy calibration's refinement and the element maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from functools import cache
+
+import numpy as np
+from scipy.interpolate import BSpline
+from scipy.special import erf, erfc, erfcx
+
+from .lines import anode_lines, compton_energy, line_components
+
+EPSILON_SI_KEV = 0.00365  # energy per electron-hole pair in silicon
+SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
+MIN_LINE_KEV = 0.9  # lines below this are absorbed by air and the detector window
+FAMILIES = ("K", "L1", "L2", "L3", "M")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """The non-linear parameters of the model (what a calibration refinement fits)."""
+
+    anode: str = "Rh"
+    tube_kv: float = 50.0
+    angle_deg: float = 110.0  # scatter angle
+    noise_fwhm_kev: float = 0.0715  # electronic noise
+    fano: float = 0.115
+    doppler: float = 0.012  # Compton Doppler sigma as a fraction of the Compton energy
+    tail_kev: float = 0.35  # decay length of the Compton low-energy shoulder
+
+    def fwhm_kev(self, energy_kev):
+        e = np.maximum(np.asarray(energy_kev, dtype=np.float64), 0.0)
+        return np.sqrt(self.noise_fwhm_kev**2 + 2.3548**2 * EPSILON_SI_KEV * self.fano * e)
+
+    def sigma_kev(self, energy_kev):
+        return self.fwhm_kev(energy_kev) / 2.3548
+
+    def attrs(self) -> dict:
+        return {k: (str(v) if k == "anode" else float(v)) for k, v in asdict(self).items()}
+
+    def with_(self, **changes) -> Instrument:
+        return replace(self, **changes)
+
+
+@cache
+def _si_mu(energy_kev: float) -> float:
+    import xraylib as xl
+
+    return float(xl.CS_Total(14, float(energy_kev)))
+
+
+def escape_fraction(energy_kev: float) -> float:
+    """Share of a line's photons that leave a Si detector as an escape peak (Reed & Ware)."""
+    if energy_kev <= SI_K_EDGE_KEV:
+        return 0.0
+    omega, jump = 0.047, 10.8  # Si K fluorescence yield, K-edge jump ratio
+    mu_i, mu_e = _si_mu(energy_kev), _si_mu(SI_KA_KEV)
+    f = 0.5 * omega * (1 - 1 / jump) * (1 - (mu_e / mu_i) * np.log1p(mu_i / mu_e))
+    return float(max(f, 0.0))
+
+
+def channel_edges(energies: np.ndarray) -> np.ndarray:
+    """Edges (keV) between channel centres ``energies`` (any monotonic axis)."""
+    e = np.asarray(energies, dtype=np.float64)
+    mid = 0.5 * (e[1:] + e[:-1])
+    return np.concatenate([[2 * e[0] - mid[0]], mid, [2 * e[-1] - mid[-1]]])
+
+
+def gaussian_counts(edges: np.ndarray, centers, sigmas, weights) -> np.ndarray:
+    """Sum of Gaussians (unit area × ``weights``) integrated over each channel."""
+    out = np.zeros(edges.size - 1)
+    for c, s, w in zip(np.atleast_1d(centers), np.atleast_1d(sigmas), np.atleast_1d(weights),
+                       strict=True):
+        lo = np.searchsorted(edges, c - 7 * s) - 1
+        hi = np.searchsorted(edges, c + 7 * s) + 1
+        lo, hi = max(lo, 0), min(hi, edges.size - 1)
+        if hi <= lo:
+            continue
+        cdf = 0.5 * (1 + erf((edges[lo : hi + 1] - c) / (np.sqrt(2) * s)))
+        out[lo:hi] += w * np.diff(cdf)
+    return out
+
+
+def tail_counts(edges: np.ndarray, centers, sigmas, weights, tail_kev: float) -> np.ndarray:
+    """Gaussians convolved with a low-energy exponential tail of decay ``tail_kev`` (unit area)."""
+    x = 0.5 * (edges[1:] + edges[:-1])
+    width = np.diff(edges)
+    out = np.zeros(x.size)
+    for c, s, w in zip(np.atleast_1d(centers), np.atleast_1d(sigmas), np.atleast_1d(weights),
+                       strict=True):
+        d = x - c
+        ok = (d > -12 * tail_kev - 8 * s) & (d < 8 * s)
+        dd = d[ok]
+        arg = (dd / s + s / tail_kev) / np.sqrt(2)
+        neg = arg < 0  # exp(a)·erfc(b) directly where erfcx would overflow
+        val = np.empty_like(dd)
+        val[neg] = np.exp(dd[neg] / tail_kev + 0.5 * (s / tail_kev) ** 2) * erfc(arg[neg])
+        val[~neg] = np.exp(-0.5 * (dd[~neg] / s) ** 2) * erfcx(arg[~neg])
+        out[ok] += w * width[ok] / (2 * tail_kev) * val
+    return out
+
+
+def element_family_lines(element: str, inst: Instrument, e_max: float) -> dict[str, list]:
+    """The lines of ``element`` in range, grouped by family: ``{"K": [Line, ...], ...}``."""
+    out: dict[str, list] = {}
+    for line in line_components(element, inst.anode, inst.tube_kv):
+        if MIN_LINE_KEV <= line.energy_kev <= e_max:
+            out.setdefault(line.family, []).append(line)
+    return out
+
+
+def _lines_template(edges, lines_, weights, inst: Instrument) -> np.ndarray:
+    energies = np.array([line.energy_kev for line in lines_])
+    weights = np.asarray(weights, dtype=np.float64)
+    sig = inst.sigma_kev(energies)
+    row = gaussian_counts(edges, energies, sig, weights)
+    esc = np.array([escape_fraction(e) for e in energies])
+    if esc.any():
+        ee = energies - SI_KA_KEV
+        ok = ee > 0.05
+        row += gaussian_counts(edges, ee[ok], inst.sigma_kev(ee[ok]), (weights * esc)[ok])
+    return row
+
+
+def element_template(
+    element: str, edges: np.ndarray, inst: Instrument, shares: dict[str, float] | None = None,
+    e_max: float | None = None,
+) -> np.ndarray:
+    """Expected counts per channel of all lines (and escapes) of ``element``, unit total.
+    Families are weighted by their cross sections, or by ``shares`` (each family's fraction of
+    the counts, as fitted on the mean spectrum: self-absorption changes them per object)."""
+    e_max = edges[-1] if e_max is None else e_max
+    if shares:
+        fams = family_templates(element, edges, inst, e_max)
+        row = sum((shares.get(f, 0.0) * t for f, t in fams.items()), np.zeros(edges.size - 1))
+    else:
+        fam = element_family_lines(element, inst, e_max)
+        row = np.zeros(edges.size - 1)
+        for lines_ in fam.values():
+            row += _lines_template(edges, lines_, [x.intensity for x in lines_], inst)
+    total = row.sum()
+    return row / total if total > 0 else row
+
+
+def family_templates(
+    element: str, edges: np.ndarray, inst: Instrument, e_max: float | None = None
+) -> dict[str, np.ndarray]:
+    """One unit-total template per line family of ``element`` in range (lines up to
+    ``e_max``)."""
+    out = {}
+    e_max = edges[-1] if e_max is None else e_max
+    for family, lines_ in element_family_lines(element, inst, e_max).items():
+        row = _lines_template(edges, lines_, [x.intensity for x in lines_], inst)
+        if row.sum() > 0:
+            out[family] = row / row.sum()
+    return out
+
+
+def _anode_multiplet(inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        float(inst.anode)
+        lines = anode_lines(inst.anode)
+        return np.array([v[0] for v in lines.values()]), np.array([v[1] for v in lines.values()])
+    except (TypeError, ValueError):
+        pass
+    comps = line_components(inst.anode, inst.anode, inst.tube_kv)
+    main = "L" if str(inst.anode).strip().capitalize() == "W" else "K"  # as anode_lines
+    import xraylib as xl
+
+    z = xl.SymbolToAtomicNumber(inst.anode)
+    codes = {name: code for name, fam, code in _codes() if fam[0] == main}
+    sel = [c for c in comps if c.family[0] == main and c.energy_kev < inst.tube_kv]
+    rates = []
+    for c in sel:
+        try:
+            rates.append(xl.RadRate(z, codes[c.name]))
+        except (ValueError, KeyError):
+            rates.append(0.0)
+    e, w = np.array([c.energy_kev for c in sel]), np.array(rates)
+    keep = w > 1e-3 * w.max()
+    return e[keep], w[keep] / w[keep].sum()
+
+
+def _codes():
+    from .lines import _line_codes
+
+    return _line_codes()
+
+
+def scatter_templates(edges: np.ndarray, inst: Instrument) -> dict[str, np.ndarray]:
+    """``rayleigh``, ``compton`` and ``compton-tail`` templates (unit total each)."""
+    e, w = _anode_multiplet(inst)
+    out = {"rayleigh": _lines_template(edges, [_L(x) for x in e], w, inst)}
+    ec = np.asarray(compton_energy(e, inst.angle_deg), dtype=np.float64)
+    sig = np.hypot(inst.sigma_kev(ec), inst.doppler * ec)
+    out["compton"] = gaussian_counts(edges, ec, sig, w)
+    out["compton-tail"] = tail_counts(edges, ec, sig, w, inst.tail_kev)
+    for k, row in out.items():
+        s = row.sum()
+        out[k] = row / s if s > 0 else row
+    return out
+
+
+class _L:  # a bare line for _lines_template
+    def __init__(self, energy: float) -> None:
+        self.energy_kev = float(energy)
+
+
+def bspline_basis(x: np.ndarray, lo: float, hi: float, pieces: int) -> np.ndarray:
+    """``pieces + 3`` cubic B-splines over [lo, hi] evaluated at ``x`` (zero outside)."""
+    inner = np.linspace(lo, hi, pieces + 1)
+    t = np.concatenate([[lo] * 3, inner, [hi] * 3])
+    n = len(t) - 4
+    xx = np.clip(x, lo, hi)
+    rows = []
+    for i in range(n):
+        c = np.zeros(n)
+        c[i] = 1.0
+        b = BSpline(t, c, 3, extrapolate=False)(xx)
+        rows.append(np.where((x >= lo) & (x <= hi), np.nan_to_num(b), 0.0))
+    return np.array(rows)
+
+
+@dataclass
+class SpectrumModel:
+    """Templates (components × channels) of expected counts per unit coefficient."""
+
+    names: list[str]
+    kinds: list[str]  # "element", "scatter", "sensor", "continuum"
+    templates: np.ndarray
+    energies: np.ndarray
+    instrument: Instrument
+
+    @property
+    def element_rows(self) -> list[int]:
+        return [i for i, k in enumerate(self.kinds) if k == "element"]
+
+    @property
+    def elements(self) -> list[str]:
+        return [self.names[i] for i in self.element_rows]
+
+
+def build_model(
+    energies: np.ndarray,
+    elements: list[str],
+    inst: Instrument,
+    fit_range: tuple[float, float],
+    continuum: int | np.ndarray = 12,
+    pieces: int = 4,
+    ratios: dict[str, dict[str, float]] | None = None,
+    split_families: bool = False,
+    sensor: bool = True,
+) -> SpectrumModel:
+    """The model on the axis ``energies`` (channel centres, keV); element templates hold the
+    lines up to the end of ``fit_range`` (their counts are what the fit measures). ``continuum``
+    is a number of B-spline pieces over ``fit_range``, or a shape (one value per channel) cut
+    into ``pieces`` broad pieces. ``split_families``: one component per line family
+    (``Pb-L3``)."""
+    energies = np.asarray(energies, dtype=np.float64)
+    edges = channel_edges(energies)
+    names, kinds, rows = [], [], []
+    for el in elements:
+        if split_families:
+            for fam, row in family_templates(el, edges, inst, fit_range[1]).items():
+                names.append(f"{el}-{fam}")
+                kinds.append("element")
+                rows.append(row)
+        else:
+            names.append(el)
+            kinds.append("element")
+            rows.append(element_template(el, edges, inst, (ratios or {}).get(el), fit_range[1]))
+    for name, row in scatter_templates(edges, inst).items():
+        names.append(name)
+        kinds.append("scatter")
+        rows.append(row)
+    if sensor:
+        names.append("sensor")
+        kinds.append("sensor")
+        rows.append(gaussian_counts(edges, [0.0], [inst.sigma_kev(0.0)], [1.0]))
+    lo, hi = fit_range
+    if np.ndim(continuum) == 0:
+        basis = bspline_basis(energies, lo, hi, int(continuum))
+    else:
+        basis = bspline_basis(energies, lo, hi, max(pieces - 2, 1)) * np.asarray(continuum)
+        basis = basis[basis.sum(axis=1) > 0]
+    for i, row in enumerate(basis):
+        names.append(f"continuum-{i}")
+        kinds.append("continuum")
+        rows.append(row / max(row.sum(), 1e-300))
+    return SpectrumModel(names, kinds, np.array(rows), energies, inst)
