@@ -22,7 +22,7 @@ import numpy as np
 
 from .datastack import DataStack
 from .errors import MaxrfError
-from .fitting import GramSolver, nnls_weighted
+from .fitting import GramSolver, nnls_weighted, spectra_f32
 from .lines import atomic_number
 from .spectrum_fit import (
     CANDIDATES,
@@ -223,7 +223,7 @@ class _Fitter:
         self.solver = GramSolver(t, mm.weights)
         self.sel = np.flatnonzero(mm.channels)
         self.lo, self.hi = int(self.sel[0]), int(self.sel[-1]) + 1
-        self.w = mm.weights.astype(np.float32)
+        self.w64 = np.ascontiguousarray(mm.weights, dtype=np.float64)
         self.el = np.array(mm.model.element_rows)
         self.bg = np.array([i for i in range(len(mm.model.names)) if i not in set(self.el)])
         self.dof = max(self.sel.size - len(mm.model.names), 1)
@@ -231,12 +231,11 @@ class _Fitter:
 
     def fit(self, raw: np.ndarray):
         shape = raw.shape[:2]
-        y = raw.reshape(-1, raw.shape[-1])[:, self.lo : self.hi].astype(np.float32)
+        y, yy, total = spectra_f32(raw.reshape(-1, raw.shape[-1]), self.lo, self.hi, self.w64)
         b = self.solver.project(y)
         x = self.solver.solve(b)
-        yy = (y * y) @ self.w
-        chi2 = self.solver.weighted_chi2(yy.astype(np.float64), b, x)
-        total = np.maximum(y.sum(axis=1, dtype=np.float64), 1.0)
+        chi2 = self.solver.weighted_chi2(yy, b, x)
+        total = np.maximum(total, 1.0)
         # the weights are the mean pixel's variance: rescale to this pixel's brightness
         red = chi2 / self.dof * np.minimum(self.mean_total / total, 1e3)
         maps = x[:, self.el].T.reshape(len(self.el), *shape)
@@ -279,12 +278,17 @@ def fit_maps(
     try:
         if scheduler is None:
             fitter = _Fitter(mm)
+            arr = ds.array("maxrf_raw")
+
+            def read(b):
+                return arr[b[0] : b[1], b[2] : b[3], :]
+
             with ThreadPoolExecutor(2) as pool:  # read (decompress) ahead while fitting
-                pending = [pool.submit(_read, path, b) for b in blocks[:2]]
+                pending = [pool.submit(read, b) for b in blocks[:2]]
                 for i, block in enumerate(blocks):
                     raw = pending[i].result()
                     if i + 2 < len(blocks):
-                        pending.append(pool.submit(_read, path, blocks[i + 2]))
+                        pending.append(pool.submit(read, blocks[i + 2]))
                     pending[i] = None
                     put(block, fitter.fit(raw))
         else:

@@ -49,8 +49,8 @@ def _cd_gram(G, B, X, max_sweeps, tol):  # pragma: no cover - compiled
                 d = new - x[k]
                 if d != 0.0:
                     x[k] = new
-                    for j in range(K):
-                        g[j] += G[j, k] * d
+                    for j in range(K):  # G is symmetric: walk its row (contiguous)
+                        g[j] += G[k, j] * d
                     if abs(d) > maxd:
                         maxd = abs(d)
                 if x[k] > maxx:
@@ -61,11 +61,33 @@ def _cd_gram(G, B, X, max_sweeps, tol):  # pragma: no cover - compiled
     return sweeps_out
 
 
+@njit(parallel=True, cache=True)
+def spectra_f32(raw, lo, hi, w):  # pragma: no cover - compiled
+    """Channels ``lo:hi`` of spectra (pixels × channels, any integer or float dtype) as float32,
+    each one's Σ w·y² (for χ² without a second pass) and its total counts."""
+    P = raw.shape[0]
+    C = hi - lo
+    y = np.empty((P, C), np.float32)
+    yy = np.zeros(P)
+    total = np.zeros(P)
+    for p in prange(P):
+        s = 0.0
+        n = 0.0
+        for c in range(C):
+            v = np.float32(raw[p, lo + c])
+            y[p, c] = v
+            s += w[c] * v * v
+            n += v
+        yy[p] = s
+        total[p] = n
+    return y, yy, total
+
+
 class GramSolver:
     """NNLS of many spectra against fixed templates and weights, on the normal equations:
     ``solve(B)`` takes B = Y·(W·Tᵀ) (pixels × K) and returns the amplitudes (pixels × K)."""
 
-    def __init__(self, templates: np.ndarray, weights: np.ndarray, tol: float = 1e-6,
+    def __init__(self, templates: np.ndarray, weights: np.ndarray, tol: float = 1e-4,
                  max_sweeps: int = 2000) -> None:
         t = np.asarray(templates, dtype=np.float64)
         w = np.asarray(weights, dtype=np.float64)
