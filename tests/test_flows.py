@@ -59,7 +59,7 @@ def test_rerun_is_cached_and_byte_identical(prefect_api, scan):
     assert not any(cached(first).values())
     before = scan.with_suffix(".datastack").read_bytes()
     second = process_scan(str(scan), plots=False)
-    assert all(cached(second).values()) and len(cached(second)) == 5
+    assert all(cached(second).values()) and len(cached(second)) == 6
     assert scan.with_suffix(".datastack").read_bytes() == before
 
 
@@ -104,6 +104,7 @@ def test_parameter_change_recomputes_downstream_only(prefect_api, scan):
         "hotmax": False,
         "hotmax-noise": False,
         "subpeaks": False,
+        "element-maps": False,
     }
     ds = DataStack(scan.with_suffix(".datastack"))
     assert (
@@ -111,6 +112,21 @@ def test_parameter_change_recomputes_downstream_only(prefect_api, scan):
     )
     back = process_scan(str(scan), plots=False)  # the first parameters' layers are still there
     assert all(cached(back).values())
+
+
+def test_changed_elements_recompute_only_the_maps(prefect_api, scan):
+    from flows.process_scan import process_scan
+
+    first = process_scan(str(scan), plots=False)
+    auto = DataStack(scan.with_suffix(".datastack")).attrs("maxrf_elementmaps")["elements"]
+    changed = process_scan(str(scan), plots=False, elements=["Pb", "Fe", "Hg"])
+    assert cached(changed) == {step: step != "element-maps" for step in cached(first)}
+    ds = DataStack(scan.with_suffix(".datastack"))
+    assert ds.attrs("maxrf_elementmaps")["elements"] == ["Pb", "Fe", "Hg"]
+    assert ds.read("nmf_atomnums").tolist() == [82, 26, 80]
+    again = process_scan(str(scan), plots=False)  # automatic choice: its layers still exist
+    assert all(cached(again).values())
+    assert "Pb" in auto and "Fe" in auto
 
 
 def test_deleted_layer_is_recomputed(prefect_api, scan):
@@ -185,7 +201,7 @@ def test_wiped_database_keeps_the_layer_cache(scan, tmp_path, prefect_server):
     out2, err2 = second.communicate(timeout=300)
     assert second.returncode == 0, err2[-3000:]
     steps = [line for line in out2.splitlines() if line.startswith("  step")]
-    assert len(steps) == 5 and all(line.endswith("cached") for line in steps)
+    assert len(steps) == 6 and all(line.endswith("cached") for line in steps)
     assert entries(scan.with_suffix(".datastack")) == before
     # Without --rerun and with no server, a fully cached rerun does not even start Prefect.
     t0 = time.monotonic()
@@ -236,5 +252,5 @@ def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path, prefect_server
     outs = [r.communicate(timeout=300) for r in runs]
     assert all(r.returncode == 0 for r in runs), [o[1][-2000:] for o in outs]
     layers = DataStack(scan.with_suffix(".datastack")).layers
-    assert all(not n.endswith("_") for n in layers) and len(layers) == 16
-    assert sum(o[0].count("computed") for o in outs) == 5  # each step once, in one run or other
+    assert all(not n.endswith("_") for n in layers) and len(layers) == 22
+    assert sum(o[0].count("computed") for o in outs) == 6  # each step once, in one run or other
