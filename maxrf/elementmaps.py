@@ -124,7 +124,7 @@ def _instrument(ds: DataStack, anode: str | float, tube_kv: float) -> tuple[Inst
     return inst.with_(**changes), axis
 
 
-def _hot_spectra(ds: DataStack, limit: int = 40) -> list[tuple[str, np.ndarray, int]]:
+def _hot_spectra(ds: DataStack, limit: int = 24) -> list[tuple[str, np.ndarray, int]]:
     if "hotmax_spots" not in ds:
         return []
     raw = ds.array("maxrf_raw")

@@ -104,8 +104,8 @@ def propose(
             # inactive ones go at once; then the weakest active one, whose overlapping
             # partners may then stand
             bad = np.flatnonzero(~ok & (aa > 0))
-            drop = set(np.flatnonzero(aa <= 0).tolist())
-            if bad.size:
+            drop = set(np.flatnonzero((aa <= 0) | (za < threshold / 4)).tolist())
+            if bad.size and not drop:
                 drop.add(int(bad[np.argmin(za[bad])]))
             keep = [k for i, k in enumerate(keep) if i not in drop]
         for i, k in enumerate(keep):
