@@ -42,6 +42,7 @@ def _atomic_write(path: Path, write) -> Path:
 
 def to_uint16(image: np.ndarray) -> tuple[np.ndarray, float]:
     """Counts → uint16 with one scale (counts = value / scale), the maximum at 65535."""
+    image = np.asarray(image, dtype=np.float64)  # rounding in float64: error ≤ half a level
     top = float(np.nanmax(image)) if image.size else 0.0
     scale = 65535.0 / top if top > 0 else 1.0
     return np.round(np.clip(image, 0, None) * scale).astype(np.uint16), scale
