@@ -535,8 +535,6 @@ def refine_axis(counts: np.ndarray, cal: Calibration, tube_kv: float = 50.0) -> 
 def _strong_lines(fit) -> list[tuple[float, str, float]]:
     """(energy, component, amplitude) of the strongest line of every fitted component whose
     amplitude stands well above its noise (sensor, Rayleigh and element families)."""
-    from .spectrum_model import channel_edges  # noqa: F401  (same axis as the fit)
-
     out = []
     e = fit.model.energies
     for name, kind, row, a in zip(fit.model.names, fit.model.kinds, fit.model.templates,

@@ -23,7 +23,7 @@ import numpy as np
 from .datastack import DataStack
 from .errors import MaxrfError
 from .fitting import GramSolver, nnls_weighted, spectra_f32
-from .lines import atomic_number
+from .lines import atomic_number, excitation_spectrum
 from .spectrum_fit import (
     CANDIDATES,
     Proposal,
@@ -106,10 +106,7 @@ def _instrument(ds: DataStack, anode: str | float, tube_kv: float) -> tuple[Inst
     cal = ds.attrs("maxrf_energies").get("calibration", {})
     try:
         inst = Instrument(anode=str(anode), tube_kv=float(tube_kv))
-        inst.with_()
-        from .lines import excitation_spectrum
-
-        excitation_spectrum(inst.anode, inst.tube_kv)
+        excitation_spectrum(inst.anode, inst.tube_kv)  # checks the anode and the voltage
     except ValueError as exc:
         raise ElementMapError(str(exc)) from None
     changes = {}
@@ -188,13 +185,11 @@ def prepare(
                           [n for n, k in zip(model.kinds, keep, strict=True) if k],
                           model.templates[keep], model.energies, model.instrument)
     t = model.templates[:, sel]
-    mean = ysum[sel] / (h * w)
     a = nnls_weighted(t, ysum[sel], 1.0 / np.maximum(ysum[sel], 1.0))
     expected = np.maximum(a @ t / (h * w), 0.0)
     floor = max(float(np.percentile(expected[expected > 0], 5)) if (expected > 0).any() else 1.0,
                 1e-3)
     weights = 1.0 / np.maximum(expected, floor)
-    del mean
     return MapModel(chosen, model, sel, weights, fit_range, proposal, shares, fit.chi2_reduced)
 
 

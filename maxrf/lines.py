@@ -160,7 +160,8 @@ class Line(NamedTuple):
 
 
 @cache
-def _line_codes() -> tuple[tuple[str, str, int], ...]:
+def line_codes() -> tuple[tuple[str, str, int], ...]:
+    """Every xraylib line macro: (IUPAC name, family K/L1/L2/L3/M, xraylib code)."""
     import xraylib as xl
 
     out = []
@@ -212,7 +213,7 @@ def line_components(
     energies, flux = excitation_spectrum(anode, tube_kv)
     flux = flux / flux.sum()
     out = []
-    for name, family, code in _line_codes():
+    for name, family, code in line_codes():
         try:
             energy = xl.LineEnergy(z, code)
         except ValueError:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.interpolate import BSpline
 from scipy.special import erf, erfc, erfcx
 
-from .lines import anode_lines, compton_energy, line_components
+from .lines import anode_lines, compton_energy, line_codes, line_components
 
 EPSILON_SI_KEV = 0.00365  # energy per electron-hole pair in silicon
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
@@ -122,8 +122,10 @@ def element_family_lines(element: str, inst: Instrument, e_max: float) -> dict[s
     return out
 
 
-def _lines_template(edges, lines_, weights, inst: Instrument) -> np.ndarray:
-    energies = np.array([line.energy_kev for line in lines_])
+def _lines_template(edges, energies, weights, inst: Instrument) -> np.ndarray:
+    """Lines at ``energies`` (keV) with ``weights``, at the detector's resolution, plus their Si
+    escape peaks."""
+    energies = np.asarray(energies, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     sig = inst.sigma_kev(energies)
     row = gaussian_counts(edges, energies, sig, weights)
@@ -135,6 +137,15 @@ def _lines_template(edges, lines_, weights, inst: Instrument) -> np.ndarray:
     return row
 
 
+def _family_rows(element: str, edges, inst: Instrument, e_max: float) -> dict[str, np.ndarray]:
+    """Per line family of ``element``: its lines (up to ``e_max``) weighted by cross section."""
+    out = {}
+    for family, lines_ in element_family_lines(element, inst, e_max).items():
+        energies = [x.energy_kev for x in lines_]
+        out[family] = _lines_template(edges, energies, [x.intensity for x in lines_], inst)
+    return out
+
+
 def element_template(
     element: str, edges: np.ndarray, inst: Instrument, shares: dict[str, float] | None = None,
     e_max: float | None = None,
@@ -143,14 +154,12 @@ def element_template(
     Families are weighted by their cross sections, or by ``shares`` (each family's fraction of
     the counts, as fitted on the mean spectrum: self-absorption changes them per object)."""
     e_max = edges[-1] if e_max is None else e_max
-    if shares:
-        fams = family_templates(element, edges, inst, e_max)
-        row = sum((shares.get(f, 0.0) * t for f, t in fams.items()), np.zeros(edges.size - 1))
-    else:
-        fam = element_family_lines(element, inst, e_max)
-        row = np.zeros(edges.size - 1)
-        for lines_ in fam.values():
-            row += _lines_template(edges, lines_, [x.intensity for x in lines_], inst)
+    rows = _family_rows(element, edges, inst, e_max)
+    row = np.zeros(edges.size - 1)
+    for family, r in rows.items():
+        if shares:
+            r = shares.get(family, 0.0) * r / r.sum() if r.sum() > 0 else r
+        row += r
     total = row.sum()
     return row / total if total > 0 else row
 
@@ -160,29 +169,28 @@ def family_templates(
 ) -> dict[str, np.ndarray]:
     """One unit-total template per line family of ``element`` in range (lines up to
     ``e_max``)."""
-    out = {}
     e_max = edges[-1] if e_max is None else e_max
-    for family, lines_ in element_family_lines(element, inst, e_max).items():
-        row = _lines_template(edges, lines_, [x.intensity for x in lines_], inst)
-        if row.sum() > 0:
-            out[family] = row / row.sum()
-    return out
+    rows = _family_rows(element, edges, inst, e_max)
+    return {f: r / r.sum() for f, r in rows.items() if r.sum() > 0}
 
 
-def _anode_multiplet(inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
+@cache
+def _anode_multiplet(anode: str, tube_kv: float) -> tuple[np.ndarray, np.ndarray]:
+    """Energies and relative rates of the tube's lines (each multiplet component; K lines, L for
+    W), or the one energy of a monochromatic beam."""
     try:
-        float(inst.anode)
-        lines = anode_lines(inst.anode)
+        float(anode)
+        lines = anode_lines(anode)
         return np.array([v[0] for v in lines.values()]), np.array([v[1] for v in lines.values()])
     except (TypeError, ValueError):
         pass
-    comps = line_components(inst.anode, inst.anode, inst.tube_kv)
-    main = "L" if str(inst.anode).strip().capitalize() == "W" else "K"  # as anode_lines
     import xraylib as xl
 
-    z = xl.SymbolToAtomicNumber(inst.anode)
-    codes = {name: code for name, fam, code in _codes() if fam[0] == main}
-    sel = [c for c in comps if c.family[0] == main and c.energy_kev < inst.tube_kv]
+    comps = line_components(anode, anode, tube_kv)
+    main = "L" if str(anode).strip().capitalize() == "W" else "K"  # as anode_lines
+    z = xl.SymbolToAtomicNumber(anode)
+    codes = {name: code for name, fam, code in line_codes() if fam[0] == main}
+    sel = [c for c in comps if c.family[0] == main and c.energy_kev < tube_kv]
     rates = []
     for c in sel:
         try:
@@ -194,16 +202,10 @@ def _anode_multiplet(inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
     return e[keep], w[keep] / w[keep].sum()
 
 
-def _codes():
-    from .lines import _line_codes
-
-    return _line_codes()
-
-
 def scatter_templates(edges: np.ndarray, inst: Instrument) -> dict[str, np.ndarray]:
     """``rayleigh``, ``compton`` and ``compton-tail`` templates (unit total each)."""
-    e, w = _anode_multiplet(inst)
-    out = {"rayleigh": _lines_template(edges, [_L(x) for x in e], w, inst)}
+    e, w = _anode_multiplet(inst.anode, inst.tube_kv)
+    out = {"rayleigh": _lines_template(edges, e, w, inst)}
     ec = np.asarray(compton_energy(e, inst.angle_deg), dtype=np.float64)
     sig = np.hypot(inst.sigma_kev(ec), inst.doppler * ec)
     out["compton"] = gaussian_counts(edges, ec, sig, w)
@@ -212,11 +214,6 @@ def scatter_templates(edges: np.ndarray, inst: Instrument) -> dict[str, np.ndarr
         s = row.sum()
         out[k] = row / s if s > 0 else row
     return out
-
-
-class _L:  # a bare line for _lines_template
-    def __init__(self, energy: float) -> None:
-        self.energy_kev = float(energy)
 
 
 def bspline_basis(x: np.ndarray, lo: float, hi: float, pieces: int) -> np.ndarray:
