@@ -150,4 +150,10 @@ def plot_all(datastack: str | Path) -> list[Path]:
         made.append(plot_calibration(ds, Path(f"{stem}.calibration.png")))
     if "hotmax_spectra" in ds:
         made.append(plot_hotmax_atlas(ds, Path(f"{stem}.hotmax.png")))
+    if "maxrf_elementmaps" in ds:
+        from .mapexport import plot_grid
+
+        elements = list(ds.attrs("maxrf_elementmaps")["elements"])
+        made.append(plot_grid(elements, ds.read("maxrf_elementmaps"),
+                              Path(f"{stem}.elementmaps.png"), Path(datastack).stem))
     return made

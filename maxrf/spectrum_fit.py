@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .fitting import fit_nonlinear, nnls_weighted, poisson_weights
-from .lines import anode_lines, line_components
+from .lines import anode_lines, compton_energy, line_components
 from .spectrum_model import FAMILIES, Instrument, SpectrumModel, build_model
 
 # Elements a painting may show (anode excluded automatically): the candidates for proposals.
@@ -25,6 +25,14 @@ def default_fit_range(energies: np.ndarray, inst: Instrument) -> tuple[float, fl
     """From 1 keV to just above the highest Rayleigh line (or the axis end)."""
     top = max(e for e, _w in anode_lines(inst.anode).values())
     return 1.0, float(min(energies[-1], top * 1.08 + 0.5, inst.tube_kv))
+
+
+def scatter_zone(inst: Instrument) -> tuple[float, float]:
+    """Energies (keV) of the anode's scattered lines: from the Compton peak of its lowest main
+    line at 180° to three resolution widths above its highest Rayleigh line."""
+    e = [v[0] for v in anode_lines(inst.anode).values()]
+    lo = float(compton_energy(min(e), 180.0))
+    return lo - 3 * float(inst.fwhm_kev(lo)), max(e) + 3 * float(inst.fwhm_kev(max(e)))
 
 
 def usable_elements(
@@ -46,19 +54,25 @@ def usable_elements(
 
 
 def significance(templates: np.ndarray, y: np.ndarray, weights: np.ndarray):
-    """NNLS amplitudes and each one's significance (amplitude / standard error, the error from
-    the active components' covariance and scaled by the fit's reduced χ² when above 1)."""
+    """NNLS amplitudes and each one's significance: amplitude / standard error, the error from
+    the active components' covariance, scaled by the reduced χ² where the component has its
+    lines when that is above 1 (a misfit of, say, the Compton peak must not read as an element
+    whose lines lie under it)."""
     a = nnls_weighted(templates, y, weights)
-    resid = y - a @ templates
-    chi2 = float(np.sum(resid**2 * weights))
-    active = a > 0
+    resid2 = (y - a @ templates) ** 2 * weights
+    chi2 = float(np.sum(resid2))
+    active = np.flatnonzero(a > 0)
     z = np.zeros_like(a)
-    if active.any():
+    if active.size:
         t = templates[active]
         cov = np.linalg.pinv((t * weights) @ t.T)
-        dof = max(y.size - int(active.sum()), 1)
-        err = np.sqrt(np.maximum(np.diag(cov), 1e-300) * max(chi2 / dof, 1.0))
-        z[active] = a[active] / err
+        dof = max(y.size - active.size, 1)
+        for k, i in enumerate(active):
+            row = templates[i]
+            where = row > 0.05 * row.max()
+            local = float(resid2[where].mean()) if where.any() else 0.0
+            scale = max(chi2 / dof, local, 1.0)
+            z[i] = a[i] / np.sqrt(max(cov[k, k], 1e-300) * scale)
     return a, z, chi2
 
 
@@ -89,6 +103,14 @@ def propose(
                        split_families=True)
     n_el = len(full.element_rows)
     fam_names = full.names[:n_el]
+    # A family whose strongest line lies among the anode's scattered lines (Rayleigh and Compton,
+    # whose shapes are the least certain part of the model) must stand out 3x more.
+    zone = scatter_zone(inst)
+    need = np.array([
+        threshold * (3.0 if zone[0] <= energies[int(np.argmax(full.templates[i]))] <= zone[1]
+                     else 1.0)
+        for i in range(n_el)
+    ])
     found = Proposal([])
     for label, y, pixels in spectra:
         y = np.asarray(y, dtype=np.float64)
@@ -98,19 +120,22 @@ def propose(
             rows = keep + list(range(n_el, n_el + n_other))
             a, z, _chi2 = significance(full.templates[rows][:, sl], y[sl], poisson_weights(y[sl]))
             za, aa = z[: len(keep)], a[: len(keep)]
-            ok = (za >= threshold) & (aa >= min_counts)
+            ok = (za >= need[keep]) & (aa >= min_counts)
             if ok.all():
                 break
             # inactive ones go at once; then the weakest active one, whose overlapping
             # partners may then stand
             bad = np.flatnonzero(~ok & (aa > 0))
-            drop = set(np.flatnonzero((aa <= 0) | (za < threshold / 4)).tolist())
+            drop = set(np.flatnonzero((aa <= 0) | (za < need[keep] / 4)).tolist())
             if bad.size and not drop:
                 drop.add(int(bad[np.argmin(za[bad])]))
             keep = [k for i, k in enumerate(keep) if i not in drop]
-        for i, k in enumerate(keep):
-            el = fam_names[k].split("-")[0]
-            if not ok[i]:
+        order = sorted(range(len(keep)), key=lambda i: fam_names[keep[i]].endswith(("L1", "L2")))
+        for i in order:
+            el, family = fam_names[keep[i]].split("-")
+            # L1/L2 lines alone do not make an element (its L3 lines, Lα, are always the
+            # strongest L lines): they only mimic neighbours (Cd Lβ1 on K Kα)
+            if not ok[i] or (el not in found.significance and family in ("L1", "L2")):
                 continue
             if el not in found.significance:
                 found.elements.append(el)

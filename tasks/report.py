@@ -40,7 +40,7 @@ def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = 
     """Artifacts: the datastack tree, steps (cached or computed) with timings, the calibration and
     the hotmax peak table; returns a summary."""
     ds = DataStack(datastack)
-    extra_markdown = _calibration_markdown(ds)
+    extra_markdown = _calibration_markdown(ds) + _elementmaps_markdown(ds)
     if "hotmax_peak_table" in ds:
         table = ds.array("hotmax_peak_table")
         cols, cands = table.attrs["columns"], table.attrs["candidates"]
@@ -107,9 +107,49 @@ def _calibration_markdown(ds: DataStack) -> str:
             f"- Compton peak {cal['compton_kev']:.3f} keV, scatter angle "
             f"{cal['scatter_angle_deg']:.1f}°"
         )
+    ref = cal.get("refinement")
+    if ref:
+        lines.append(
+            f"- whole-spectrum refinement: reduced χ² {ref['landmark_axis_reduced_chi2']} "
+            f"(landmark axis) → {ref['refined_axis_reduced_chi2']} (refined); kept: {ref['kept']}"
+        )
+    if cal.get("noise_fwhm_kev"):
+        lines.append(
+            f"- detector: noise {1000 * cal['noise_fwhm_kev']:.1f} eV FWHM, Fano {cal['fano']:.3f}"
+        )
+    if cal.get("supported_kev"):
+        lo, hi = cal["supported_kev"]
+        lines.append(f"- supported by lines from {lo:.2f} to {hi:.2f} keV")
+    lines += [f"- **warning**: {w}" for w in cal.get("warnings", [])]
     lines += ["", "| landmark | keV | channel | residual (eV) |", "|---|---|---|---|"]
     lines += [
         f"| {m['name']} | {m['energy_kev']:.3f} | {m['channel']:.2f} | {m['residual_ev']:+.1f} |"
         for m in cal.get("landmarks", [])
     ]
+    return "\n".join(lines)
+
+
+def _elementmaps_markdown(ds: DataStack) -> str:
+    if "maxrf_elementmaps" not in ds:
+        return ""
+    attrs = ds.attrs("maxrf_elementmaps")
+    maps = ds.array("maxrf_elementmaps")
+    proposed = attrs.get("proposed") or {}
+    lines = [
+        "",
+        "## Element maps",
+        "",
+        f"fitted counts per pixel of all lines of each element; "
+        f"{attrs.get('maxrf', {}).get('spectra_per_s', '?')} spectra/s",
+        "",
+        "| element | mean counts/pixel | max | significance | found in |",
+        "|---|---|---|---|---|",
+    ]
+    for i, el in enumerate(attrs["elements"]):
+        m = maps[i]
+        p = proposed.get(el, {})
+        lines.append(
+            f"| {el} | {float(m.mean()):.2f} | {float(m.max()):.1f} | "
+            f"{p.get('significance', 'given')} | {p.get('found_in', '')} |"
+        )
     return "\n".join(lines)

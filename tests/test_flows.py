@@ -86,9 +86,12 @@ def test_runs_publish_artifacts(prefect_api, scan):
         "scan-plot-calibration",
         "scan-plot-hotmax",
         "scan-plot-spectra",
+        "scan-plot-elementmaps",
     ):
         assert key in found, sorted(found)
     assert "Energy calibration" in str(found["scan-summary"].data)
+    assert "## Element maps" in str(found["scan-summary"].data)
+    assert "| Pb |" in str(found["scan-summary"].data)
     assert "maxrf_cube" in str(found["scan-layers"].data)
     assert "duration_s" in str(found["scan-steps"].data)
 
