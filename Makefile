@@ -23,11 +23,14 @@ endif
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check maxrf tasks flows tests benchmarks
+	scripts/ensure-browser
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c requirements.lock -e ".[bench]"
 	$(PY) benchmarks/convert.py
+	$(PY) benchmarks/elementmaps.py
+	$(PY) benchmarks/view.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

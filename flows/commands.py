@@ -105,7 +105,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         "add_elements": _elements(args.add_elements),
         "drop_elements": _elements(args.drop_elements),
     }
-    return _run_or_reuse(process_scan, kwargs, steps=5 if args.no_maps else 6, rerun=args.rerun)
+    return _run_or_reuse(process_scan, kwargs, steps=6 if args.no_maps else 7, rerun=args.rerun)
 
 
 def _elements(text: str | None) -> list[str] | None:

@@ -8,6 +8,7 @@ from prefect import flow
 
 from maxrf.datastack.layers import DEFAULT_PRECISION_BITS
 from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
+from tasks.bands import band_layers
 from tasks.convert import convert_scan
 from tasks.elementmaps import element_maps
 from tasks.header import read_header
@@ -70,7 +71,7 @@ def process_scan(
     hot = hotmax_spectra(converted, calibrated, datastack, prominence)
     noise = hotmax_noise(hot, datastack)
     sub = hotmax_subpeaks(noise, datastack)
-    done = [converted, calibrated, hot, noise, sub]
+    done = [converted, calibrated, hot, noise, sub, band_layers(converted, datastack)]
     if maps:
         done.append(
             element_maps(

@@ -92,7 +92,33 @@ def cmd_maps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve the local web viewer of a datastack (building its band layers first if needed)."""
+    from .bands import LAYERS, band_layers
+    from .errors import MaxrfError
+    from .viewer.server import serve
+
+    ds = DataStack(args.file)
+    if not ds.path.is_file():
+        raise MaxrfError("datastack not found", ds.path)
+    if "maxrf_raw" not in ds:
+        raise MaxrfError("no layer 'maxrf_raw': convert the scan first ('maxrf process')",
+                         ds.path)
+    if not all(name in ds for name in LAYERS):
+        print(f"building the viewer's band layers in {ds.path.name} (one pass over the counts)")
+        band_layers(ds.path, progress=None)
+    serve(ds.path, args.host, args.port, open_browser=not args.no_browser)
+    return 0
+
+
 def add_commands(sub, flows_command) -> None:
+    p = sub.add_parser("view", help="explore a datastack in the browser (local web viewer)")
+    p.add_argument("file", help="SCAN.datastack")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default loopback)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.set_defaults(func=cmd_view)
+
     p = sub.add_parser("maps", help="fit per-pixel element maps into a datastack and export them")
     p.add_argument("file", help="SCAN.datastack (converted and calibrated)")
     p.add_argument("--anode", default="Rh", help="tube anode (Rh, Mo, Ag, W, Cr, Cu) or keV")

@@ -41,6 +41,7 @@ LAYERS = (
     "maxrf_elementmaps_atomnums",
     "maxrf_elementmaps_residual",
     "maxrf_elementmaps_background",
+    "maxrf_elementmaps_model",
     "nmf_elementmaps",
     "nmf_atomnums",
 )
@@ -390,3 +391,20 @@ def compare_with_truth(datastack: str | Path, truth_npz: str | Path) -> list[str
         ratio = crosstalk(dict(zip(elements, maps, strict=True)), truth)
         rows.append(f"As cross-talk in lead-only pixels: {100 * ratio:.2f} % of As in orpiment")
     return rows
+
+
+def model_layer(mm: MapModel) -> np.ndarray:
+    """The per-pixel model as an array: one row per component (counts per channel per unit
+    amplitude) and a last row of fit weights (0 outside the fitted channels), so a viewer can
+    fit any pixel again in a millisecond (``fit_spectrum_with``)."""
+    w = np.zeros(mm.model.templates.shape[1])
+    w[mm.channels] = mm.weights
+    return np.vstack([mm.model.templates, w[None, :]]).astype(np.float32)
+
+
+def fit_spectrum_with(model: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(amplitudes, fitted spectrum) of ``counts`` with a ``model_layer`` array."""
+    t, w = model[:-1].astype(np.float64), model[-1].astype(np.float64)
+    sel = w > 0
+    a = nnls_weighted(t[:, sel], np.asarray(counts, dtype=np.float64)[sel], w[sel])
+    return a, a @ t

@@ -157,20 +157,24 @@ def plot_grid(elements: list[str], maps: np.ndarray, path: Path, scan: str = "")
 
 
 def composite(
-    maps: dict[str, np.ndarray], colors: list[str] | None = None, percentile: float = 99.5
+    maps: dict[str, np.ndarray], colors: list[str] | None = None, percentile: float = 99.5,
+    gains: list[float] | None = None,
 ) -> np.ndarray:
     """An RGB image (height × width × 3, uint8) of up to four maps, each stretched to its
-    ``percentile`` and added in its colour (a name or ``#rrggbb``)."""
+    ``percentile``, times its gain (contrast), and added in its colour (a name or ``#rrggbb``)."""
     if not 1 <= len(maps) <= 4:
         raise MaxrfError(f"a composite takes 1 to 4 element maps, got {len(maps)}")
     colors = list(colors or DEFAULT_RGB[: len(maps)])
     if len(colors) != len(maps):
         raise MaxrfError(f"{len(maps)} elements but {len(colors)} colours")
     first = next(iter(maps.values()))
-    rgb = np.zeros((*first.shape, 3))
-    for (_el, m), c in zip(maps.items(), colors, strict=True):
+    gains = list(gains or [1.0] * len(maps))
+    if len(gains) != len(maps):
+        raise MaxrfError(f"{len(maps)} elements but {len(gains)} gains")
+    rgb = np.zeros((*first.shape, 3), np.float32)
+    for (_el, m), c, g in zip(maps.items(), colors, gains, strict=True):
         top = float(np.percentile(m, percentile)) or float(m.max()) or 1.0
-        rgb += np.clip(m / top, 0, 1)[..., None] * np.array(parse_color(c))
+        rgb += np.clip(m * (g / top), 0, 1)[..., None] * np.array(parse_color(c), np.float32)
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 

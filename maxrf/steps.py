@@ -177,13 +177,18 @@ def elementmap_layers(
     info = mm.attrs()
     ds = DataStack(datastack)
     with ds.appending() as app:
-        app.write("maxrf_elementmaps", result.maps, attrs=info)
+        n, h, w = result.maps.shape
+        plane = (1, min(h, 512), min(w, 512))  # one element's map reads its own chunks only
+        app.write("maxrf_elementmaps", result.maps, attrs=info, chunks=plane)
         app.write("maxrf_elementmaps_atomnums", z, attrs={"elements": mm.elements})
         app.write("maxrf_elementmaps_residual", result.residual,
                   attrs={"statistic": "reduced chi-square per pixel"})
         app.write("maxrf_elementmaps_background", result.background,
                   attrs={"units": "counts of scatter and continuum per pixel"})
-        app.write("nmf_elementmaps", result.maps, attrs={"elements": mm.elements})
+        app.write("maxrf_elementmaps_model", em.model_layer(mm),
+                  attrs={"components": mm.model.names, "kinds": mm.model.kinds,
+                         "rows": "components, then the fit weights"})
+        app.write("nmf_elementmaps", result.maps, attrs={"elements": mm.elements}, chunks=plane)
         app.write("nmf_atomnums", z)
         for name in app.writers:
             app.finish(name, attrs)

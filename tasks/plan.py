@@ -20,6 +20,7 @@ from .analysis import (
     hotmax_spectra,
     hotmax_subpeaks,
 )
+from .bands import BANDS, band_layers
 from .convert import SPEC as CONVERT
 from .convert import convert_scan
 from .elementmaps import ELEMENT_MAPS, element_maps
@@ -44,6 +45,7 @@ def cached_chain(raw_path: str, datastack: str, params: dict, steps: int = 5) ->
         (HOTMAX, hotmax_spectra, {"converted": "convert", "calibrated": "calibrate"}),
         (NOISE, hotmax_noise, {"hot": "hotmax"}),
         (SUBPEAKS, hotmax_subpeaks, {"noise": "hotmax-noise"}),
+        (BANDS, band_layers, {"converted": "convert"}),
         (
             ELEMENT_MAPS,
             element_maps,

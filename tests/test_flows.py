@@ -59,7 +59,7 @@ def test_rerun_is_cached_and_byte_identical(prefect_api, scan):
     assert not any(cached(first).values())
     before = scan.with_suffix(".datastack").read_bytes()
     second = process_scan(str(scan), plots=False)
-    assert all(cached(second).values()) and len(cached(second)) == 6
+    assert all(cached(second).values()) and len(cached(second)) == 7
     assert scan.with_suffix(".datastack").read_bytes() == before
 
 
@@ -107,6 +107,7 @@ def test_parameter_change_recomputes_downstream_only(prefect_api, scan):
         "hotmax": False,
         "hotmax-noise": False,
         "subpeaks": False,
+        "bands": True,
         "element-maps": False,
     }
     ds = DataStack(scan.with_suffix(".datastack"))
@@ -204,7 +205,7 @@ def test_wiped_database_keeps_the_layer_cache(scan, tmp_path, prefect_server):
     out2, err2 = second.communicate(timeout=300)
     assert second.returncode == 0, err2[-3000:]
     steps = [line for line in out2.splitlines() if line.startswith("  step")]
-    assert len(steps) == 6 and all(line.endswith("cached") for line in steps)
+    assert len(steps) == 7 and all(line.endswith("cached") for line in steps)
     assert entries(scan.with_suffix(".datastack")) == before
     # Without --rerun and with no server, a fully cached rerun does not even start Prefect.
     t0 = time.monotonic()
@@ -255,5 +256,5 @@ def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path, prefect_server
     outs = [r.communicate(timeout=300) for r in runs]
     assert all(r.returncode == 0 for r in runs), [o[1][-2000:] for o in outs]
     layers = DataStack(scan.with_suffix(".datastack")).layers
-    assert all(not n.endswith("_") for n in layers) and len(layers) == 22
-    assert sum(o[0].count("computed") for o in outs) == 6  # each step once, in one run or other
+    assert all(not n.endswith("_") for n in layers) and len(layers) == 26
+    assert sum(o[0].count("computed") for o in outs) == 7  # each step once, in one run or other

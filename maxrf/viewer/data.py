@@ -1,0 +1,233 @@
+"""What the viewer shows, computed from a datastack: every function takes query parameters as
+strings, checks them (``ViewerError`` → HTTP 400) and returns JSON-able data or images."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..bands import BandReader
+from ..datastack import DataStack
+from ..elementmaps import fit_spectrum_with
+from ..errors import MaxrfError
+from ..mapexport import composite, parse_color
+from ..spectrum_model import Instrument, element_family_lines
+
+
+class ViewerError(MaxrfError):
+    """A request the viewer cannot answer (bad or missing parameter)."""
+
+
+def _number(params: dict, name: str, kind=float, default=None):
+    if name not in params:
+        if default is not None:
+            return default
+        raise ViewerError(f"missing parameter {name!r}")
+    try:
+        value = kind(params[name])
+    except (TypeError, ValueError):
+        raise ViewerError(f"parameter {name!r} must be a number, got {params[name]!r}") from None
+    if kind is float and not np.isfinite(value):
+        raise ViewerError(f"parameter {name!r} must be finite, got {params[name]!r}")
+    return value
+
+
+def _colormap() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def png(rgb_or_gray: np.ndarray) -> bytes:
+    """PNG bytes of an RGB (h × w × 3 uint8) or grey (h × w uint8) image (fast zlib level)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb_or_gray).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class ViewerData:
+    """The datastack behind one viewer (thread-safe; layers read lazily and kept small)."""
+
+    def __init__(self, datastack: str | Path) -> None:
+        self.path = Path(datastack)
+        self.ds = DataStack(self.path)
+        self.reader = BandReader(self.path)
+        self.energies = (self.ds.read("maxrf_energies") if "maxrf_energies" in self.ds
+                         else np.arange(self.reader.channels, dtype=np.float64))
+        self.calibrated = "maxrf_energies" in self.ds
+        self.cube = self.ds.array("maxrf_cube") if "maxrf_cube" in self.ds else None
+        self.sigma = float(self.ds.attrs("maxrf_cube").get("maxrf", {}).get("params", {})
+                           .get("sigma", 7.0)) if self.cube is not None else 0.0
+        self.elements: list[str] = []
+        self.model = None
+        if "maxrf_elementmaps" in self.ds:
+            self.elements = list(self.ds.attrs("maxrf_elementmaps")["elements"])
+            self.maps = self.ds.array("maxrf_elementmaps")
+            if "maxrf_elementmaps_model" in self.ds:
+                self.model = self.ds.read("maxrf_elementmaps_model")
+        self.spots = (self.ds.read("hotmax_spots").tolist() if "hotmax_spots" in self.ds
+                      else [])
+        self.lut = _colormap()
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+
+    # ---- JSON ------------------------------------------------------------------------------
+    def info(self) -> dict:
+        r = self.reader
+        return {
+            "datastack": str(self.path),
+            "height": r.height,
+            "width": r.width,
+            "channels": r.channels,
+            "energy_kev": [float(self.energies[0]), float(self.energies[-1])],
+            "calibrated": self.calibrated,
+            "layers": self.ds.layers,
+            "elements": self.elements,
+            "suggested": self.suggested(),
+            "hotmax_spots": self.spots,
+            "lines": {el: self.lines(el) for el in self.elements},
+        }
+
+    def suggested(self, n: int = 3) -> list[str]:
+        """The maps with the most structure (spread × strength, of a subsample): a first
+        composite worth looking at."""
+        key = ("suggested",)
+        if key not in self._cache:
+            step = max(1, int(np.sqrt(self.reader.height * self.reader.width / 250_000)))
+            score = {}
+            for i, el in enumerate(self.elements):
+                m = np.asarray(self.maps[i, ::step, ::step], dtype=np.float64)
+                score[el] = float(m.std()) * np.sqrt(max(float(m.mean()), 0.0))
+            self._cache[key] = sorted(score, key=lambda el: -score[el])[:n]
+        return self._cache[key]
+
+    def lines(self, element: str, top: int = 6) -> list[list]:
+        """The strongest lines of ``element`` on this axis: [[keV, relative, name], …]."""
+        fams = element_family_lines(element, Instrument(), float(self.energies[-1]))
+        lines = sorted((x for f in fams.values() for x in f), key=lambda x: -x.intensity)[:top]
+        if not lines:
+            return []
+        peak = lines[0].intensity
+        return [[round(x.energy_kev, 4), round(x.intensity / peak, 3), x.name] for x in lines]
+
+    def _pixel(self, params: dict) -> tuple[int, int]:
+        row, col = _number(params, "row", int), _number(params, "col", int)
+        if not (0 <= row < self.reader.height and 0 <= col < self.reader.width):
+            raise ViewerError(
+                f"pixel ({row}, {col}) is outside the scan "
+                f"({self.reader.height} rows x {self.reader.width} columns)"
+            )
+        return row, col
+
+    def spectrum(self, params: dict) -> dict:
+        row, col = self._pixel(params)
+        counts = self.reader.spectrum(row, col).astype(np.float64)
+        out = {"row": row, "col": col, "energy_kev": self.energies.tolist(),
+               "counts": counts.tolist()}
+        if self.cube is not None:
+            out["smoothed"] = np.asarray(self.cube[row, col, :], dtype=np.float64).tolist()
+        if self.model is not None:
+            amps, fitted = fit_spectrum_with(self.model, counts)
+            out["fit"] = fitted.tolist()
+            out["fit_counts"] = dict(zip(self.elements, amps[: len(self.elements)].tolist(),
+                                         strict=True))
+        return out
+
+    def _rect(self, params: dict) -> tuple[int, int, int, int]:
+        r0, r1 = _number(params, "r0", int), _number(params, "r1", int)
+        c0, c1 = _number(params, "c0", int), _number(params, "c1", int)
+        h, w = self.reader.height, self.reader.width
+        if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w):
+            raise ViewerError(
+                f"rectangle rows [{r0}, {r1}) x columns [{c0}, {c1}) must be non-empty and "
+                f"inside {h} x {w} (half-open ranges)"
+            )
+        return r0, r1, c0, c1
+
+    def mean_spectrum(self, params: dict) -> dict:
+        r0, r1, c0, c1 = self._rect(params)
+        n = (r1 - r0) * (c1 - c0)
+        total = self.reader.rect_sum(r0, r1, c0, c1)
+        out = {"r0": r0, "r1": r1, "c0": c0, "c1": c1, "pixels": n,
+               "energy_kev": self.energies.tolist(), "counts": (total / n).tolist()}
+        if self.sigma > 0:
+            from scipy.ndimage import gaussian_filter1d
+
+            out["smoothed"] = gaussian_filter1d(total / n, self.sigma, mode="reflect",
+                                                truncate=4.0).tolist()
+        if self.model is not None:
+            _a, fitted = fit_spectrum_with(self.model, total)
+            out["fit"] = (fitted / n).tolist()
+        return out
+
+    # ---- images ----------------------------------------------------------------------------
+    def _band_channels(self, params: dict) -> tuple[int, int, float, float]:
+        lo_kev, hi_kev = _number(params, "lo_kev"), _number(params, "hi_kev")
+        if not lo_kev < hi_kev:
+            raise ViewerError(f"lo_kev ({lo_kev}) must be below hi_kev ({hi_kev})")
+        e = self.energies
+        lo, hi = int(np.searchsorted(e, lo_kev, "left")), int(np.searchsorted(e, hi_kev, "left"))
+        return lo, hi, lo_kev, hi_kev
+
+    def band(self, params: dict) -> np.ndarray:
+        """Raw counts summed over the channels whose energy lies in [lo_kev, hi_kev)."""
+        lo, hi, *_ = self._band_channels(params)
+        key = ("band", lo, hi)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is None:
+            hit = self.reader.band(lo, hi)
+            with self._lock:
+                self._cache = {k: v for k, v in self._cache.items() if k[0] != "band"}
+                self._cache[key] = hit
+        return hit
+
+    def total(self) -> np.ndarray:
+        return self.band({"lo_kev": "-1e9", "hi_kev": "1e9"})
+
+    def element_map(self, element: str) -> np.ndarray:
+        sym = element.strip().capitalize()
+        if sym not in self.elements:
+            raise ViewerError(
+                f"no map for element {element!r} (mapped: {', '.join(self.elements) or 'none'})"
+            )
+        key = ("map", sym)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is None:
+            hit = np.asarray(self.maps[self.elements.index(sym)])
+            with self._lock:
+                self._cache[key] = hit
+        return hit
+
+    def colorize(self, image: np.ndarray, params: dict) -> np.ndarray:
+        """Gray values through the inferno colour map, 0 to ``vmax`` (default: 99.5th pct)."""
+        image = np.asarray(image, dtype=np.float32)
+        if "vmax" in params:
+            top = _number(params, "vmax")
+        else:
+            top = float(np.percentile(image[:: max(1, image.size // 200_000)], 99.5))
+        top = top if top > 0 else float(image.max()) or 1.0
+        idx = np.clip(image * (255.0 / top), 0, 255).astype(np.uint8)
+        return self.lut[idx]
+
+    def composite_image(self, params: dict) -> np.ndarray:
+        names = [e for e in str(params.get("elements", "")).split(",") if e.strip()]
+        if not 1 <= len(names) <= 4:
+            raise ViewerError(f"composite needs 1 to 4 elements, got {len(names)}")
+        colors = [c for c in str(params.get("colors", "")).split(",") if c.strip()] or None
+        if colors:
+            for c in colors:
+                parse_color(c)
+        maps = {n: self.element_map(n) for n in names}
+        gains = [_number({"gains": x}, "gains")
+                 for x in str(params.get("gains", "")).split(",") if x.strip()] or None
+        try:
+            return composite(maps, colors, gains=gains)
+        except MaxrfError as exc:
+            raise ViewerError(exc.reason) from None

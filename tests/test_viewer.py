@@ -1,0 +1,245 @@
+"""``maxrf view``: API values equal direct numpy reads of the datastack, bad requests give 400 and
+the server keeps serving, and a real headless Chromium clicks a pixel and drags a band."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from maxrf import steps
+from maxrf.bands import BandReader, band_layers
+from maxrf.convert import convert
+from maxrf.datastack import DataStack
+from maxrf.demo import DemoSpec, generate_scan
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("view")
+    generate_scan(folder / "v", DemoSpec(height=40, width=72, seed=6, counts=3000))
+    convert(folder / "v.raw", progress=False)
+    path = folder / "v.datastack"
+    steps.calibrate_layers(path, "Rh")
+    steps.hotmax_layers(path)
+    band_layers(path, progress=False)
+    steps.elementmap_layers(path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    from starlette.testclient import TestClient
+
+    from maxrf.viewer.server import create_app
+
+    with TestClient(create_app(stack)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def raw(stack) -> np.ndarray:
+    return DataStack(stack).read("maxrf_raw").astype(np.int64)
+
+
+def test_band_reader_equals_numpy(stack, raw):
+    br = BandReader(stack)
+    c = raw.shape[-1]
+    for lo, hi in [(0, c), (0, 1), (31, 33), (32, 64), (33, 63), (5, 3000), (100, 101),
+                   (4000, c), (63, 129)]:
+        np.testing.assert_array_equal(br.band(lo, hi), raw[..., lo:hi].sum(-1), err_msg=(lo, hi))
+    for r0, r1, c0, c1 in [(0, 40, 0, 72), (3, 37, 5, 70), (16, 32, 16, 48), (17, 18, 30, 31),
+                           (0, 15, 0, 72), (1, 40, 17, 33)]:
+        np.testing.assert_array_equal(br.rect_sum(r0, r1, c0, c1),
+                                      raw[r0:r1, c0:c1].sum((0, 1)), err_msg=(r0, r1, c0, c1))
+
+
+def test_info_and_spectra(client, stack, raw):
+    ds = DataStack(stack)
+    info = client.get("/api/info").json()
+    assert (info["height"], info["width"], info["channels"]) == raw.shape
+    e = ds.read("maxrf_energies")
+    assert info["energy_kev"] == pytest.approx([e[0], e[-1]])
+    assert "Pb" in info["elements"] and info["lines"]["Pb"][0][2] == "L3M5"
+    s = client.get("/api/spectrum?row=7&col=41").json()
+    assert s["counts"] == raw[7, 41].tolist()
+    np.testing.assert_allclose(s["smoothed"], ds.array("maxrf_cube")[7, 41, :], rtol=1e-6)
+    assert len(s["fit"]) == raw.shape[-1] and min(s["fit"]) >= 0
+    assert s["fit_counts"]["Pb"] >= 0 and len(s["energy_kev"]) == raw.shape[-1]
+    m = client.get("/api/mean_spectrum?r0=3&r1=37&c0=5&c1=70").json()
+    np.testing.assert_allclose(m["counts"], raw[3:37, 5:70].mean((0, 1)), rtol=1e-12)
+    assert m["pixels"] == 34 * 65 and "fit" in m and "smoothed" in m
+
+
+def test_band_images(client, stack, raw):
+    e = DataStack(stack).read("maxrf_energies")
+    for lo_kev, hi_kev in [(6.2, 6.6), (0.0, 40.0), (10.3, 10.8), (1.234, 1.25), (-5, 100)]:
+        r = client.get(f"/api/band.npy?lo_kev={lo_kev}&hi_kev={hi_kev}")
+        assert r.status_code == 200
+        import io
+
+        img = np.load(io.BytesIO(r.content))
+        sel = (e >= lo_kev) & (e < hi_kev)
+        np.testing.assert_array_equal(img, raw[..., sel].sum(-1), err_msg=(lo_kev, hi_kev))
+    for url in ("/api/band.png?lo_kev=6.2&hi_kev=6.6", "/api/total.png", "/api/map.png?element=Pb",
+                "/api/composite.png?elements=Pb,Hg,Cu&colors=red,%2300ff00,blue&gains=1,2,0.5",
+                "/api/map.png?element=pb&vmax=50"):
+        r = client.get(url)
+        assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n", url
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(client.get("/api/composite.png?elements=Pb,Hg").content))
+    assert img.size == (72, 40) and img.mode == "RGB"
+
+
+@pytest.mark.parametrize("url, words", [
+    ("/api/spectrum?row=40&col=0", "outside the scan"),
+    ("/api/spectrum?row=-1&col=0", "outside the scan"),
+    ("/api/spectrum?row=1.5&col=0", "must be a number"),
+    ("/api/spectrum?col=0", "missing parameter 'row'"),
+    ("/api/mean_spectrum?r0=5&r1=5&c0=0&c1=3", "non-empty"),
+    ("/api/mean_spectrum?r0=0&r1=41&c0=0&c1=3", "inside 40 x 72"),
+    ("/api/band.png?lo_kev=6&hi_kev=6", "must be below"),
+    ("/api/band.npy?lo_kev=abc&hi_kev=6", "must be a number"),
+    ("/api/band.npy?lo_kev=nan&hi_kev=6", "must be finite"),
+    ("/api/map.png?element=Xx", "no map for element 'Xx'"),
+    ("/api/composite.png?elements=", "1 to 4 elements"),
+    ("/api/composite.png?elements=Pb,Hg,Cu,Fe,Ca", "1 to 4 elements"),
+    ("/api/composite.png?elements=Pb&colors=mauve", "unknown colour"),
+    ("/api/composite.png?elements=Pb,Hg&gains=1", "2 elements but 1 gains"),
+])
+def test_bad_requests_are_400_one_line(client, url, words):
+    r = client.get(url)
+    assert r.status_code == 400, (url, r.text)
+    body = r.json()
+    assert words in body["error"] and "\n" not in body["error"]
+    assert client.get("/api/info").status_code == 200  # still serving
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(stack):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(stack), "--no-browser",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "api/info", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_cli_serves_and_stops_cleanly(server):
+    url, proc = server
+    assert urllib.request.urlopen(url).read().startswith(b"<!doctype html>")
+    assert urllib.request.urlopen(url + "viewer.js").read().startswith(b"//")
+
+
+def test_view_without_band_layers_builds_them(tmp_path):
+    generate_scan(tmp_path / "n", DemoSpec(height=16, width=32, channels=512, gain=0.08))
+    convert(tmp_path / "n.raw", progress=False)
+    cmd = [sys.executable, "-m", "maxrf.cli", "view", str(tmp_path / "n.datastack")]
+    proc = subprocess.Popen([*cmd, "--no-browser", "--port", str(free_port())], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "building the viewer's band layers" in first
+        second = proc.stdout.readline()
+        assert "maxrf viewer of" in second and "http://127.0.0.1:" in second
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "maxrf_bandcumsum" in DataStack(tmp_path / "n.datastack")
+    r = subprocess.run([*cmd[:-1], str(tmp_path / "none.datastack")], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not found" in r.stderr
+
+
+def _browser():
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        if os.environ.get("CI"):
+            pytest.fail("chromium/chromedriver missing in CI (scripts/ensure-browser installs it)")
+        pytest.skip("chromium and chromedriver are not installed (scripts/ensure-browser)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1400,850"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+def test_browser_click_pixel_and_drag_band(server, raw):
+    """As a person would: the page loads an image, a click on a pixel plots its spectrum, a drag
+    along the spectrum shows that energy band's image; a screenshot is kept."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _proc = server
+    driver = _browser()
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.execute_script(
+            "return window.viewer && viewer.ready && viewer.imageLoads >= 1"))
+        canvas = driver.find_element(By.ID, "image")
+        row, col = 21, 50
+        x, y = driver.execute_script(f"return viewer.pixelToCanvas({row}, {col})")
+        w, h = canvas.size["width"], canvas.size["height"]
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, int(x - w / 2), int(y - h / 2)).click().perform()
+        wait.until(lambda d: d.execute_script(
+            "return viewer.spectrum && viewer.spectrum.row !== undefined"))
+        got = driver.execute_script("return [viewer.spectrum.row, viewer.spectrum.col]")
+        assert got == [row, col]
+        counts = driver.execute_script("return viewer.spectrum.counts")
+        assert counts == raw[row, col].tolist()
+        assert "pixel (row 21, col 50)" in driver.find_element(By.ID, "what").text
+        loads = driver.execute_script("return viewer.imageLoads")
+        spectrum = driver.find_element(By.ID, "spectrum")
+        x0 = driver.execute_script("return viewer.energyToCanvas(6.2)")
+        x1 = driver.execute_script("return viewer.energyToCanvas(6.7)")
+        sw = spectrum.size["width"]
+        (ActionChains(driver)
+         .move_to_element_with_offset(spectrum, int(x0 - sw / 2), 0).click_and_hold()
+         .move_by_offset(int(x1 - x0), 0).release().perform())
+        wait.until(lambda d: d.execute_script(f"return viewer.imageLoads > {loads}"))
+        band = driver.execute_script("return viewer.band")
+        assert 6.1 < band["lo_kev"] < 6.3 and 6.6 < band["hi_kev"] < 6.8
+        assert "band.png" in driver.execute_script("return viewer.imageUrl")
+        assert "band" in driver.find_element(By.ID, "status").text
+        out = ROOT / "test-artifacts"
+        out.mkdir(exist_ok=True)
+        driver.save_screenshot(str(out / "viewer.png"))
+        assert (out / "viewer.png").stat().st_size > 20_000
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
