@@ -326,8 +326,8 @@ def calibrate(
 ) -> Calibration:
     """Calibrate the channel axis of ``spectrum`` (best: the mean spectrum of the raw counts,
     with ``counts_scale`` = number of pixels so that it counts photons). Landmarks give a robust
-    start; with ``refine`` the whole spectrum is then fitted with the spectrum model (unsmoothed
-    spectra only), and the better axis of the two by χ² is kept."""
+    start; with ``refine`` the whole spectrum is then fitted with the spectrum model (seen
+    through the same smoothing), and the better axis of the two by χ² is kept."""
     y = _check_spectrum(spectrum)
     refs = _references(anode)
     if header is not None:
@@ -377,8 +377,8 @@ def calibrate(
             + ", ".join(f"{m.name} {m.residual_ev:+.0f} eV" for m in marks)
         )
     _compton(y, cal, smoothing_sigma)
-    if refine and smoothing_sigma == 0:
-        refine_axis(y * counts_scale, cal, tube_kv)
+    if refine:
+        refine_axis(y * counts_scale, cal, tube_kv, smoothing_sigma)
     _support(cal)
     if header is not None:
         ch = np.arange(y.size)
@@ -481,7 +481,9 @@ def manual_calibration(
 EXTRAPOLATION_KEV = 8.0  # warn when the axis reaches this far past the last strong line
 
 
-def refine_axis(counts: np.ndarray, cal: Calibration, tube_kv: float = 50.0) -> None:
+def refine_axis(
+    counts: np.ndarray, cal: Calibration, tube_kv: float = 50.0, smoothing_sigma: float = 0.0
+) -> None:
     """Fit the whole spectrum (elements proposed on the landmark axis, every multiplet line,
     escape peaks, Rayleigh/Compton, continuum) with the axis, resolution and scatter angle free;
     keep the refined axis only when it lowers χ² against the landmark axis."""
@@ -496,12 +498,13 @@ def refine_axis(counts: np.ndarray, cal: Calibration, tube_kv: float = 50.0) -> 
         fit_range = (min(-0.3, float(energies[0]) + 0.05) if energies[0] < -0.3 else 1.0,
                      default_fit_range(energies, inst)[1])
         elements = propose([("mean", counts, 1)], energies, inst, (1.0, fit_range[1]),
-                           min_counts=0.0).elements
+                           min_counts=0.0, smoothing_sigma=smoothing_sigma).elements
         axis = (cal.offset_kev, cal.gain_kev, cal.quadratic_kev)
         free = refine(counts, axis, elements, inst, fit_range, fit_axis=True,
-                      quadratic=cal.quadratic_kev != 0)
+                      quadratic=cal.quadratic_kev != 0, smoothing_sigma=smoothing_sigma)
         # the landmark axis judged with the same instrument: the refinement must beat it
-        fixed = refine(counts, axis, elements, free.instrument, fit_range, max_nfev=1)
+        fixed = refine(counts, axis, elements, free.instrument, fit_range, max_nfev=1,
+                       smoothing_sigma=smoothing_sigma)
     except (ValueError, np.linalg.LinAlgError) as exc:  # keep the landmark axis
         cal.warnings.append(f"whole-spectrum refinement failed ({exc}); landmark axis kept")
         return

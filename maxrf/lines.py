@@ -132,9 +132,18 @@ def _xraylib_lines(element: str, excitation_kev: float | None) -> dict[str, tupl
             if e > 0 and w > 0:
                 energies.append(e)
                 weights.append(w)
-        if energies:
-            w = np.asarray(weights)
-            out[name] = (float(np.dot(energies, w) / w.sum()), float(w.sum()))
+        if not energies:
+            continue
+        w = np.asarray(weights)
+        centre = float(np.dot(energies, w) / w.sum())
+        # A group wider than the detector's resolution is two peaks (W Lb1 / Lb2 are 0.29 keV
+        # apart, Pb's 9 eV): its centroid would match no peak, so keep its lines apart.
+        fwhm = np.sqrt(0.0715**2 + 2.3548**2 * 0.00365 * 0.115 * centre)
+        if len(energies) > 1 and np.ptp(energies) > fwhm:
+            for i, (e, wi) in enumerate(zip(energies, weights, strict=True)):
+                out[f"{name}{i + 1}"] = (float(e), float(wi))
+        else:
+            out[name] = (centre, float(w.sum()))
     for series in ("K", "L", "M"):  # intensities relative to the strongest line of each series
         names = [n for n in out if n[0] == series]
         if names:

@@ -21,10 +21,24 @@ CANDIDATES = (
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 
 
+def smoothed(model: SpectrumModel, sigma: float) -> SpectrumModel:
+    """The model as seen through the cube's Gaussian smoothing of ``sigma`` channels (for
+    spectra that were smoothed, e.g. ``maxrf_sumspectrum``)."""
+    if sigma > 0:
+        from scipy.ndimage import gaussian_filter1d
+
+        model.templates = gaussian_filter1d(model.templates, sigma, axis=1, mode="reflect",
+                                            truncate=4.0)
+    return model
+
+
 def default_fit_range(energies: np.ndarray, inst: Instrument) -> tuple[float, float]:
-    """From 1 keV to just above the highest Rayleigh line (or the axis end)."""
+    """From 1 keV to just above the highest Rayleigh line, or further, up to twice that line and
+    half the tube voltage (a W tube's L lines end at 11 keV, its continuum excites far above);
+    never past the axis end or the voltage."""
     top = max(e for e, _w in anode_lines(inst.anode).values())
-    return 1.0, float(min(energies[-1], top * 1.08 + 0.5, inst.tube_kv))
+    hi = max(top * 1.08 + 0.5, min(0.5 * inst.tube_kv, 2 * top))
+    return 1.0, float(min(energies[-1], hi, inst.tube_kv))
 
 
 def scatter_zone(inst: Instrument) -> tuple[float, float]:
@@ -92,6 +106,7 @@ def propose(
     candidates=CANDIDATES,
     threshold: float = SIGNIFICANCE,
     min_counts: float = 20.0,
+    smoothing_sigma: float = 0.0,
 ) -> Proposal:
     """Elements significantly present in any of ``spectra`` ((label, counts, pixels)): all
     candidates are fitted at once, then the insignificant ones dropped until all stand."""
@@ -99,8 +114,8 @@ def propose(
     lo, hi = fit_range
     sl = (energies >= lo) & (energies <= hi)
     # one component per line family: self-absorption changes their ratios per object
-    full = build_model(energies, cands, inst, fit_range, continuum=12, sensor=False,
-                       split_families=True)
+    full = smoothed(build_model(energies, cands, inst, fit_range, continuum=12, sensor=False,
+                                split_families=True), smoothing_sigma)
     n_el = len(full.element_rows)
     fam_names = full.names[:n_el]
     # A family whose strongest line lies among the anode's scattered lines (Rayleigh and Compton,
@@ -186,6 +201,7 @@ def refine(
     quadratic: bool = False,
     split_families: bool = True,
     max_nfev: int = 40,
+    smoothing_sigma: float = 0.0,
 ) -> SpectrumFit:
     """Fit the model to the counts ``y`` over ``fit_range``, freeing the instrument's
     resolution and scatter parameters (and the axis ``offset + gain·ch + quad·ch²`` with
@@ -220,8 +236,8 @@ def refine(
     def model_of(p) -> SpectrumModel:
         i, ax = unpack(p)
         e = ax[0] + ax[1] * ch + ax[2] * ch**2
-        return build_model(e, elements, i, fit_range, continuum=12, sensor=has_sensor,
-                           split_families=split_families)
+        return smoothed(build_model(e, elements, i, fit_range, continuum=12, sensor=has_sensor,
+                                    split_families=split_families), smoothing_sigma)
 
     def templates(p):
         return model_of(p).templates[:, sl]

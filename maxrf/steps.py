@@ -61,7 +61,7 @@ def calibrate_layers(
         try:
             h, w = ds.array("maxrf_cube").shape[:2]
             cal = cal_mod.calibrate(mean, anode=anode, header=header, smoothing_sigma=sigma,
-                                    counts_scale=float(h * w) if sigma == 0 else 1.0)
+                                    counts_scale=float(h * w))
         except MaxrfError as exc:
             raise type(exc)(exc.reason, ds.path) from None
     params = {"anode": str(anode), "energies": energies, "use_header": use_header}

@@ -41,12 +41,17 @@ def _colormap() -> np.ndarray:
     return (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
-def png(rgb_or_gray: np.ndarray) -> bytes:
-    """PNG bytes of an RGB (h × w × 3 uint8) or grey (h × w uint8) image (fast zlib level)."""
+def png(image: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """PNG bytes of an RGB (h × w × 3 uint8) image, or of palette indices (h × w uint8) with a
+    256 × 3 ``palette`` (a third of the bytes to compress); fast zlib level."""
     from PIL import Image
 
+    img = Image.fromarray(image)
+    if palette is not None:
+        img = img.convert("P") if img.mode != "L" else img
+        img.putpalette(palette.ravel().tolist())
     buf = io.BytesIO()
-    Image.fromarray(rgb_or_gray).save(buf, format="PNG", compress_level=1)
+    img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -205,8 +210,8 @@ class ViewerData:
                 self._cache[key] = hit
         return hit
 
-    def colorize(self, image: np.ndarray, params: dict) -> np.ndarray:
-        """Gray values through the inferno colour map, 0 to ``vmax`` (default: 99.5th pct)."""
+    def colorize(self, image: np.ndarray, params: dict) -> bytes:
+        """PNG of values through the inferno colour map, 0 to ``vmax`` (default: 99.5th pct)."""
         image = np.asarray(image, dtype=np.float32)
         if "vmax" in params:
             top = _number(params, "vmax")
@@ -214,7 +219,7 @@ class ViewerData:
             top = float(np.percentile(image[:: max(1, image.size // 200_000)], 99.5))
         top = top if top > 0 else float(image.max()) or 1.0
         idx = np.clip(image * (255.0 / top), 0, 255).astype(np.uint8)
-        return self.lut[idx]
+        return png(idx, self.lut)
 
     def composite_image(self, params: dict) -> np.ndarray:
         names = [e for e in str(params.get("elements", "")).split(",") if e.strip()]

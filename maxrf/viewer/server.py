@@ -25,8 +25,9 @@ def _json(data) -> Response:
                     headers={"Cache-Control": "no-store"})
 
 
-def _png(image: np.ndarray) -> Response:
-    return Response(png(image), media_type="image/png", headers={"Cache-Control": "no-store"})
+def _png(image: np.ndarray | bytes) -> Response:
+    body = image if isinstance(image, bytes) else png(image)
+    return Response(body, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _npy(image: np.ndarray) -> Response:
