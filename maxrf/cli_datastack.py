@@ -64,8 +64,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
     from .mapexport import export_all
 
     ds = DataStack(args.file)
-    if not ds.path.is_file():
-        raise MaxrfError("datastack not found", ds.path)
+    ds.require_file()
     chosen = parse_elements(args.elements)
     add, drop = parse_elements(args.add_elements), parse_elements(args.drop_elements)
     rgb = parse_elements(args.rgb)
@@ -99,8 +98,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     from .viewer.server import serve
 
     ds = DataStack(args.file)
-    if not ds.path.is_file():
-        raise MaxrfError("datastack not found", ds.path)
+    ds.require_file()
     if "maxrf_raw" not in ds:
         raise MaxrfError("no layer 'maxrf_raw': convert the scan first ('maxrf process')",
                          ds.path)

@@ -190,6 +190,9 @@ def _progress_bar(total: int, enabled: bool | None, desc: str):
     return tqdm(total=total, desc=desc, unit="block", file=sys.stderr, leave=False)
 
 
+MAX_SIGMA = 200.0  # channels; the reference uses 7, wider is no longer smoothing
+
+
 def convert(
     raw_path: str | Path,
     output: str | Path | None = None,
@@ -211,8 +214,8 @@ def convert(
     ``dask.distributed`` address or ``Client``; by default local threads do the work.
     """
     started = time.time()
-    if sigma < 0 or not np.isfinite(sigma):
-        raise MaxrfError(f"sigma must be a finite number >= 0, got {sigma}")
+    if not 0 <= sigma <= MAX_SIGMA:
+        raise MaxrfError(f"sigma must be a number from 0 to {MAX_SIGMA:g} channels, got {sigma}")
     if precision_bits is not None and (
         isinstance(precision_bits, bool) or int(precision_bits) not in PRECISION_BITS
     ):

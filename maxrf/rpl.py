@@ -122,6 +122,10 @@ def parse_rpl_text(text: str, path: Path | None = None) -> dict[str, str]:
         key, value = _norm_key(key), value.strip()
         if key == "key" or not key:
             continue  # the optional "key<TAB>value" title line
+        if key in keys and keys[key] != value:
+            raise HeaderError(
+                f"'{key}' is given twice with different values ({keys[key]!r}, {value!r})", path
+            )
         keys[key] = value
     return keys
 
@@ -227,6 +231,30 @@ def header_from_keys(keys: dict[str, str], path: Path | None = None) -> RplHeade
     )
 
 
+MAX_HEADER_BYTES = 1 << 20  # real headers are < 1 kB
+
+
+def read_small_file(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (a FIFO, a device or a huge file
+    is refused at once instead of hanging or filling memory)."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise HeaderError(f"cannot read ({exc.strerror})", path) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise HeaderError(f"is not a regular file (expected {what})", path)
+        if st.st_size > limit:
+            raise HeaderError(f"is {st.st_size} bytes, too large for {what}", path)
+        return os.read(fd, limit + 1)[:limit]
+    finally:
+        os.close(fd)
+
+
 def read_rpl(path: str | Path) -> RplHeader:
     """Read and validate a ``.rpl`` header file."""
     path = Path(path)
@@ -234,7 +262,7 @@ def read_rpl(path: str | Path) -> RplHeader:
         raise ScanNotFoundError("header file not found", path)
     if path.is_dir():
         raise HeaderError("is a directory, not a .rpl header", path)
-    data = path.read_bytes()
+    data = read_small_file(path, MAX_HEADER_BYTES, "a .rpl header")
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with a byte-order mark
         data = data.decode("utf-16").encode("utf-8")
     if b"\0" in data[:4096]:

@@ -398,7 +398,7 @@ def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch, refused
 
     from maxrf.datastack import zipwrite
 
-    real_open, real_pwrite, direct_fds = os.open, os.pwrite, set()
+    real_open, real_pwrite, direct_fds, direct_opens = os.open, os.pwrite, set(), []
 
     def fake_open(path, flags, *args):
         if flags & os.O_DIRECT:
@@ -406,6 +406,7 @@ def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch, refused
                 raise OSError(errno.EINVAL, "O_DIRECT refused")
             fd = real_open(path, flags, *args)
             direct_fds.add(fd)
+            direct_opens.append(fd)
             return fd
         return real_open(path, flags, *args)
 
@@ -414,8 +415,14 @@ def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch, refused
             raise OSError(errno.EINVAL, "O_DIRECT write refused")
         return real_pwrite(fd, data, offset)
 
+    def fake_close(fd):  # a closed fd's number may be reused by a buffered open
+        direct_fds.discard(fd)
+        return real_close(fd)
+
+    real_close = os.close
     monkeypatch.setattr(zipwrite.os, "open", fake_open)
     monkeypatch.setattr(zipwrite.os, "pwrite", fake_pwrite)
+    monkeypatch.setattr(zipwrite.os, "close", fake_close)
     ds = DataStack(tmp_path / "f.datastack")
     ds.append(np.arange(10), "a")
     data = np.random.default_rng(2).random((40, 40, 64)).astype("f4")
@@ -423,4 +430,4 @@ def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch, refused
     np.testing.assert_array_equal(DataStack(ds.path).read("b"), data)
     np.testing.assert_array_equal(DataStack(ds.path).read("a"), np.arange(10))
     assert check(ds.path).ok
-    assert bool(direct_fds) == (refused_at == "write")
+    assert bool(direct_opens) == (refused_at == "write")

@@ -7,6 +7,7 @@ import json
 import math
 import mmap
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -156,9 +157,12 @@ def recover(
     path = Path(path)
     if not path.exists():
         raise DataStackError("file not found", path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise DataStackError("is not a regular file (a FIFO, device or socket)", path)
     output = Path(output) if output else path.with_name(path.stem + ".recovered" + path.suffix)
     if output.resolve() == path.resolve():
         raise DataStackError("recover writes a new file: give another output path", output)
+    output = output_target(output)
     entries: dict[str, bytes] = {}
     for name, content in _scan_local_entries(path):
         entries[name] = content  # a later duplicate wins, as in zarr's zip reading
@@ -172,15 +176,47 @@ def recover(
     tops = {n.split("/")[0] for n in entries if "/" in n}
     dropped += sorted(tops - set(kept) - set(dropped))
     tmp = output.with_name(f".{output.name}.recover-{os.getpid()}")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        zf.writestr("zarr.json", entries.get("zarr.json", json.dumps(ROOT_META).encode()))
-        for layer in kept:
-            for n, content in entries.items():
-                if n.startswith(layer + "/") and n != f"{layer}/zarr.json":
-                    zf.writestr(n, content)
-            zf.writestr(f"{layer}/zarr.json", entries[f"{layer}/zarr.json"])
-    _publish(tmp, output)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            zf.writestr("zarr.json", entries.get("zarr.json", json.dumps(ROOT_META).encode()))
+            for layer in kept:
+                for n, content in entries.items():
+                    if n.startswith(layer + "/") and n != f"{layer}/zarr.json":
+                        zf.writestr(n, content)
+                zf.writestr(f"{layer}/zarr.json", entries[f"{layer}/zarr.json"])
+        _publish(tmp, output)
+    except OSError as exc:
+        raise DataStackError(f"could not write ({exc.strerror or exc}); nothing written",
+                             output) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return output, kept, dropped
+
+
+def is_datastack(path: Path) -> bool:
+    """A zip file holding a root ``zarr.json`` (what maxrf writes)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "zarr.json" in zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def output_target(output: str | Path) -> Path:
+    """Where a new datastack may be written: the resolved path (a symbolic link's target is
+    replaced, not the link), in an existing folder, and never over a file that is not a
+    datastack (a scan, a FIFO, a device)."""
+    real = Path(os.path.realpath(output))
+    if not real.parent.is_dir():
+        raise DataStackError(f"folder {real.parent} does not exist", output)
+    if os.path.lexists(real):
+        mode = os.stat(real).st_mode
+        if not stat.S_ISREG(mode):
+            raise DataStackError("is not a regular file; refusing to write there", output)
+        if not is_datastack(real):
+            raise DataStackError("exists and is not a datastack; refusing to overwrite it",
+                                 output)
+    return real
 
 
 def _publish(tmp: Path, target: Path) -> None:
@@ -198,7 +234,7 @@ def repack(
     """Keep the latest version of each (selected) layer under its plain name; atomic replace.
     ``ds`` is a ``DataStack`` or a path."""
     ds = ds if isinstance(ds, DataStack) else DataStack(ds)
-    target = Path(output) if output else ds.path
+    target = output_target(output) if output else ds.file
     with ds.write_lock():
         ds._recover_locked()
         snap = ds._snapshot()

@@ -11,11 +11,50 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from .lock import fsync_dir
 
 MAGIC = b"MAXRF-ZIP-JOURNAL 1\n"
+
+
+class JournalMismatch(Exception):
+    """A leftover journal belongs to another file than the one now at its path (set aside)."""
+
+    def __init__(self, aside: Path) -> None:
+        self.aside = aside
+        super().__init__(str(aside))
+
+
+IDENTITY_BYTES = 1 << 16  # hashed at the start of the file and just before its directory
+
+
+def _identity(f, start_dir: int) -> dict:
+    """What ties a journal to its file: device and inode, and hashes of bytes an append never
+    touches (the file's start and the 64 KiB before the directory it replaces)."""
+    st = os.fstat(f.fileno())
+    f.seek(0)
+    head = f.read(min(IDENTITY_BYTES, start_dir))
+    f.seek(max(0, start_dir - IDENTITY_BYTES))
+    before = f.read(start_dir - max(0, start_dir - IDENTITY_BYTES))
+    return {"dev": st.st_dev, "ino": st.st_ino, "head_sha256": hashlib.sha256(head).hexdigest(),
+            "before_sha256": hashlib.sha256(before).hexdigest()}
+
+
+def belongs_to(header: dict, zip_path: Path) -> bool:
+    """True when the journal was written for this very file (same inode, same untouched bytes);
+    journals of older versions, without an identity, are taken as before."""
+    if "ino" not in header:
+        return True
+    try:
+        with open(zip_path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < header["start_dir"]:
+                return False
+            ident = _identity(f, header["start_dir"])
+    except OSError:
+        return False
+    return all(ident[k] == header[k] for k in ("dev", "ino", "head_sha256", "before_sha256"))
 
 
 def write_journal(journal: Path, zip_path: Path, start_dir: int) -> None:
@@ -24,7 +63,9 @@ def write_journal(journal: Path, zip_path: Path, start_dir: int) -> None:
         f.seek(start_dir)
         tail = f.read()
         size = f.seek(0, os.SEEK_END)
-    header = {"size": size, "start_dir": start_dir, "sha256": hashlib.sha256(tail).hexdigest()}
+        ident = _identity(f, start_dir)
+    header = {"size": size, "start_dir": start_dir, "sha256": hashlib.sha256(tail).hexdigest(),
+              **ident}
     tmp = journal.with_name(journal.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(MAGIC + json.dumps(header).encode() + b"\n" + tail)
@@ -34,8 +75,8 @@ def write_journal(journal: Path, zip_path: Path, start_dir: int) -> None:
     fsync_dir(journal.parent)
 
 
-def read_journal(journal: Path) -> tuple[int, bytes] | None:
-    """``(start_dir, tail)`` of a complete journal, or None when it is missing or torn."""
+def read_journal(journal: Path) -> tuple[int, bytes, dict] | None:
+    """``(start_dir, tail, header)`` of a complete journal, or None when missing or torn."""
     try:
         data = journal.read_bytes()
     except FileNotFoundError:
@@ -51,7 +92,7 @@ def read_journal(journal: Path) -> tuple[int, bytes] | None:
         return None
     if header["size"] != header["start_dir"] + len(tail):
         return None
-    return int(header["start_dir"]), tail
+    return int(header["start_dir"]), tail, header
 
 
 def rollback(journal: Path, zip_path: Path) -> bool:
@@ -61,8 +102,13 @@ def rollback(journal: Path, zip_path: Path) -> bool:
     """
     saved = read_journal(journal)
     restored = False
+    if saved is not None and zip_path.exists() and not belongs_to(saved[2], zip_path):
+        # another file now has this name (copied or moved over it): never write into it
+        aside = journal.with_name(f"{journal.name}.orphan-{int(time.time())}")
+        os.replace(journal, aside)
+        raise JournalMismatch(aside)
     if saved is not None and zip_path.exists():
-        start_dir, tail = saved
+        start_dir, tail, _header = saved
         with open(zip_path, "r+b") as f:
             f.truncate(start_dir)
             f.seek(start_dir)
@@ -80,7 +126,8 @@ class CommittedView:
     """A read-only file object showing the committed zip while an append is under way:
     the untouched prefix of the live file followed by the journal's saved tail."""
 
-    def __init__(self, zip_path: Path, start_dir: int, tail: bytes) -> None:
+    def __init__(self, zip_path: Path, start_dir: int, tail: bytes, header: dict | None = None
+                 ) -> None:
         self._f = open(zip_path, "rb")
         self._start = start_dir
         self._tail = tail

@@ -26,13 +26,19 @@ def try_lock(fd: int, exclusive: bool = True) -> bool:
 
 @contextmanager
 def file_lock(
-    path: Path, timeout: float = 60.0, exclusive: bool = True, what: str = "writer lock"
+    path: Path,
+    timeout: float = 60.0,
+    exclusive: bool = True,
+    what: str = "writer lock",
+    create: bool = True,
 ) -> Iterator[int]:
-    """Hold a lock on ``path`` (created if needed), waiting up to ``timeout`` seconds."""
+    """Hold a lock on ``path`` (created if needed, unless ``create`` is false: then the file
+    itself is locked), waiting up to ``timeout`` seconds."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
+        fd = os.open(path, flags, 0o666)
     except OSError as exc:
-        raise DataStackError(f"cannot create lock file ({exc.strerror})", path) from None
+        raise DataStackError(f"cannot open lock file ({exc.strerror})", path) from None
     try:
         deadline = time.monotonic() + timeout
         delay = 0.01

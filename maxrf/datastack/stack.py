@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 import time
 import zipfile
@@ -33,7 +34,14 @@ from .. import __version__
 from ..errors import DataStackError, LayerNotFoundError
 from . import layers as L
 from .blosc import BloscEncoder
-from .journal import CommittedView, read_journal, rollback, write_journal
+from .journal import (
+    CommittedView,
+    JournalMismatch,
+    belongs_to,
+    read_journal,
+    rollback,
+    write_journal,
+)
 from .lock import file_lock, fsync_dir, try_lock
 from .zipwrite import ParallelZipWriter
 
@@ -65,14 +73,39 @@ class DataStack:
         self.lock_timeout = lock_timeout
         self._snap: _Snapshot | None = None
 
-    # ---- sidecar files -------------------------------------------------------------------
+    # ---- the file and its sidecar files ----------------------------------------------------
+    @property
+    def file(self) -> Path:
+        """The file itself (symbolic links resolved): locks, journals and replacements belong to
+        it, not to a name that points at it."""
+        return Path(os.path.realpath(self.path))
+
     @property
     def journal_path(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.journal")
+        return self.file.with_name(f".{self.file.name}.journal")
 
     @property
     def lock_path(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.lock")
+        return self.file.with_name(f".{self.file.name}.lock")
+
+    def require_file(self) -> None:
+        """Raise unless the datastack exists as a regular file (one-line errors)."""
+        if not os.path.lexists(self.path) or not os.path.exists(self.path):
+            raise DataStackError("datastack not found", self.path)
+        self._require_regular()
+
+    def _require_regular(self) -> None:
+        """A FIFO, device or socket is never read or written as a datastack (it would hang)."""
+        try:
+            mode = os.stat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise DataStackError(f"cannot read ({exc.strerror})", self.path) from None
+        if stat.S_ISDIR(mode):
+            raise DataStackError("is a directory, not a .datastack file", self.path)
+        if not stat.S_ISREG(mode):
+            raise DataStackError("is not a regular file (a FIFO, device or socket)", self.path)
 
     def __repr__(self) -> str:
         return f"DataStack({str(self.path)!r})"
@@ -94,13 +127,19 @@ class DataStack:
         try:
             if fd is not None and try_lock(fd):
                 try:
-                    if rollback(self.journal_path, self.path):
+                    if rollback(self.journal_path, self.file):
                         log.warning("maxrf: %s: rolled back an interrupted append", self.path)
+                    return None
+                except JournalMismatch as exc:
+                    log.warning("maxrf: %s: a leftover journal belongs to another file; left "
+                                "it aside as %s, the file is untouched", self.path, exc.aside)
                     return None
                 except OSError:
                     pass  # no write permission: serve the committed view instead
             saved = read_journal(self.journal_path)
-            return None if saved is None else CommittedView(self.path, *saved)
+            if saved is None or not belongs_to(saved[2], self.file):
+                return None
+            return CommittedView(self.file, *saved)
         finally:
             if fd is not None:
                 os.close(fd)
@@ -108,8 +147,7 @@ class DataStack:
     def _open(self) -> _Snapshot:
         if not self.path.exists():
             raise DataStackError("datastack not found", self.path)
-        if self.path.is_dir():
-            raise DataStackError("is a directory, not a .datastack file", self.path)
+        self._require_regular()
         last: Exception | None = None
         for _attempt in range(50):
             view = self._recover_if_needed()
@@ -129,9 +167,8 @@ class DataStack:
                     break
                 time.sleep(0.05)  # an append may be starting: look again
         if isinstance(last, zipfile.BadZipFile) or isinstance(last, ValueError):
-            raise DataStackError(
-                f"not a valid datastack zip file ({last}); try 'maxrf recover'", self.path
-            )
+            raise DataStackError(f"not a valid datastack zip file ({last}){_hint(self.path)}",
+                                 self.path)
         raise DataStackError(f"cannot read ({last})", self.path)
 
     def _snapshot(self) -> _Snapshot:
@@ -200,13 +237,13 @@ class DataStack:
                     start_dir = zf.start_dir
             except (zipfile.BadZipFile, OSError) as exc:
                 raise DataStackError(
-                    f"not a valid datastack zip file ({exc}); nothing was written. "
-                    "Try 'maxrf recover'",
+                    f"not a valid datastack zip file ({exc}); nothing was written"
+                    f"{_hint(self.path)}",
                     self.path,
                 ) from None
-            write_journal(self.journal_path, self.path, start_dir)
+            write_journal(self.journal_path, self.file, start_dir)
             try:
-                with zipfile.ZipFile(self.path, "a", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                with zipfile.ZipFile(self.file, "a", zipfile.ZIP_STORED, allowZip64=True) as zf:
                     app = Appender(self, zf, existing)
                     try:
                         yield app
@@ -214,10 +251,10 @@ class DataStack:
                     except BaseException:
                         app.abort()
                         raise
-                with open(self.path, "rb+") as f:
+                with open(self.file, "rb+") as f:
                     os.fsync(f.fileno())
             except BaseException as exc:
-                rollback(self.journal_path, self.path)
+                rollback(self.journal_path, self.file)
                 self._snap = None
                 if isinstance(exc, OSError):
                     raise DataStackError(
@@ -225,7 +262,7 @@ class DataStack:
                     ) from None
                 raise
             self.journal_path.unlink()
-            fsync_dir(self.path.parent)
+            fsync_dir(self.file.parent)
         self._snap = None
 
     def append(
@@ -259,22 +296,33 @@ class DataStack:
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the exclusive writer lock (appends and repacks take it)."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DataStackError(
-                f"cannot create folder ({exc.strerror})", self.path.parent
+                f"cannot create folder ({exc.strerror})", self.file.parent
             ) from None
-        with file_lock(self.lock_path, self.lock_timeout if timeout is None else timeout):
-            yield
+        self._require_regular()
+        wait = self.lock_timeout if timeout is None else timeout
+        with file_lock(self.lock_path, wait):
+            if not self.file.exists():
+                yield
+                return
+            # Hard links share the inode, not the name: lock the file itself too.
+            with file_lock(self.file, wait, create=False, what="writer lock (file)"):
+                yield
 
     def _recover_locked(self) -> None:
         """With the lock held: roll back a dead writer's append, create the file if missing."""
-        if self.journal_path.exists() and rollback(self.journal_path, self.path):
-            log.warning("maxrf: %s: rolled back an interrupted append", self.path)
-        for stale in self.path.parent.glob(f".{self.path.name}.repack-*"):
+        try:
+            if self.journal_path.exists() and rollback(self.journal_path, self.file):
+                log.warning("maxrf: %s: rolled back an interrupted append", self.path)
+        except JournalMismatch as exc:
+            log.warning("maxrf: %s: a leftover journal belongs to another file; left it aside "
+                        "as %s, the file is untouched", self.path, exc.aside)
+        for stale in self.file.parent.glob(f".{self.file.name}.repack-*"):
             stale.unlink(missing_ok=True)  # a repack that died: we hold the lock now
-        if not self.path.exists():
-            _create_empty(self.path)
+        if not self.file.exists():
+            _create_empty(self.file)
 
 
 @dataclass(frozen=True)
@@ -539,6 +587,17 @@ def _layer_names(namelist: list[str]) -> list[str]:
         if len(parts) == 2 and parts[1] == "zarr.json" and parts[0] not in seen:
             seen.append(parts[0])
     return seen
+
+
+def _hint(path: Path) -> str:
+    """'try maxrf recover' only for what was once a zip (a damaged datastack), not for any
+    other file given by mistake."""
+    try:
+        with open(path, "rb") as f:
+            return "; try 'maxrf recover'" if f.read(4) == b"PK\x03\x04" else (
+                " (not a zip file at all: is this the right file?)")
+    except OSError:
+        return ""
 
 
 def _create_empty(path: Path) -> None:

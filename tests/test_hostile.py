@@ -1,0 +1,223 @@
+"""Hostile files and careless hands (issue #12, first part): nothing may overwrite a file that
+is not a datastack, a journal never touches a file it does not belong to, locks belong to the
+file (symbolic and hard links), FIFOs and devices are refused at once, bad values give one line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_maxrf
+
+from maxrf.datastack import DataStack
+from maxrf.demo import DemoSpec, generate_scan
+from maxrf.errors import DataStackError, HeaderError, LockTimeoutError
+from maxrf.rpl import read_rpl
+
+
+@pytest.fixture
+def stack(tmp_path) -> Path:
+    path = tmp_path / "a.datastack"
+    ds = DataStack(path)
+    ds.append(np.arange(1000, dtype=np.float32).reshape(10, 100), "first")
+    ds.append(np.ones((5, 5), np.int32), "second")
+    return path
+
+
+@pytest.fixture
+def scan(tmp_path) -> Path:
+    generate_scan(tmp_path / "s", DemoSpec(height=8, width=8, channels=256, gain=0.16))
+    return tmp_path / "s.raw"
+
+
+@pytest.mark.parametrize("command", ["recover", "repack"])
+def test_recover_and_repack_never_overwrite_a_scan(stack, scan, command):
+    before = scan.read_bytes()
+    r = run_maxrf(command, stack, "-o", scan)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "is not a datastack; refusing to overwrite it" in r.stderr
+    assert scan.read_bytes() == before
+    other = scan.with_suffix(".txt")
+    other.write_text("notes")
+    assert run_maxrf(command, stack, "-o", other).returncode == 2
+    assert other.read_text() == "notes"
+    assert not list(scan.parent.glob(".*recover-*")) and not list(scan.parent.glob(".*repack-*"))
+
+
+def test_recover_into_a_missing_folder_names_the_output(stack, tmp_path):
+    r = run_maxrf("recover", stack, "-o", tmp_path / "nope" / "x.datastack")
+    assert r.returncode == 2 and "x.datastack" in r.stderr and "does not exist" in r.stderr
+
+
+def test_recover_may_replace_an_older_datastack(stack, tmp_path):
+    old = tmp_path / "old.datastack"
+    DataStack(old).append(np.zeros(3), "x")
+    r = run_maxrf("recover", stack, "-o", old)
+    assert r.returncode == 0, r.stderr
+    assert DataStack(old).layers == ["first", "second"]
+
+
+def _interrupted_append(path: Path) -> None:
+    """Kill a writer in the middle of an append (a real process, SIGKILL)."""
+    code = (
+        "import sys,time,numpy as np;from maxrf.datastack import DataStack;"
+        "ds=DataStack(sys.argv[1])\n"
+        "with ds.appending() as app:\n"
+        "  w=app.create('big',(4096,4096),np.float32,chunks=(256,4096))\n"
+        "  w.write_region((0,0),np.random.rand(256,4096).astype(np.float32))\n"
+        "  print('ready',flush=True);time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert DataStack(path).journal_path.exists()
+
+
+def test_leftover_journal_never_touches_another_file(stack, tmp_path):
+    """A writer dies mid-append; a good datastack is copied over the name; a read-only command
+    must not 'roll back' into it."""
+    good = tmp_path / "good.datastack"
+    DataStack(good).append(np.full((7, 7), 3.0), "good_layer")
+    _interrupted_append(stack)
+    shutil.copy(good, stack)  # in place: same inode, other content
+    before = stack.read_bytes()
+    r = run_maxrf("tree", stack)
+    assert r.returncode == 0, r.stderr
+    assert "good_layer" in r.stdout
+    assert stack.read_bytes() == before
+    assert run_maxrf("check", stack).returncode == 0
+    assert list(tmp_path.glob(".a.datastack.journal.orphan-*"))
+
+
+def test_own_journal_is_still_rolled_back(stack):
+    before = {n: DataStack(stack).read(n) for n in ("first", "second")}
+    _interrupted_append(stack)
+    ds = DataStack(stack)
+    assert ds.layers == ["first", "second"]
+    for n, v in before.items():
+        np.testing.assert_array_equal(ds.read(n), v)
+    assert not ds.journal_path.exists()
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_writers_through_links_share_the_lock(stack, tmp_path, link):
+    other = tmp_path / f"{link}.datastack"
+    (os.symlink if link == "symlink" else os.link)(stack, other)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with DataStack(stack).write_lock():
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(LockTimeoutError):
+            with DataStack(other).write_lock(timeout=0.5):
+                pass
+    finally:
+        release.set()
+        t.join()
+    DataStack(other).append(np.zeros(2), "via_link")
+    assert "via_link" in DataStack(stack).layers
+
+
+def test_repack_through_a_symlink_replaces_the_target(stack, tmp_path):
+    link = tmp_path / "link.datastack"
+    os.symlink(stack, link)
+    DataStack(link).append(np.zeros(3), "first")  # a second version: first_
+    r = run_maxrf("repack", link)
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and os.readlink(link) == str(stack)
+    assert DataStack(stack).layers == ["first", "second"]
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["tree", "check", "recover", "plot", "maps", "view"])
+def test_fifo_datastack_is_refused_at_once(tmp_path, command):
+    fifo = _fifo(tmp_path / "f.datastack")
+    t = time.monotonic()
+    r = run_maxrf(command, fifo, timeout=60)
+    assert r.returncode in (1, 2) and time.monotonic() - t < 30
+    assert "not a regular file" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_fifo_and_device_headers_are_refused(tmp_path, scan):
+    fifo = _fifo(tmp_path / "f.rpl")
+    with pytest.raises(HeaderError, match="not a regular file"):
+        read_rpl(fifo)
+    link = tmp_path / "z.rpl"
+    os.symlink("/dev/zero", link)
+    with pytest.raises(HeaderError, match="not a regular file"):
+        read_rpl(link)
+    big = tmp_path / "big.rpl"
+    big.write_bytes(b";" * (2 << 20))
+    with pytest.raises(HeaderError, match="too large"):
+        read_rpl(big)
+    raw = tmp_path / "f.raw"
+    shutil.copy(scan, raw)
+    r = run_maxrf("convert", raw, timeout=60)
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+
+
+def test_output_to_a_device_is_refused(scan, tmp_path):
+    r = run_maxrf("convert", scan, "-o", "/dev/full", timeout=120)
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r.stderr
+    assert not Path("/dev/.full.lock").exists()
+
+
+def test_conflicting_duplicate_header_keys(tmp_path, scan):
+    rpl = scan.with_suffix(".rpl")
+    rpl.write_text(rpl.read_text() + "depth\t128\n")
+    with pytest.raises(HeaderError, match="'depth' is given twice"):
+        read_rpl(rpl)
+    same = tmp_path / "same.rpl"
+    text = scan.with_suffix(".rpl").read_text().replace("depth\t128\n", "")
+    same.write_text(text + "width\t8\n")  # a repeated key with the same value is harmless
+    assert read_rpl(same).width == 8
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--sigma", "1e12"], "sigma must be a number from 0 to"),
+    (["--sigma", "nan"], "sigma must be a number from 0 to"),
+])
+def test_bad_numbers_are_one_line_and_write_nothing(scan, args, words):
+    r = run_maxrf("convert", scan, *args, timeout=120)
+    assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not scan.with_suffix(".datastack").exists()
+
+
+def test_a_file_that_is_no_zip_gets_no_recover_hint(scan, tmp_path):
+    notes = tmp_path / "notes.datastack"
+    notes.write_text("hello")
+    r = run_maxrf("tree", notes)
+    assert r.returncode == 2 and "recover" not in r.stderr and "not a zip file" in r.stderr
+    r = run_maxrf("convert", scan, "-o", notes, timeout=120)
+    assert r.returncode == 2 and "recover" not in r.stderr
+    assert notes.read_text() == "hello"
+    damaged = tmp_path / "damaged.datastack"
+    DataStack(damaged).append(np.zeros(4), "x")
+    damaged.write_bytes(damaged.read_bytes()[:-30])
+    r = run_maxrf("tree", damaged)
+    assert r.returncode == 2 and "maxrf recover" in r.stderr
+
+
+def test_lock_error_is_a_datastack_error():
+    assert issubclass(LockTimeoutError, DataStackError)
