@@ -46,7 +46,14 @@ def _run(flow, **kwargs) -> dict:
     where = os.environ.get("PREFECT_API_URL") or "a temporary Prefect server"
     target = kwargs.get("raw_path") or kwargs.get("folder")
     print(f"running flow {flow.name} on {target} ({where}) ...", flush=True)
-    state = flow(**kwargs, return_state=True)
+    from prefect.exceptions import ParameterTypeError
+
+    from maxrf.errors import MaxrfError
+
+    try:
+        state = flow(**kwargs, return_state=True)
+    except ParameterTypeError as exc:
+        raise MaxrfError(" ".join(str(exc).split())) from None
     return state.result(raise_on_failure=True)
 
 
@@ -91,11 +98,20 @@ def _run_or_reuse(flow, kwargs: dict, steps: int, rerun: bool) -> int:
     return 0
 
 
+def _anode(text: str) -> str | float:
+    """``"16"`` → 16.0 (a monochromatic beam, keV); ``"rh"`` → ``"Rh"``."""
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip().capitalize()
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     from flows.process_scan import process_scan
+    from maxrf.params import check_parameters
 
     kwargs = _scan_kwargs(args) | {
-        "anode": args.anode,
+        "anode": _anode(args.anode),
         "prominence": args.prominence,
         "energies": tuple(args.energies) if args.energies else None,
         "plots": not args.no_plots,
@@ -105,6 +121,9 @@ def cmd_process(args: argparse.Namespace) -> int:
         "add_elements": _elements(args.add_elements),
         "drop_elements": _elements(args.drop_elements),
     }
+    checked = ("sigma", "anode", "tube_kv", "precision_bits", "prominence", "energies",
+               "fingerprint", "elements", "add_elements", "drop_elements")
+    check_parameters(**{k: kwargs[k] for k in checked})  # one line, before Prefect starts
     return _run_or_reuse(process_scan, kwargs, steps=6 if args.no_maps else 7, rerun=args.rerun)
 
 
@@ -133,7 +152,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             folder=args.folder,
             pattern=args.pattern,
             settle_s=args.settle,
-            anode=args.anode,
+            anode=_anode(args.anode),
         )
         print(
             f"processed {len(summary['processed'])}, already done {len(summary['already'])}, "
@@ -169,7 +188,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 height=args.height, width=args.width, seed=args.seed, anode=args.anode, layout="B"
             ),
         )
-    result = _run(process_scan, raw_path=f"{prefix}.raw", anode=args.anode)
+    result = _run(process_scan, raw_path=f"{prefix}.raw", anode=_anode(args.anode))
     _print_summary(result)
     _compare_with_truth(result["datastack"], Path(f"{prefix}.truth.json"))
     print(f"ground truth: {prefix}.truth.json; run again to see every step cached")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow
 
@@ -11,16 +12,31 @@ from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotma
 from tasks.bands import band_layers
 from tasks.convert import convert_scan
 from tasks.elementmaps import element_maps
-from tasks.header import read_header
+from tasks.header import check_parameters, read_header
 from tasks.plots import make_plots
 from tasks.report import publish_report
+
+Anode = Literal["Rh", "Mo", "Ag", "W", "Cr", "Cu"]
+Fingerprint = Literal["quick", "full"]
 
 
 def default_output(raw_path: str | Path) -> str:
     return str(Path(raw_path).with_suffix(".datastack"))
 
 
-@flow(name="convert-scan", log_prints=True)
+def _run_name(flow_name: str):
+    """Run names that show the scan in the Runs list: ``process-scan: painting1``."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        raw = flow_run.parameters.get("raw_path", "")
+        return f"{flow_name}: {Path(raw).stem}" if raw else flow_name
+
+    return name
+
+
+@flow(name="convert-scan", log_prints=True, flow_run_name=_run_name("convert-scan"))
 def convert_scan_flow(
     raw_path: str,
     output: str | None = None,
@@ -28,11 +44,25 @@ def convert_scan_flow(
     flip_horizontal: bool = False,
     flip_vertical: bool = False,
     precision_bits: int | None = DEFAULT_PRECISION_BITS,
-    fingerprint: str = "quick",
+    fingerprint: Fingerprint = "quick",
     dask_address: str | None = None,
 ) -> dict:
-    """Header check, then the conversion layers (raw, cube, spectra, max pixels)."""
+    """Header check, then the conversion layers (raw, cube, spectra, max pixels).
+
+    Args:
+        raw_path: The scan's .raw file (its .rpl header beside it).
+        output: The datastack file to write (default: SCAN.datastack beside the .raw).
+        sigma: Gaussian smoothing of the cube, in channels (maxrf4u uses 7).
+        flip_horizontal: Mirror the image left-right (scan direction).
+        flip_vertical: Mirror the image top-bottom.
+        precision_bits: Bits kept per smoothed spectrum (1-24; error <= 2**-(N+1) of its peak);
+            empty for an exact (lossless, larger) cube.
+        fingerprint: How the .raw is identified for caching: quick (size, time, 17 sampled MiB)
+            or full (every byte; for files edited in place).
+        dask_address: A dask.distributed scheduler (host:port) to run on; empty for local threads.
+    """
     datastack = output or default_output(raw_path)
+    check_parameters(sigma=sigma, precision_bits=precision_bits, fingerprint=fingerprint)
     scan = read_header(raw_path, fingerprint)
     converted = convert_scan(
         scan, datastack, sigma, flip_horizontal, flip_vertical, precision_bits, dask_address
@@ -40,18 +70,18 @@ def convert_scan_flow(
     return publish_report(datastack, [converted])
 
 
-@flow(name="process-scan", log_prints=True)
+@flow(name="process-scan", log_prints=True, flow_run_name=_run_name("process-scan"))
 def process_scan(
     raw_path: str,
     output: str | None = None,
     sigma: float = 7.0,
-    anode: str = "Rh",
+    anode: Anode | float = "Rh",
     flip_horizontal: bool = False,
     flip_vertical: bool = False,
     precision_bits: int | None = DEFAULT_PRECISION_BITS,
     prominence: float | None = None,
     energies: tuple[float, float] | None = None,
-    fingerprint: str = "quick",
+    fingerprint: Fingerprint = "quick",
     dask_address: str | None = None,
     plots: bool = True,
     maps: bool = True,
@@ -61,8 +91,36 @@ def process_scan(
     drop_elements: list[str] | None = None,
 ) -> dict:
     """The whole chain for one scan; every step reuses its layers when its key is unchanged.
-    ``elements`` (symbols) overrides the automatic choice of elements to map."""
+
+    Args:
+        raw_path: The scan's .raw file (its .rpl header beside it).
+        output: The datastack file to write (default: SCAN.datastack beside the .raw).
+        sigma: Gaussian smoothing of the cube, in channels (maxrf4u uses 7).
+        anode: The X-ray tube's anode (Rh, Mo, Ag, W, Cr, Cu), or a monochromatic beam's
+            energy in keV.
+        flip_horizontal: Mirror the image left-right (scan direction).
+        flip_vertical: Mirror the image top-bottom.
+        precision_bits: Bits kept per smoothed spectrum (1-24; error <= 2**-(N+1) of its peak);
+            empty for an exact (lossless, larger) cube.
+        prominence: Minimum prominence (counts) of a max-spectrum peak for hotmax; empty: chosen
+            from the noise.
+        energies: Manual calibration: keV of the first and the last channel; empty: automatic.
+        fingerprint: How the .raw is identified for caching: quick (size, time, 17 sampled MiB)
+            or full (every byte; for files edited in place).
+        dask_address: A dask.distributed scheduler (host:port) to run on; empty for local threads.
+        plots: Draw the PNG plots beside the datastack.
+        maps: Fit the element maps (the last step).
+        tube_kv: The tube's voltage in kV (sets which lines are excited and how strongly).
+        elements: Elements to map, e.g. ["Pb", "Hg", "As"]; empty: proposed from the data.
+        add_elements: Elements to map besides the proposed ones.
+        drop_elements: Elements never to map.
+    """
     datastack = output or default_output(raw_path)
+    check_parameters(
+        sigma=sigma, anode=anode, tube_kv=tube_kv, precision_bits=precision_bits,
+        prominence=prominence, energies=energies, fingerprint=fingerprint, elements=elements,
+        add_elements=add_elements, drop_elements=drop_elements,
+    )
     scan = read_header(raw_path, fingerprint)
     converted = convert_scan(
         scan, datastack, sigma, flip_horizontal, flip_vertical, precision_bits, dask_address

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.process_scan import process_scan
+from flows.process_scan import Anode, Fingerprint, process_scan
 from maxrf.datastack.lock import file_lock
 from maxrf.scans import LEDGER_NAME, Ledger, survey
 
@@ -18,13 +18,24 @@ def watch_scans(
     settle_s: float = 10.0,
     output_folder: str | None = None,
     sigma: float = 7.0,
-    anode: str = "Rh",
-    fingerprint: str = "quick",
+    anode: Anode | float = "Rh",
+    fingerprint: Fingerprint = "quick",
 ) -> dict:
     """Find complete scan pairs; process each new one exactly once; report the others.
 
     A scan still being written (short, or changed within ``settle_s``) waits for the next poll;
     a bad scan is reported (and not retried until its files change) without stopping the others.
+
+    Args:
+        folder: The folder the scanner writes .raw/.rpl pairs into.
+        pattern: Which files are scans (a glob, e.g. *.raw).
+        settle_s: Seconds a scan's files must stay unchanged before it counts as complete.
+        output_folder: Where datastacks go (default: beside each scan).
+        sigma: Gaussian smoothing of the cube, in channels (maxrf4u uses 7).
+        anode: The X-ray tube's anode (Rh, Mo, Ag, W, Cr, Cu), or a monochromatic beam's
+            energy in keV.
+        fingerprint: How a .raw is identified for caching: quick (size, time, 17 sampled MiB)
+            or full (every byte).
     """
     logger = get_run_logger()
     folder_path = Path(folder)

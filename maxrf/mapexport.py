@@ -4,12 +4,11 @@ histogram-equalised, with a colour bar in counts), an overview grid and RGB comp
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .datastack import DataStack
 from .errors import MaxrfError
 
@@ -24,20 +23,6 @@ def read_maps(datastack: str | Path) -> tuple[list[str], np.ndarray]:
     if "maxrf_elementmaps" not in ds:
         raise MaxrfError("no element maps: run 'maxrf maps' first", ds.path)
     return list(ds.attrs("maxrf_elementmaps")["elements"]), ds.read("maxrf_elementmaps")
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """Write through a unique temporary name in the same folder, then rename (no half files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def to_uint16(image: np.ndarray) -> tuple[np.ndarray, float]:
@@ -60,7 +45,7 @@ def write_tiffs(elements: list[str], maps: np.ndarray, folder: Path) -> list[Pat
         img = Image.fromarray(u16)
         img.encoderinfo = {}
         pages.append((img, desc))
-        out.append(_atomic_write(folder / f"{el}.tif",
+        out.append(atomic_write(folder / f"{el}.tif",
                                  lambda p, i=img, d=desc: i.save(p, format="TIFF",
                                                                  tiffinfo={270: d})))
     if pages:
@@ -70,7 +55,7 @@ def write_tiffs(elements: list[str], maps: np.ndarray, folder: Path) -> list[Pat
             first.save(p, format="TIFF", save_all=True, tiffinfo={270: desc},
                        append_images=[i for i, _d in pages[1:]])
 
-        out.append(_atomic_write(folder / "elementmaps.tif", save_all))
+        out.append(atomic_write(folder / "elementmaps.tif", save_all))
     return out
 
 
@@ -127,7 +112,7 @@ def _save(fig, path: Path) -> Path:
         fig.savefig(p, dpi=100, bbox_inches="tight", format="png")
 
     try:
-        return _atomic_write(path, write)
+        return atomic_write(path, write)
     finally:
         plt.close(fig)
 
@@ -199,7 +184,7 @@ def write_composite(elements: list[str], maps: np.ndarray, chosen: list[str], pa
     if missing:
         raise MaxrfError(f"no map for {', '.join(missing)} (mapped: {', '.join(elements)})")
     img = composite({el: maps[elements.index(el)] for el in chosen}, colors)
-    return _atomic_write(path, lambda p: Image.fromarray(img).save(p, format="PNG"))
+    return atomic_write(path, lambda p: Image.fromarray(img).save(p, format="PNG"))
 
 
 def export_all(datastack: str | Path, folder: str | Path, rgb: list[str] | None = None,

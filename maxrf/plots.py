@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .atomic import atomic_write  # noqa: E402
 from .datastack import DataStack  # noqa: E402
 from .hotmax import candidate_lines  # noqa: E402
 
@@ -131,12 +132,11 @@ def plot_hotmax_atlas(ds: DataStack, out: Path, max_panels: int = 24) -> Path:
 
 def _save(fig, out: Path) -> Path:
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    try:
+        return atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def plot_all(datastack: str | Path) -> list[Path]:

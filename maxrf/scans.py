@@ -8,11 +8,11 @@ still changing) and is left for the next look.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_write
 from .errors import MaxrfError
 from .raw import check_raw_size, scan_paths
 from .rpl import read_rpl
@@ -89,6 +89,5 @@ class Ledger:
             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **info,
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.entries, indent=1))
-        os.replace(tmp, self.path)
+        text = json.dumps(self.entries, indent=1)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(text))

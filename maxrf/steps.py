@@ -10,6 +10,7 @@ import numpy as np
 
 from . import calibrate as cal_mod
 from . import hotmax as hm
+from .atomic import atomic_write
 from .datastack import DataStack
 from .errors import MaxrfError
 from .rpl import EnergyCalibration
@@ -94,7 +95,7 @@ def hotmax_layers(
     energies = ds.read("maxrf_energies") if "maxrf_energies" in ds else None
     table = hm.peak_table(hot, maxspec, energies)
     csv = Path(datastack).with_suffix(".hotmax_peaks.csv")
-    table.to_csv(csv, index=False)
+    atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False))
     numeric = table[["channel", "energy_kev", "height", "row", "col", "spot"]].to_numpy(float)
     params = {"prominence": prominence}
     attrs = _meta("hotmax", hm.VERSION, params, provenance, started)

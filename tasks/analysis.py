@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from prefect import task
-
 from maxrf import calibrate as cal_mod
 from maxrf import hotmax as hm
 from maxrf import steps
 
-from .layer_cache import LayerCache, StepSpec, run_step
+from .layer_cache import StepSpec, run_step, step_task
 
 CALIBRATE = StepSpec(
     "calibrate",
@@ -30,7 +28,7 @@ NOISE = StepSpec(
 SUBPEAKS = StepSpec("subpeaks", hm.VERSION, steps.SUBPEAK_LAYERS, upstream=("noise",))
 
 
-@task(name="calibrate", cache_policy=LayerCache(spec=CALIBRATE), persist_result=True)
+@step_task(CALIBRATE)
 def calibrate_energy(
     converted: dict,
     datastack: str,
@@ -50,7 +48,7 @@ def calibrate_energy(
     )
 
 
-@task(name="hotmax", cache_policy=LayerCache(spec=HOTMAX), persist_result=True)
+@step_task(HOTMAX)
 def hotmax_spectra(
     converted: dict, calibrated: dict, datastack: str, prominence: float | None = None
 ):
@@ -64,7 +62,7 @@ def hotmax_spectra(
     )
 
 
-@task(name="hotmax-noise", cache_policy=LayerCache(spec=NOISE), persist_result=True)
+@step_task(NOISE)
 def hotmax_noise(hot: dict, datastack: str, radius: int = 40):
     """Rolling-ball baselines and Poisson noise lines of the hotmax spectra."""
     inputs = dict(locals())
@@ -76,7 +74,7 @@ def hotmax_noise(hot: dict, datastack: str, radius: int = 40):
     )
 
 
-@task(name="subpeaks", cache_policy=LayerCache(spec=SUBPEAKS), persist_result=True)
+@step_task(SUBPEAKS)
 def hotmax_subpeaks(noise: dict, datastack: str):
     """Sub-peaks above the noise line of every hotmax spectrum."""
     inputs = dict(locals())

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import task
-
 from maxrf import bands
 
-from .layer_cache import LayerCache, StepSpec, run_step
+from .layer_cache import StepSpec, run_step, step_task
 
 BANDS = StepSpec("bands", bands.VERSION, bands.LAYERS, upstream=("converted",))
 
 
-@task(name="bands", cache_policy=LayerCache(spec=BANDS), persist_result=True)
+@step_task(BANDS)
 def band_layers(converted: dict, datastack: str):
     """Layers for fast band images and rectangle spectra (``maxrf view``)."""
     inputs = dict(locals())

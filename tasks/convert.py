@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from prefect import task
-
 from maxrf.convert import CONVERT_VERSION, DEFAULT_PRECISION_BITS, LAYERS, convert
 
-from .layer_cache import LayerCache, StepSpec, run_step
+from .layer_cache import StepSpec, run_step, step_task
 
 SPEC = StepSpec(
     step="convert",
@@ -17,7 +15,7 @@ SPEC = StepSpec(
 )
 
 
-@task(name="convert", cache_policy=LayerCache(spec=SPEC), persist_result=True)
+@step_task(SPEC)
 def convert_scan(
     scan: dict,
     datastack: str,

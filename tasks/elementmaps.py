@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from prefect import task
-
 from maxrf import elementmaps as em
 from maxrf import steps
 
-from .layer_cache import LayerCache, StepSpec, run_step
+from .layer_cache import StepSpec, run_step, step_task
 
 ELEMENT_MAPS = StepSpec(
     "element-maps",
@@ -18,7 +16,7 @@ ELEMENT_MAPS = StepSpec(
 )
 
 
-@task(name="element-maps", cache_policy=LayerCache(spec=ELEMENT_MAPS), persist_result=True)
+@step_task(ELEMENT_MAPS)
 def element_maps(
     converted: dict,
     calibrated: dict,

@@ -81,7 +81,9 @@ def run_step(spec: StepSpec, inputs: dict, datastack: str | Path, compute: Calla
     datastack = Path(datastack)
     logger = get_run_logger()
     datastack.parent.mkdir(parents=True, exist_ok=True)
-    lock = datastack.with_name(f".{datastack.name}.{spec.step}.lock")
+    locks = datastack.with_name(f".{datastack.name}.locks")  # one hidden folder, not a file
+    locks.mkdir(exist_ok=True)  # per step beside every datastack
+    lock = locks / f"{spec.step}.lock"
     with file_lock(lock, timeout=24 * 3600, what=f"{spec.step} step lock"):
         found = stored_layers(datastack, spec, key)
         if found:
@@ -99,3 +101,12 @@ def run_step(spec: StepSpec, inputs: dict, datastack: str | Path, compute: Calla
         stored = compute(provenance)
         logger.info("%s: wrote %s", spec.step, ", ".join(stored.values()))
     return spec.ref(datastack, key, stored, cached=False)
+
+
+def step_task(spec: StepSpec):
+    """The Prefect task of a layer-writing step: named after it (no random run-name suffix),
+    cached on its key while its layers hold that key."""
+    from prefect import task
+
+    return task(name=spec.step, task_run_name=spec.step, cache_policy=LayerCache(spec=spec),
+                persist_result=True)

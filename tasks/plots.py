@@ -10,7 +10,7 @@ from maxrf.plots import plot_all
 from .report import artifact_key
 
 
-@task(name="plots")
+@task(name="plots", task_run_name="plots")
 def make_plots(datastack: str, after: list[dict] | None = None) -> list[str]:
     """Regenerate the plots (cheap) and link each one from the run's artifacts."""
     paths = plot_all(datastack)

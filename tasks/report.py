@@ -12,9 +12,33 @@ from maxrf.datastack import DataStack
 
 
 def artifact_key(datastack: str, what: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
+    """A key per datastack file (its name plus a short hash of its resolved path: two scans
+    named alike in different folders keep their own artifacts); lowercase, digits, dashes."""
+    import hashlib
+
     stem = re.sub(r"[^a-z0-9]+", "-", Path(datastack).stem.lower()).strip("-") or "scan"
-    return f"{stem}-{what}"[:100]
+    where = hashlib.sha1(str(Path(datastack).resolve()).encode()).hexdigest()[:6]
+    return f"{stem[:80]}-{where}-{what}"[:100]
+
+
+def _peak_row(row: dict, candidates: str, cal: dict) -> dict:
+    """A peak-table row as a person reads it: keV to the eV, the pixel, and what the
+    calibration knows the peak to be (sensor noise, the anode's Rayleigh, Compton)."""
+    energy = row["energy_kev"]
+    label = candidates
+    landmarks = {m["name"]: m["energy_kev"] for m in cal.get("landmarks", [])}
+    for name, e in landmarks.items():
+        if ("sensor" in name or "Rayleigh" in name) and abs(e - energy) < 0.1:
+            label = name
+    if cal.get("compton_kev") and abs(cal["compton_kev"] - energy) < 0.3:
+        label = f"Compton ({cal.get('scatter_angle_deg') or 0:.0f}°)"
+    return {
+        "energy_kev": round(energy, 3),
+        "channel": int(row["channel"]),
+        "height": round(row["height"], 1),
+        "pixel": f"({int(row['row'])}, {int(row['col'])})",
+        "lines": label,
+    }
 
 
 def layer_table(ds: DataStack) -> list[dict]:
@@ -35,7 +59,7 @@ def layer_table(ds: DataStack) -> list[dict]:
     return rows
 
 
-@task(name="report")
+@task(name="report", task_run_name="report")
 def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = None) -> dict:
     """Artifacts: the datastack tree, steps (cached or computed) with timings, the calibration and
     the hotmax peak table; returns a summary."""
@@ -44,8 +68,9 @@ def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = 
     if "hotmax_peak_table" in ds:
         table = ds.array("hotmax_peak_table")
         cols, cands = table.attrs["columns"], table.attrs["candidates"]
+        cal = ds.attrs("maxrf_energies").get("calibration", {}) if "maxrf_energies" in ds else {}
         rows = [
-            dict(zip(cols, map(float, r), strict=True)) | {"candidates": c}
+            _peak_row(dict(zip(cols, map(float, r), strict=True)), c, cal)
             for r, c in zip(table[...], cands, strict=True)
         ]
         create_table_artifact(

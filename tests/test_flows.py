@@ -77,23 +77,21 @@ def test_runs_publish_artifacts(prefect_api, scan):
         async with get_client() as client:
             return await client.read_artifacts()
 
+    from tasks.report import artifact_key
+
     found = {a.key: a for a in asyncio.run(artifacts()) if a.key}
-    for key in (
-        "scan-layers",
-        "scan-steps",
-        "scan-summary",
-        "scan-hotmax-peaks",
-        "scan-plot-calibration",
-        "scan-plot-hotmax",
-        "scan-plot-spectra",
-        "scan-plot-elementmaps",
-    ):
-        assert key in found, sorted(found)
-    assert "Energy calibration" in str(found["scan-summary"].data)
-    assert "## Element maps" in str(found["scan-summary"].data)
-    assert "| Pb |" in str(found["scan-summary"].data)
-    assert "maxrf_cube" in str(found["scan-layers"].data)
-    assert "duration_s" in str(found["scan-steps"].data)
+    key = {w: artifact_key(str(scan.with_suffix(".datastack")), w) for w in (
+        "layers", "steps", "summary", "hotmax-peaks", "plot-calibration", "plot-hotmax",
+        "plot-spectra", "plot-elementmaps")}
+    for k in key.values():
+        assert k in found, sorted(found)
+    assert key["layers"].startswith("scan-") and key["layers"].endswith("-layers")
+    summary = str(found[key["summary"]].data)
+    assert "Energy calibration" in summary and "## Element maps" in summary and "| Pb |" in summary
+    assert "maxrf_cube" in str(found[key["layers"]].data)
+    assert "duration_s" in str(found[key["steps"]].data)
+    peaks = str(found[key["hotmax-peaks"]].data)
+    assert "pixel" in peaks and "Rayleigh" in peaks
 
 
 def test_parameter_change_recomputes_downstream_only(prefect_api, scan):

@@ -1,0 +1,63 @@
+"""Checks of a run's parameters, all at once and before any work: a wrong anode must not be
+found only after a conversion of many minutes. Raises ``MaxrfError`` naming the parameter."""
+
+from __future__ import annotations
+
+import math
+
+from .errors import MaxrfError
+
+FINGERPRINTS = ("quick", "full")
+
+
+def check_parameters(
+    sigma: float = 7.0,
+    anode: str | float = "Rh",
+    tube_kv: float = 50.0,
+    precision_bits: int | None = None,
+    prominence: float | None = None,
+    energies: tuple[float, float] | None = None,
+    fingerprint: str = "quick",
+    elements: list[str] | None = None,
+    add_elements: list[str] | None = None,
+    drop_elements: list[str] | None = None,
+) -> None:
+    from .convert import MAX_SIGMA
+    from .datastack.layers import PRECISION_BITS
+    from .elementmaps import parse_elements
+    from .lines import excitation_spectrum
+
+    def fail(name: str, why: str) -> None:
+        raise MaxrfError(f"parameter {name}: {why}")
+
+    if not (isinstance(sigma, int | float) and 0 <= sigma <= MAX_SIGMA):
+        fail("sigma", f"must be a number from 0 to {MAX_SIGMA:g} channels, got {sigma!r}")
+    try:
+        excitation_spectrum(anode, float(tube_kv))
+    except (TypeError, ValueError) as exc:
+        fail("anode/tube_kv", str(exc))
+    if precision_bits is not None and (
+        isinstance(precision_bits, bool) or precision_bits not in PRECISION_BITS
+    ):
+        fail("precision_bits", f"must be {PRECISION_BITS[0]}-{PRECISION_BITS[-1]} or None, "
+                               f"got {precision_bits!r}")
+    if prominence is not None and not (
+        isinstance(prominence, int | float) and math.isfinite(prominence) and prominence > 0
+    ):
+        fail("prominence", f"must be a positive number (counts) or None, got {prominence!r}")
+    if energies is not None:
+        try:
+            start, stop = (float(x) for x in energies)
+        except (TypeError, ValueError):
+            fail("energies", f"must be two numbers (keV of the first and last channel), got "
+                             f"{energies!r}")
+        if not (math.isfinite(start) and math.isfinite(stop) and stop > start):
+            fail("energies", f"the last channel's energy must exceed the first's, got {energies}")
+    if fingerprint not in FINGERPRINTS:
+        fail("fingerprint", f"must be one of {', '.join(FINGERPRINTS)}, got {fingerprint!r}")
+    for name, value in (("elements", elements), ("add_elements", add_elements),
+                        ("drop_elements", drop_elements)):
+        try:
+            parse_elements(value)
+        except MaxrfError as exc:
+            fail(name, exc.reason)

@@ -1,0 +1,64 @@
+"""The process-scan form: every parameter described (what Prefect's deployment schema and UI
+show), choices as enums, and every value checked before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from maxrf.errors import MaxrfError
+from maxrf.params import check_parameters
+
+
+def test_deployment_schema_describes_every_parameter():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.process_scan import convert_scan_flow, process_scan
+
+    for flow in (process_scan, convert_scan_flow):
+        schema = parameter_schema(flow.fn).model_dump_for_openapi()
+        props = schema["properties"]
+        missing = [name for name, p in props.items() if not p.get("description")]
+        assert not missing, (flow.name, missing)
+    props = parameter_schema(process_scan.fn).model_dump_for_openapi()["properties"]
+    text = str(props["anode"])
+    assert "Rh" in text and "enum" in text
+    assert props["fingerprint"].get("enum") == ["quick", "full"] or "enum" in str(
+        props["fingerprint"])
+    assert "keV" in props["anode"]["description"] and "kV" in props["tube_kv"]["description"]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"anode": "Xx"}, "unknown anode"),
+    ({"anode": 500.0}, "out of range"),
+    ({"tube_kv": 2.0}, "tube voltage"),
+    ({"sigma": -1}, "sigma"),
+    ({"sigma": 1e12}, "sigma"),
+    ({"precision_bits": 30}, "precision_bits"),
+    ({"prominence": -3.0}, "prominence"),
+    ({"energies": (5.0, 1.0)}, "energies"),
+    ({"energies": ("a", 1.0)}, "energies"),
+    ({"fingerprint": "fast"}, "fingerprint"),
+    ({"elements": ["Pb", "Qq"]}, "elements: unknown element symbol 'Qq'"),
+])
+def test_bad_parameters_fail_before_any_work(kwargs, words):
+    with pytest.raises(MaxrfError, match=words):
+        check_parameters(**kwargs)
+
+
+def test_good_parameters_pass():
+    check_parameters(anode="W", tube_kv=40, sigma=0, precision_bits=None, prominence=2.5,
+                     energies=(-1.0, 40.0), fingerprint="full", elements=["Pb", "hg"])
+    check_parameters(anode=17.5)
+
+
+def test_flow_rejects_a_bad_anode_before_converting(tmp_path):
+    from prefect.testing.utilities import prefect_test_harness  # noqa: F401  (import check)
+
+    from maxrf.demo import DemoSpec, generate_scan
+
+    generate_scan(tmp_path / "s", DemoSpec(height=8, width=8, channels=256, gain=0.16))
+    from conftest import run_maxrf
+
+    r = run_maxrf("process", tmp_path / "s.raw", "--anode", "Xx", "--no-plots", timeout=300)
+    assert r.returncode == 2 and "unknown anode" in r.stderr, r.stderr
+    assert not (tmp_path / "s.datastack").exists()
