@@ -195,8 +195,8 @@ def test_conflicting_duplicate_header_keys(tmp_path, scan):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--sigma", "1e12"], "sigma must be a number from 0 to"),
-    (["--sigma", "nan"], "sigma must be a number from 0 to"),
+    (["--sigma", "1e12"], "sigma: must be a number from 0 to 200 channels"),
+    (["--sigma", "nan"], "sigma: must be a number from 0 to 200 channels"),
 ])
 def test_bad_numbers_are_one_line_and_write_nothing(scan, args, words):
     r = run_maxrf("convert", scan, *args, timeout=120)
