@@ -38,7 +38,8 @@ def _all_cached(kwargs: dict, steps: int) -> dict | None:
     if chain is None:
         return None
     rows = [{"step": r["step"], "cached": True, "key": r["key"]} for r in chain]
-    return {"tree": DataStack(datastack).tree(), "steps": rows, "plots": []}
+    return {"tree": DataStack(datastack).tree(), "steps": rows, "plots": [],
+            "view": f"maxrf view {Path(datastack).resolve()}"}
 
 
 def _run(flow, **kwargs) -> dict:
@@ -84,6 +85,10 @@ def _print_summary(result: dict) -> None:
         print(f"  step {step['step']:<13} {how}")
     for png in result.get("plots", []):
         print(f"  plot {png}")
+    for warning in result.get("warnings", []):
+        print(f"  warning: {warning}")
+    if result.get("view"):
+        print(f"look at it: {result['view']}")
 
 
 def _run_or_reuse(flow, kwargs: dict, steps: int, rerun: bool) -> int:

@@ -151,7 +151,10 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
         z_anode = xl.SymbolToAtomicNumber(spec.anode)
         fam = "L" if spec.anode == "W" else "K"
         # electron impact ionises the subshells much as photons of ~0.6 x the voltage do
-        tube = [(en, w) for f, en, w in _multiplets(z_anode, [(0.6 * spec.tube_kv, 1.0)])
+        # (at least just above the shell's edge: a 30 kV tube still excites Rh K, edge 23.2 keV)
+        edge = xl.EdgeEnergy(z_anode, xl.L1_SHELL if fam == "L" else xl.K_SHELL)
+        e_exc = min(max(0.6 * spec.tube_kv, 1.1 * edge), spec.tube_kv)
+        tube = [(en, w) for f, en, w in _multiplets(z_anode, [(e_exc, 1.0)])
                 if f == fam and en < spec.tube_kv]
         top = max(w for _e, w in tube)
         tube = [(en, w / top) for en, w in tube if w > 1e-3 * top]

@@ -97,7 +97,12 @@ def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = 
         key=artifact_key(datastack, "steps"),
         description="Steps of this run (cached = reused from the datastack)",
     )
-    md = f"# {Path(datastack).name}\n\n```\n{tree}\n```\n{extra_markdown}"
+    view = f"maxrf view {Path(datastack).resolve()}"
+    md = (
+        f"# {Path(datastack).name}\n\n**Look at it:** `{view}` (opens the viewer at "
+        f"http://127.0.0.1:8765/: element maps, click a pixel for its spectrum, drag an energy "
+        f"band)\n\n```\n{tree}\n```\n{extra_markdown}"
+    )
     create_markdown_artifact(
         md, key=artifact_key(datastack, "summary"), description="maxrf datastack summary"
     )
@@ -107,6 +112,8 @@ def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = 
         "steps": step_rows,
         "layers": ds.layers,
         "plots": list(plots or []),
+        "view": view,
+        "warnings": _warnings(ds),
     }
 
 
@@ -178,3 +185,10 @@ def _elementmaps_markdown(ds: DataStack) -> str:
             f"{p.get('significance', 'given')} | {p.get('found_in', '')} |"
         )
     return "\n".join(lines)
+
+
+def _warnings(ds: DataStack) -> list[str]:
+    """What a user should know about the results (e.g. an extrapolated energy axis)."""
+    if "maxrf_energies" not in ds:
+        return []
+    return list(ds.attrs("maxrf_energies").get("calibration", {}).get("warnings", []))

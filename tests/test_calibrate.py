@@ -65,6 +65,21 @@ def test_generated_truth(tmp_path, anode, channels, gain, offset, angle):
     assert attrs["anode"] == anode and attrs["landmarks"][0]["channel"] > 0
 
 
+@pytest.mark.parametrize("tube_kv, angle", [(30.0, 95), (40.0, 120)])
+def test_tube_voltages(tmp_path, tube_kv, angle):
+    spec = DemoSpec(height=32, width=32, gain=0.0099, offset=-0.7, angle=angle,
+                    tube_kv=tube_kv, seed=int(tube_kv))
+    generate_scan(tmp_path / "s", spec)
+    y = open_raw(tmp_path / "s.raw").compute().reshape(-1, 4096).mean(axis=0)
+    cal = calibrate(y, "Rh", smoothing_sigma=0, counts_scale=32 * 32, tube_kv=tube_kv)
+    truth = -0.7 + 0.0099 * np.arange(4096)
+    inside = (truth >= 0) & (truth <= 40)
+    assert np.abs(cal.energies() - truth)[inside].max() * 1000 <= 5.0
+    assert cal.noise_fwhm_kev == pytest.approx(0.0715, rel=0.15)
+    assert cal.fano == pytest.approx(0.115, rel=0.25)
+    assert cal.refinement["kept"] in ("refined", "landmarks")
+
+
 def test_header_calibration_is_the_start_and_is_checked(tmp_path):
     y = mean_spectrum(tmp_path, "Rh", 4096, 0.010002, -0.956, 100)
     cal = calibrate(y, "Rh", header=EnergyCalibration(-0.95, 0.01), smoothing_sigma=0)

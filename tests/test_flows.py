@@ -88,6 +88,7 @@ def test_runs_publish_artifacts(prefect_api, scan):
     assert key["layers"].startswith("scan-") and key["layers"].endswith("-layers")
     summary = str(found[key["summary"]].data)
     assert "Energy calibration" in summary and "## Element maps" in summary and "| Pb |" in summary
+    assert "maxrf view " in summary
     assert "maxrf_cube" in str(found[key["layers"]].data)
     assert "duration_s" in str(found[key["steps"]].data)
     peaks = str(found[key["hotmax-peaks"]].data)
