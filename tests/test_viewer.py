@@ -243,3 +243,23 @@ def test_browser_click_pixel_and_drag_band(server, raw):
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_ctrl_c_stops_the_viewer_cleanly(stack):
+    import signal
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(stack), "--no-browser",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 0
+    assert "Traceback" not in proc.stderr.read()
