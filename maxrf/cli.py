@@ -97,9 +97,31 @@ def _flows_command(name: str):
     return run
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line (not argparse's usage block), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"maxrf: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="maxrf", description="MA-XRF scans to analysis-ready zarr datastacks."
+    )
+    parser.add_argument(
+        "--lock-wait", type=_seconds, metavar="SECONDS",
+        help="how long to wait for another writer of the same datastack (default 120)",
     )
     parser.add_argument("--version", action="version", version=f"maxrf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -142,6 +164,8 @@ def quiet_prefect(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.lock_wait is not None:
+        os.environ["MAXRF_LOCK_WAIT"] = str(args.lock_wait)
     quiet_prefect(args.verbose or args.debug)
     try:
         return int(args.func(args) or 0)

@@ -221,3 +221,55 @@ def test_a_file_that_is_no_zip_gets_no_recover_hint(scan, tmp_path):
 
 def test_lock_error_is_a_datastack_error():
     assert issubclass(LockTimeoutError, DataStackError)
+
+
+def test_damaged_layer_metadata_is_reported_not_a_traceback(stack, tmp_path):
+    import zipfile
+
+    bad = tmp_path / "bad.datastack"
+    with zipfile.ZipFile(stack) as src, zipfile.ZipFile(bad, "w") as dst:
+        for n in src.namelist():
+            dst.writestr(n, b"not json {" if n == "second/zarr.json" else src.read(n))
+    r = run_maxrf("tree", bad)
+    assert r.returncode == 0 and "second" in r.stdout and "damaged metadata" in r.stdout
+    assert "Traceback" not in r.stderr
+    with pytest.raises(DataStackError, match="damaged metadata"):
+        DataStack(bad).read("second")
+    np.testing.assert_array_equal(DataStack(bad).read("first"), DataStack(stack).read("first"))
+    r = run_maxrf("check", bad)
+    assert r.returncode == 1 and "not valid JSON" in r.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["convert", "x.raw", "--precision-bits", "0"],
+    ["convert", "x.raw", "--precision-bits", "25"],
+    ["convert", "x.raw", "--precision-bits", "1.5"],
+    ["--lock-wait", "abc", "tree", "x.datastack"],
+    ["convert"],
+    ["no-such-command"],
+])
+def test_usage_mistakes_are_one_line(args):
+    r = run_maxrf(*args)
+    assert r.returncode == 2 and r.stderr.startswith("maxrf: error: "), r.stderr
+    assert r.stderr.count("\n") == 1 and "usage:" not in r.stderr
+
+
+def test_lock_wait_is_a_choice(stack):
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with DataStack(stack).write_lock():
+            holding.set()
+            release.wait(20)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        r = run_maxrf("--lock-wait", "1", "repack", stack)
+        assert r.returncode == 2 and "gave up after 1 s" in r.stderr, r.stderr
+        assert time.monotonic() - started < 30
+    finally:
+        release.set()
+        t.join()

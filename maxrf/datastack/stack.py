@@ -68,8 +68,10 @@ class _Snapshot:
 class DataStack:
     """A ``.datastack`` file. ``DataStack(path)`` opens (or, on first write, creates) it."""
 
-    def __init__(self, path: str | Path, lock_timeout: float = 120.0) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float | None = None) -> None:
         self.path = Path(path)
+        if lock_timeout is None:  # `maxrf --lock-wait S` sets MAXRF_LOCK_WAIT
+            lock_timeout = float(os.environ.get("MAXRF_LOCK_WAIT", "120"))
         self.lock_timeout = lock_timeout
         self._snap: _Snapshot | None = None
 
@@ -203,7 +205,13 @@ class DataStack:
         key = self.latest(name) if latest else name
         if key not in snap.names:
             raise LayerNotFoundError(f"no layer {name!r}", self.path)
-        return snap.group[key]
+        try:
+            return snap.group[key]
+        except (ValueError, TypeError, KeyError) as exc:  # unreadable metadata (JSON, fields)
+            why = " ".join(str(exc).split())[:120]
+            raise DataStackError(
+                f"layer {key!r}: damaged metadata ({why}); try 'maxrf recover'", self.path
+            ) from None
 
     def read(self, name: str, latest: bool = True, compute: bool = True):
         """A layer as numpy (or dask with ``compute=False``, chunked as stored)."""
@@ -632,7 +640,11 @@ def format_tree(ds: DataStack, show_arrays: bool = False) -> str:
     total = ds.path.stat().st_size
     lines = [f"{ds.path}  ({_human(total)}, {len(snap.names)} layers)"]
     for name in snap.names:
-        a = snap.group[name]
+        try:
+            a = ds.array(name, latest=False)
+        except DataStackError as exc:
+            lines.append(f"  {name:<28} damaged: {exc.reason}")
+            continue
         shape = "x".join(map(str, a.shape)) or "scalar"
         meta = a.attrs.get("maxrf", {})
         step = f"  [{meta['step']}]" if isinstance(meta, dict) and meta.get("step") else ""
