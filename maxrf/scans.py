@@ -29,9 +29,12 @@ class ScanStatus:
 
 
 def scan_id(raw: Path, rpl: Path) -> str:
-    """Identity of one version of a scan: path, size and modification times of both files."""
-    r, h = raw.stat(), rpl.stat()
-    return f"{raw.resolve()}:{r.st_size}:{r.st_mtime_ns}:{h.st_mtime_ns}"
+    """Identity of one version of a scan: its quick fingerprint (size, time, header and 17
+    sampled MiB of content; not its name). New content under an old name is a new scan; a
+    renamed scan is the one already processed."""
+    from .fingerprint import scan_fingerprint
+
+    return "scan-" + scan_fingerprint(raw, rpl, "quick")
 
 
 def survey(folder: str | Path, pattern: str = "*.raw", settle_s: float = 10.0) -> list[ScanStatus]:
@@ -64,6 +67,10 @@ def survey(folder: str | Path, pattern: str = "*.raw", settle_s: float = 10.0) -
             out.append(ScanStatus(str(raw), "unsettled", f"changed {now - newest:.0f} s ago"))
             continue
         out.append(ScanStatus(str(raw), "complete", "", scan_id(raw, rpl)))
+    raws = {Path(st.raw).with_suffix("").name for st in out}
+    for rpl in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".rpl"):
+        if rpl.with_suffix("").name not in raws and not rpl.with_suffix(".raw").exists():
+            out.append(ScanStatus(str(rpl), "incomplete", "a header without its .raw (yet)"))
     return out
 
 

@@ -273,3 +273,62 @@ def test_lock_wait_is_a_choice(stack):
     finally:
         release.set()
         t.join()
+
+
+def test_watcher_identity_is_the_content_not_the_name(tmp_path):
+    from maxrf.scans import survey
+
+    generate_scan(tmp_path / "a", DemoSpec(height=8, width=8, channels=256, gain=0.16, seed=1))
+    raw = tmp_path / "a.raw"
+    st = os.stat(raw)
+    first = {s.raw: s for s in survey(tmp_path, settle_s=0)}[str(raw)]
+    assert first.state == "complete"
+    # same name, size and times, other content: a new scan
+    data = bytearray(raw.read_bytes())
+    data[100:110] = bytes(10)
+    raw.write_bytes(bytes(data))
+    os.utime(raw, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = {s.raw: s for s in survey(tmp_path, settle_s=0)}[str(raw)]
+    assert changed.scan_id != first.scan_id
+    # renamed: the same scan
+    os.rename(raw, tmp_path / "b.raw")
+    os.rename(tmp_path / "a.rpl", tmp_path / "b.rpl")
+    renamed = {s.raw: s for s in survey(tmp_path, settle_s=0)}[str(tmp_path / "b.raw")]
+    assert renamed.scan_id == changed.scan_id
+    # a header alone is reported, not ignored
+    (tmp_path / "c.rpl").write_text((tmp_path / "b.rpl").read_text())
+    lone = {s.raw: s for s in survey(tmp_path, settle_s=0)}[str(tmp_path / "c.rpl")]
+    assert lone.state == "incomplete" and "without its .raw" in lone.reason
+
+
+def test_watcher_survives_a_fifo_header(tmp_path):
+    from maxrf.scans import survey
+
+    generate_scan(tmp_path / "good", DemoSpec(height=8, width=8, channels=256, gain=0.16))
+    generate_scan(tmp_path / "evil", DemoSpec(height=8, width=8, channels=256, gain=0.16))
+    (tmp_path / "evil.rpl").unlink()
+    _fifo(tmp_path / "evil.rpl")
+    t = time.monotonic()
+    states = {Path(s.raw).name: s for s in survey(tmp_path, settle_s=0)}
+    assert time.monotonic() - t < 10
+    assert states["good.raw"].state == "complete"
+    assert states["evil.raw"].state == "bad" and "not a regular file" in states["evil.raw"].reason
+
+
+def test_full_disk_during_journal_is_a_datastack_error(stack):
+    """The API on a full disk: a MaxrfError naming the file, nothing left behind."""
+    code = (
+        "import resource,signal,sys,numpy as np;from maxrf.datastack import DataStack;"
+        "from maxrf.errors import DataStackError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n"
+        "try:\n  DataStack(sys.argv[1]).append(np.zeros(10), 'third')\n"
+        "except DataStackError as e:\n  print('ERR', e)\n"
+    )
+    before = stack.read_bytes()
+    r = subprocess.run([sys.executable, "-c", code, str(stack)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert r.stdout.startswith("ERR ") and str(stack) in r.stdout, (r.stdout, r.stderr)
+    assert "nothing was written" in r.stdout
+    assert stack.read_bytes() == before
+    assert not list(stack.parent.glob(".a.datastack.journal*"))

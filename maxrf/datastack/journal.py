@@ -67,11 +67,14 @@ def write_journal(journal: Path, zip_path: Path, start_dir: int) -> None:
     header = {"size": size, "start_dir": start_dir, "sha256": hashlib.sha256(tail).hexdigest(),
               **ident}
     tmp = journal.with_name(journal.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + json.dumps(header).encode() + b"\n" + tail)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, journal)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + json.dumps(header).encode() + b"\n" + tail)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, journal)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk: nothing left behind
     fsync_dir(journal.parent)
 
 

@@ -249,7 +249,13 @@ class DataStack:
                     f"{_hint(self.path)}",
                     self.path,
                 ) from None
-            write_journal(self.journal_path, self.file, start_dir)
+            try:
+                write_journal(self.journal_path, self.file, start_dir)
+            except OSError as exc:
+                raise DataStackError(
+                    f"could not write the rollback journal ({exc.strerror or exc}); "
+                    "nothing was written", self.path,
+                ) from None
             try:
                 with zipfile.ZipFile(self.file, "a", zipfile.ZIP_STORED, allowZip64=True) as zf:
                     app = Appender(self, zf, existing)
