@@ -332,3 +332,72 @@ def test_full_disk_during_journal_is_a_datastack_error(stack):
     assert "nothing was written" in r.stdout
     assert stack.read_bytes() == before
     assert not list(stack.parent.glob(".a.datastack.journal*"))
+
+
+# the child's own peak (ru_maxrss would carry the forking pytest process's peak over exec)
+PEAK_MB = ("[int(x.split()[1]) // 1024 for x in open('/proc/self/status') "
+           "if x.startswith('VmHWM')][0]")
+
+
+def _rewrite(src: Path, dst: Path, replace: dict[str, bytes], extra=()) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for n in zin.namelist():
+            zout.writestr(n, replace.get(n, zin.read(n)))
+        for name, data, method in extra:
+            zout.writestr(zipfile.ZipInfo(name), data, compress_type=method)
+
+
+def test_crafted_huge_shape_does_not_hang_check_or_recover(stack, tmp_path):
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(stack) as z:
+        meta = json.loads(z.read("second/zarr.json"))
+    meta["shape"] = [10**9, 10**9]
+    meta["chunk_grid"]["configuration"]["chunk_shape"] = [1, 1]
+    crafted = tmp_path / "crafted.datastack"
+    _rewrite(stack, crafted, {"second/zarr.json": json.dumps(meta).encode()})
+    t = time.monotonic()
+    r = run_maxrf("check", crafted, timeout=60)
+    assert r.returncode == 1 and "chunk(s) missing" in r.stdout
+    r = run_maxrf("recover", crafted, "-o", tmp_path / "out.datastack", timeout=60)
+    assert r.returncode == 0 and "kept 1 layer(s) first" in r.stdout, r.stdout + r.stderr
+    assert time.monotonic() - t < 30
+
+
+def test_zip_bomb_is_not_inflated_into_memory(stack, tmp_path):
+    """A deflated member of 1.5 GiB: recover drops it (past the 1 GiB limit) and stays small."""
+    import zipfile
+
+    bomb = tmp_path / "bomb.datastack"
+    _rewrite(stack, bomb, {}, [("bomb/c/0", b"\0" * (3 << 29), zipfile.ZIP_DEFLATED)])
+    code = (
+        "import sys;from maxrf.datastack import recover;"
+        "out,kept,dropped=recover(sys.argv[1],sys.argv[2]);"
+        "print(kept,dropped," + PEAK_MB + ")"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(bomb), str(tmp_path / "o.datastack")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    kept, rss_mb = r.stdout.rsplit(" ", 1)[0], int(r.stdout.split()[-1])
+    assert "['first', 'second']" in kept and rss_mb < 600, (r.stdout, r.stderr)
+    assert DataStack(tmp_path / "o.datastack").layers == ["first", "second"]
+
+
+def test_recover_streams_large_entries(tmp_path):
+    """Recovering a datastack holds one 16 MiB piece at a time, not the file."""
+    big = tmp_path / "big.datastack"
+    DataStack(big).append(np.random.default_rng(0).random((2048, 2048, 24)).astype("f4"), "cube",
+                          chunks=(2048, 2048, 24))  # one 400 MB chunk
+    code = (
+        "import sys;from maxrf.datastack import recover;"
+        "recover(sys.argv[1],sys.argv[2]);"
+        "print(" + PEAK_MB + ")"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(big), str(tmp_path / "o.datastack")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[-1]) < 350, r.stdout  # the chunk alone is 400 MB
+    np.testing.assert_array_equal(DataStack(tmp_path / "o.datastack").read("cube")[:2, :2],
+                                  DataStack(big).read("cube")[:2, :2])

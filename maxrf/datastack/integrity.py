@@ -3,6 +3,7 @@ layers from a damaged file, as ``zip -FF`` does) and ``repack`` (latest versions
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import mmap
@@ -70,6 +71,17 @@ def _layer_problems(name: str, meta_bytes: bytes, present: set[str]) -> list[str
         return []
     if meta.get("attributes", {}).get("maxrf", {}).get("complete") is False:
         return [f"{name}: marked incomplete"]
+    try:
+        shape = [int(x) for x in meta["shape"]]
+        chunks = [int(x) for x in meta["chunk_grid"]["configuration"]["chunk_shape"]]
+    except (KeyError, TypeError, ValueError):
+        return [f"{name}: metadata lacks a valid shape or chunk grid"]
+    if len(shape) != len(chunks) or min(chunks, default=1) < 1 or min(shape, default=0) < 0:
+        return [f"{name}: metadata has an invalid shape {shape} or chunks {chunks}"]
+    expected = math.prod(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
+    held = sum(1 for n in present if n.startswith(f"{name}/") and n != f"{name}/zarr.json")
+    if expected > held:  # never enumerate a crafted 1e9 x 1e9 grid
+        return [f"{name}: {expected - held} chunk(s) missing (declares {expected}, holds {held})"]
     missing = [k for k in _expected_chunk_keys(meta) if f"{name}/{k}" not in present]
     if missing:
         return [f"{name}: {len(missing)} chunk(s) missing (first: {missing[0]})"]
@@ -105,15 +117,75 @@ def check(path: str | Path) -> CheckReport:
     return report
 
 
-def _scan_local_entries(path: Path) -> Iterator[tuple[str, bytes]]:
-    """Every local entry whose data is intact (stored or deflated, CRC valid), in file order."""
-    if path.stat().st_size == 0:
-        return
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        yield from _scan(data)
+MAX_INFLATED = 1 << 30  # a deflated entry larger than this when inflated is not salvaged
+PIECE = 1 << 24
 
 
-def _scan(data: mmap.mmap) -> Iterator[tuple[str, bytes]]:
+@dataclass(frozen=True)
+class _Entry:
+    """An intact local entry: where its data lies in the file and how it is stored."""
+
+    name: str
+    start: int
+    csize: int
+    usize: int
+    method: int
+
+
+def _map(f):
+    """The file mapped read-only (an empty file maps to empty bytes)."""
+    if os.fstat(f.fileno()).st_size == 0:
+        return contextlib.nullcontext(b"")
+    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _pieces(data: mmap.mmap, e: _Entry) -> Iterator[bytes]:
+    """An entry's content in pieces of at most 16 MiB (inflated when deflated)."""
+    view = memoryview(data)
+    try:
+        z = zlib.decompressobj(-15) if e.method == 8 else None
+        for a in range(e.start, e.start + e.csize, PIECE):
+            b = min(a + PIECE, e.start + e.csize)
+            if z is None:
+                yield bytes(view[a:b])
+            else:
+                yield z.decompress(view[a:b], PIECE)
+                while z.unconsumed_tail:
+                    yield z.decompress(z.unconsumed_tail, PIECE)
+            _release(data, a, b)
+        if z is not None:
+            yield z.flush()
+    finally:
+        view.release()
+
+
+def _release(data, a: int, b: int) -> None:
+    """Drop the mapped pages of [a, b) from this process's memory (the file stays cached by
+    the kernel): a multi-GB damaged file is salvaged in bounded memory."""
+    if isinstance(data, mmap.mmap) and b > a:
+        lo = a - a % mmap.PAGESIZE
+        try:
+            data.madvise(mmap.MADV_DONTNEED, lo, b - lo)
+        except (OSError, ValueError):
+            pass
+
+
+def _intact(data: mmap.mmap, e: _Entry, crc: int) -> bool:
+    if e.method not in (0, 8) or (e.method == 8 and e.usize > MAX_INFLATED):
+        return False
+    total, value = 0, 0
+    try:
+        for piece in _pieces(data, e):
+            total += len(piece)
+            if total > e.usize:
+                return False
+            value = crc32(piece, value)
+    except zlib.error:
+        return False
+    return total == e.usize and value == crc
+
+
+def _scan(data: mmap.mmap) -> Iterator[_Entry]:
     pos = 0
     while True:
         pos = data.find(_LOCAL, pos)
@@ -133,18 +205,15 @@ def _scan(data: mmap.mmap) -> Iterator[tuple[str, bytes]]:
                     usize, csize = struct.unpack("<QQ", extra[i + 4 : i + 20])
                 i += 4 + size
         start = name_start + nlen + xlen
-        body = data[start : start + csize]
         pos += 4
-        if flags & 0x08 or len(body) != csize:
+        if flags & 0x08 or start + csize > len(data):
             continue
-        try:
-            content = body if method == 0 else zlib.decompress(body, -15) if method == 8 else None
-        except zlib.error:
-            continue
-        if content is None or len(content) != usize or crc32(content) != crc:
+        entry = _Entry(name, start, csize, usize, method)
+        if not _intact(data, entry, crc):
+            _release(data, pos, min(start + csize, len(data)))
             continue
         pos = start + csize
-        yield name, content
+        yield entry
 
 
 def recover(
@@ -163,27 +232,36 @@ def recover(
     if output.resolve() == path.resolve():
         raise DataStackError("recover writes a new file: give another output path", output)
     output = output_target(output)
-    entries: dict[str, bytes] = {}
-    for name, content in _scan_local_entries(path):
-        entries[name] = content  # a later duplicate wins, as in zarr's zip reading
-    present = set(entries)
-    kept, dropped = [], []
-    for name in _layer_names(list(entries)):
-        if _layer_problems(name, entries[f"{name}/zarr.json"], present):
-            dropped.append(name)
-        else:
-            kept.append(name)
-    tops = {n.split("/")[0] for n in entries if "/" in n}
-    dropped += sorted(tops - set(kept) - set(dropped))
     tmp = output.with_name(f".{output.name}.recover-{os.getpid()}")
     try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            zf.writestr("zarr.json", entries.get("zarr.json", json.dumps(ROOT_META).encode()))
-            for layer in kept:
-                for n, content in entries.items():
-                    if n.startswith(layer + "/") and n != f"{layer}/zarr.json":
-                        zf.writestr(n, content)
-                zf.writestr(f"{layer}/zarr.json", entries[f"{layer}/zarr.json"])
+        with open(path, "rb") as f, _map(f) as data:
+            entries: dict[str, _Entry] = {}
+            for entry in _scan(data):
+                entries[entry.name] = entry  # a later duplicate wins, as in zarr's zip reading
+
+            def content(name: str, limit: int = 1 << 20) -> bytes:
+                e = entries[name]
+                return b"" if e.usize > limit else b"".join(_pieces(data, e))
+
+            present = set(entries)
+            kept, dropped = [], []
+            for name in _layer_names(list(entries)):
+                if _layer_problems(name, content(f"{name}/zarr.json"), present):
+                    dropped.append(name)
+                else:
+                    kept.append(name)
+            tops = {n.split("/")[0] for n in entries if "/" in n}
+            dropped += sorted(tops - set(kept) - set(dropped))
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                root = content("zarr.json") if "zarr.json" in entries else b""
+                zf.writestr("zarr.json", root or json.dumps(ROOT_META).encode())
+                for layer in kept:
+                    for n, e in entries.items():
+                        if n.startswith(layer + "/") and n != f"{layer}/zarr.json":
+                            with zf.open(n, "w", force_zip64=e.usize > 2**31) as out:
+                                for piece in _pieces(data, e):
+                                    out.write(piece)
+                    zf.writestr(f"{layer}/zarr.json", content(f"{layer}/zarr.json"))
         _publish(tmp, output)
     except OSError as exc:
         raise DataStackError(f"could not write ({exc.strerror or exc}); nothing written",
