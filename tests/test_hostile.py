@@ -401,3 +401,25 @@ def test_recover_streams_large_entries(tmp_path):
     assert int(r.stdout.split()[-1]) < 350, r.stdout  # the chunk alone is 400 MB
     np.testing.assert_array_equal(DataStack(tmp_path / "o.datastack").read("cube")[:2, :2],
                                   DataStack(big).read("cube")[:2, :2])
+
+
+@pytest.mark.parametrize("command", ["recover", "repack", "convert"])
+@pytest.mark.parametrize("target", ["fifo", "dir", "devnull"])
+def test_no_command_writes_into_a_non_regular_output(stack, scan, tmp_path, command, target):
+    out = {"fifo": lambda: _fifo(tmp_path / "out.datastack"),
+           "dir": lambda: (tmp_path / "out.datastack").mkdir() or tmp_path / "out.datastack",
+           "devnull": lambda: Path("/dev/null")}[target]()
+    source = scan if command == "convert" else stack
+    t = time.monotonic()
+    r = run_maxrf(command, source, "-o", out, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, (r.stdout, r.stderr)
+    assert time.monotonic() - t < 60
+    if target == "devnull":
+        assert Path("/dev/null").is_char_device()
+
+
+def test_raw_that_is_a_fifo_is_refused(tmp_path, scan):
+    fifo_raw = _fifo(tmp_path / "q.raw")
+    shutil.copy(scan.with_suffix(".rpl"), tmp_path / "q.rpl")
+    r = run_maxrf("convert", fifo_raw, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
