@@ -58,6 +58,22 @@ def _run(flow, **kwargs) -> dict:
     return state.result(raise_on_failure=True)
 
 
+def _check_output(path: Path) -> None:
+    """An existing output must be a datastack (a regular file maxrf can append to): refused
+    here in one line, before Prefect starts, as the conversion itself would refuse it."""
+    import os
+
+    from maxrf.datastack import DataStack
+    from maxrf.datastack.integrity import is_datastack
+    from maxrf.errors import DataStackError
+
+    if not os.path.lexists(path):
+        return
+    DataStack(path).require_file()
+    if not is_datastack(Path(os.path.realpath(path))):
+        raise DataStackError("exists and is not a datastack; refusing to write into it", path)
+
+
 def _scan_kwargs(args: argparse.Namespace) -> dict:
     """Flow parameters from the arguments; the scan is validated first (one-line errors for a
     missing file, a bad header or a wrong size, before Prefect starts)."""
@@ -66,6 +82,7 @@ def _scan_kwargs(args: argparse.Namespace) -> dict:
 
     raw, rpl = scan_paths(args.scan)
     check_raw_size(read_rpl(rpl), raw)
+    _check_output(Path(args.output) if args.output else raw.with_suffix(".datastack"))
     return {
         "raw_path": str(Path(args.scan)),
         "output": args.output,
