@@ -14,6 +14,7 @@ import gc
 import os
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from .datastack import ChunkEncoder, DataStack, LayerWriter
 from .datastack.layers import CUBE_CHUNK_PIXELS, DEFAULT_PRECISION_BITS, PRECISION_BITS
-from .errors import MaxrfError
+from .errors import DataWarning, MaxrfError
 from .raw import RawFile, check_raw_size, scan_paths
 from .rpl import read_rpl
 from .scratch import thread_buffer
@@ -144,7 +145,10 @@ def process_block(
         flat = strip.reshape(-1, strip.shape[-1])
         out = thread_buffer("cube", flat.shape, np.float32)
         ids = _pixel_ids(block, j, strip.shape[:2])
+        odd = _odd_values(strip)
         flat, part = smooth_reduce(flat, sigma, precision_bits, ids, out=out)
+        if odd != (0, 0):
+            part = replace(part, nonfinite=odd[0], negative=odd[1])
         stats = part if stats is None else stats.merge(part)
         cube_part = cube_enc.encode_chunk(start, flat.reshape(strip.shape), "cube")
         if sinks is not None:  # write while the encoded views are valid
@@ -158,6 +162,32 @@ def process_block(
     return stats, block, raw_chunks, cube_chunks
 
 
+def _odd_values(strip: np.ndarray) -> tuple[int, int]:
+    """How many values of a strip are NaN/inf and how many are negative (counts never are)."""
+    kind = strip.dtype.kind
+    if kind == "u":
+        return 0, 0
+    negative = int(np.count_nonzero(strip < 0))
+    nonfinite = int(strip.size - np.count_nonzero(np.isfinite(strip))) if kind == "f" else 0
+    return nonfinite, negative
+
+
+def data_warnings(stats: ChannelStats, total: int, dtype: np.dtype) -> list[str]:
+    """One line per kind of value an X-ray count cannot have (they are smoothed as 0 / as is)."""
+    out = []
+    if stats.nonfinite:
+        out.append(
+            f"{stats.nonfinite} of {total} values are NaN or infinite ({dtype} data): "
+            "they count as 0 in the cube and spectra"
+        )
+    if stats.negative:
+        out.append(
+            f"{stats.negative} of {total} values are negative ({dtype} data): counts cannot be; "
+            "check the header's data-type and byte-order"
+        )
+    return out
+
+
 def _reduce(parts: list[ChannelStats], height: int, width: int, sigma: float):
     """Max spectrum, mean spectrum, max pixels and raw mean spectrum from the blocks' stats. The
     mean of the smoothed spectra is the smoothed mean of the raw ones (linearity), in float64."""
@@ -167,7 +197,7 @@ def _reduce(parts: list[ChannelStats], height: int, width: int, sigma: float):
     pixels = np.stack(np.divmod(stats.where, width), axis=1).astype(np.int64)
     rawmean = stats.raw_total / (height * width)
     mean = gaussian_filter1d(rawmean, sigma, mode="reflect", truncate=4.0) if sigma else rawmean
-    return stats.best, mean, pixels, rawmean
+    return stats.best, mean, pixels, rawmean, stats
 
 
 class _TqdmCallback(Callback):
@@ -265,12 +295,17 @@ def convert(
             for i, b in enumerate(blocks)
         ]
         parts = _run(tasks, scheduler, progress, f"convert {raw.name}", (raw_w, cube_w))
-        maxspec, meanspec, maxpix, rawmean = _reduce([p[0] for p in parts], h, w, sigma)
+        maxspec, meanspec, maxpix, rawmean, stats = _reduce([p[0] for p in parts], h, w, sigma)
+        odd = data_warnings(stats, h * w * c, header.dtype)
+        for line in odd:
+            warnings.warn(f"{raw}: {line}", DataWarning, stacklevel=2)
         app.write("maxrf_maxspectrum", maxspec)
         app.write("maxrf_sumspectrum", meanspec, attrs={"statistic": "mean over pixels"})
         app.write("maxrf_maxpixels", maxpix, attrs={"columns": ["row", "col"]})
         app.write("maxrf_rawmeanspectrum", rawmean, attrs={"statistic": "mean of raw counts"})
         meta = {"step": "convert", "params": params, "code_version": CONVERT_VERSION}
+        if odd:
+            meta["warnings"] = odd
         meta.update(provenance or {})
         meta["duration_s"] = round(time.time() - started, 3)
         for name in app.writers:

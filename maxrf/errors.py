@@ -47,3 +47,7 @@ class CalibrationError(MaxrfError):
 
 class SpectrumError(MaxrfError):
     """A spectrum or cube is unusable for analysis (flat, no peaks, NaN, saturated)."""
+
+
+class DataWarning(UserWarning):
+    """Values a scan should not hold (NaN, negative counts): converted, but worth a look."""

@@ -164,6 +164,8 @@ class ChannelStats:
     best: np.ndarray  # float32
     where: np.ndarray  # int64 pixel ids
     raw_total: np.ndarray  # float64
+    nonfinite: int = 0  # NaN/inf values seen (float data; smoothed as 0)
+    negative: int = 0  # negative values seen (signed or float data)
 
     def merge(self, other: ChannelStats) -> ChannelStats:
         """Combine two disjoint sets of pixels (ties go to the smaller pixel id)."""
@@ -172,6 +174,8 @@ class ChannelStats:
             np.where(better, other.best, self.best),
             np.where(better, other.where, self.where),
             self.raw_total + other.raw_total,
+            self.nonfinite + other.nonfinite,
+            self.negative + other.negative,
         )
 
 

@@ -188,7 +188,11 @@ def _elementmaps_markdown(ds: DataStack) -> str:
 
 
 def _warnings(ds: DataStack) -> list[str]:
-    """What a user should know about the results (e.g. an extrapolated energy axis)."""
-    if "maxrf_energies" not in ds:
-        return []
-    return list(ds.attrs("maxrf_energies").get("calibration", {}).get("warnings", []))
+    """What a user should know about the results (odd values in the scan, an extrapolated
+    energy axis)."""
+    out = []
+    if "maxrf_cube" in ds:
+        out += ds.attrs("maxrf_cube").get("maxrf", {}).get("warnings", [])
+    if "maxrf_energies" in ds:
+        out += ds.attrs("maxrf_energies").get("calibration", {}).get("warnings", [])
+    return list(out)

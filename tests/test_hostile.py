@@ -423,3 +423,35 @@ def test_raw_that_is_a_fifo_is_refused(tmp_path, scan):
     shutil.copy(scan.with_suffix(".rpl"), tmp_path / "q.rpl")
     r = run_maxrf("convert", fifo_raw, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("dtype", "poison", "expect"),
+    [("<f4", np.nan, "NaN or infinite"), ("<f4", -3.0, "negative"), ("<i2", -3, "negative")],
+)
+def test_values_counts_cannot_have_are_reported(tmp_path, dtype, poison, expect):
+    from conftest import write_scan
+
+    from maxrf.convert import convert
+    from maxrf.errors import DataWarning
+    from tasks.report import _warnings
+
+    data = np.random.default_rng(1).poisson(3.0, (6, 5, 64)).astype(np.float64)
+    data[2, 3, 10:14] = poison
+    raw = write_scan(tmp_path / "odd", data, dtype=dtype)
+    with pytest.warns(DataWarning, match=expect) as seen:
+        convert(raw, progress=False)
+    assert len(seen) == 1 and "4 of 1920 values" in str(seen[0].message)
+    ds = DataStack(raw.with_suffix(".datastack"))
+    assert any(expect in w for w in _warnings(ds))
+    assert np.isfinite(ds.read("maxrf_cube")).all()
+
+
+def test_clean_counts_give_no_warning(tmp_path, recwarn):
+    from conftest import write_scan
+
+    from maxrf.convert import convert
+
+    data = np.random.default_rng(1).poisson(3.0, (6, 5, 64))
+    convert(write_scan(tmp_path / "ok", data, dtype="<i2"), progress=False)
+    assert not [w for w in recwarn if "values" in str(w.message)]
