@@ -108,12 +108,30 @@ print(json.dumps(out))
 
 
 def child(code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh Python; its JSON report plus ``wall_s`` (process start to exit,
+    imports included)."""
+    t = time.perf_counter()
     res = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT
     )
+    wall = time.perf_counter() - t
     if res.returncode != 0:
         raise SystemExit(res.stderr[-3000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return {**json.loads(res.stdout.strip().splitlines()[-1]), "wall_s": wall}
+
+
+def cli_convert(raw: Path, out: Path) -> float:
+    """Seconds of ``maxrf convert RAW -o OUT`` end to end, as a user runs it (the shared
+    background Prefect server unless MAXRF_SERVER says otherwise)."""
+    drop_file(out)
+    t = time.perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-m", "maxrf.cli", "convert", str(raw), "-o", str(out)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    if res.returncode != 0:
+        raise SystemExit(res.stderr[-3000:])
+    return time.perf_counter() - t
 
 
 def prepare(raw: Path, cache: str, settle: float) -> None:
@@ -179,6 +197,10 @@ def main() -> None:
         "--settle", type=float, default=5.0, help="idle seconds before every timed run (both sides)"
     )
     ap.add_argument("--out", type=Path, help="results file (default benchmarks/results*.json)")
+    ap.add_argument(
+        "--cli", action="store_true",
+        help="also time `maxrf convert` end to end (Prefect included; second run of the command)",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
@@ -196,6 +218,7 @@ def main() -> None:
         "sizes": [],
     }
     smooth = child(SMOOTH)
+    smooth.pop("wall_s")
     results["smoothing"] = smooth
     for rate, r in smooth.items():
         print(
@@ -247,6 +270,16 @@ def main() -> None:
         )
         row["maxrf_lossless"] = {**exact, "datastack_gb": out.stat().st_size / 1e9}
         drop_file(out)
+        if args.cli:
+            first = cli_convert(raw, out)  # may start the background Prefect server
+            prepare(raw, args.cache, args.settle)
+            cli_s = cli_convert(raw, out)
+            drop_file(out)
+            row["cli"] = {
+                "first_s": first,
+                "seconds": cli_s,
+                "overhead_s": cli_s - ours["wall_s"],
+            }
         if base_runs:
             row["baseline"] = median_run(base_runs)
             row["speedup"] = row["baseline"]["seconds"] / ours["seconds"]
@@ -273,6 +306,17 @@ def main() -> None:
                 f"; baseline {row['baseline']['seconds']:.1f} s, RSS "
                 f"{row['baseline']['rss_mb']:.0f} MB -> {row['speedup']:.1f}x faster"
             )
+        if "cli" in row:
+            c = row["cli"]
+            line += (
+                f"; `maxrf convert` {c['seconds']:.1f} s end to end "
+                f"(first run {c['first_s']:.1f} s)"
+                f", {c['overhead_s']:.1f} s over the core in a fresh process "
+                f"({ours['wall_s']:.1f} s)"
+            )
+            if "baseline" in row:
+                c["speedup_vs_baseline_wall"] = row["baseline"]["wall_s"] / c["seconds"]
+                line += f" -> {c['speedup_vs_baseline_wall']:.1f}x the baseline's whole process"
         if "runs" in row:
             r = row["runs"]
             line += (

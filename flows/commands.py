@@ -6,25 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import urllib.request
 from pathlib import Path
 
-LOCAL_SERVER = "http://127.0.0.1:4200/api"
+from flows.server import use_server
+from maxrf.errors import MaxrfError
 
 
 def use_running_server() -> bool:
-    """Use the configured Prefect server, or a local one on the default port when one answers
-    (≈2 s per run instead of ≈8 s for Prefect's temporary ephemeral server)."""
-    if os.environ.get("PREFECT_API_URL"):
-        return True
-    try:
-        with urllib.request.urlopen(f"{LOCAL_SERVER}/health", timeout=0.3) as r:
-            if r.status == 200:
-                os.environ["PREFECT_API_URL"] = LOCAL_SERVER
-                return True
-    except OSError:
-        pass
-    return False
+    """Point Prefect at a server (the configured one, or maxrf's background server, started on
+    first use); False when the user chose Prefect's temporary server."""
+    return use_server() is not None
 
 
 def _all_cached(kwargs: dict, steps: int) -> dict | None:
@@ -47,14 +38,22 @@ def _run(flow, **kwargs) -> dict:
     where = os.environ.get("PREFECT_API_URL") or "a temporary Prefect server"
     target = kwargs.get("raw_path") or kwargs.get("folder")
     print(f"running flow {flow.name} on {target} ({where}) ...", flush=True)
+    import prefect.settings as ps
     from prefect.exceptions import ParameterTypeError
 
     from maxrf.errors import MaxrfError
 
+    # No flow-run heartbeats from the command line: stopping their thread costs up to 1 s per
+    # run, and they only matter to an automation the user set up for zombie runs (worker runs).
     try:
-        state = flow(**kwargs, return_state=True)
+        with ps.temporary_settings(updates={ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            state = flow(**kwargs, return_state=True)
     except ParameterTypeError as exc:
         raise MaxrfError(" ".join(str(exc).split())) from None
+    ui = os.environ.get("PREFECT_UI_URL")
+    run_id = state.state_details.flow_run_id
+    if ui and run_id and os.environ.get("PREFECT_API_URL"):
+        print(f"the run in the Prefect UI: {ui}/runs/flow-run/{run_id}", flush=True)
     return state.result(raise_on_failure=True)
 
 
@@ -108,7 +107,14 @@ def _print_summary(result: dict) -> None:
         print(f"look at it: {result['view']}")
 
 
-def _run_or_reuse(flow, kwargs: dict, steps: int, rerun: bool) -> int:
+def _flow(name: str):
+    """A flow of ``flows.process_scan``, imported (with Prefect) only after the server is set."""
+    import flows.process_scan
+
+    return getattr(flows.process_scan, name)
+
+
+def _run_or_reuse(flow_name: str, kwargs: dict, steps: int, rerun: bool) -> int:
     """Run the flow; with no server to record it in, skip it when every layer is cached."""
     if not use_running_server() and not rerun:
         done = _all_cached(kwargs, steps)
@@ -116,7 +122,7 @@ def _run_or_reuse(flow, kwargs: dict, steps: int, rerun: bool) -> int:
             _print_summary(done)
             print("every step is cached: nothing to run (--rerun records a Prefect run anyway)")
             return 0
-    _print_summary(_run(flow, **kwargs))
+    _print_summary(_run(_flow(flow_name), **kwargs))
     return 0
 
 
@@ -129,7 +135,6 @@ def _anode(text: str) -> str | float:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from flows.process_scan import process_scan
     from maxrf.params import check_parameters
 
     kwargs = _scan_kwargs(args) | {
@@ -146,7 +151,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     checked = ("sigma", "anode", "tube_kv", "precision_bits", "prominence", "energies",
                "fingerprint", "elements", "add_elements", "drop_elements")
     check_parameters(**{k: kwargs[k] for k in checked})  # one line, before Prefect starts
-    return _run_or_reuse(process_scan, kwargs, steps=6 if args.no_maps else 7, rerun=args.rerun)
+    return _run_or_reuse("process_scan", kwargs, steps=6 if args.no_maps else 7, rerun=args.rerun)
 
 
 def _elements(text: str | None) -> list[str] | None:
@@ -156,16 +161,17 @@ def _elements(text: str | None) -> list[str] | None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from flows.process_scan import convert_scan_flow
-
-    return _run_or_reuse(convert_scan_flow, _scan_kwargs(args), steps=1, rerun=args.rerun)
+    return _run_or_reuse("convert_scan_flow", _scan_kwargs(args), steps=1, rerun=args.rerun)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from maxrf.scans import survey
 
     survey(args.folder, args.pattern, args.settle)  # a missing folder fails here, in one line
-    use_running_server()
+    if not use_running_server() and args.events:
+        raise MaxrfError("--events needs a Prefect server that stays up (unset MAXRF_SERVER)")
+    if args.events:
+        return _announce(args)
     from flows.watch_scans import watch_scans
 
     while True:
@@ -188,7 +194,24 @@ def cmd_watch(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
+def _announce(args: argparse.Namespace) -> int:
+    from flows.scan_events import EVENT, announce_new_scans
+
+    print(f"announcing complete new scans of {args.folder} as {EVENT} events "
+          f"({os.environ['PREFECT_API_URL']})", flush=True)
+    while True:
+        summary = announce_new_scans(args.folder, args.pattern, args.settle)
+        for raw in summary["announced"]:
+            print(f"  announced {raw}", flush=True)
+        for item in summary["bad"]:
+            print(f"  {item['raw']}: {item['reason']}")
+        if args.once:
+            return 0
+        time.sleep(args.interval)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    use_running_server()
     from flows.serve import serve_deployments
 
     serve_deployments(args.folder, args.interval)
@@ -248,7 +271,61 @@ def _compare_with_truth(datastack: str, truth_path: Path) -> None:
             print("  " + row)
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Check the scan folder (one line when it is unset or missing), make sure the work pool
+    exists, then ``prefect --no-prompt deploy --all`` from the project folder."""
+    import subprocess
+    import sys
+
+    folder = args.folder or os.environ.get("MAXRF_SCAN_FOLDER", "")
+    if not folder.strip():
+        raise MaxrfError("no scan folder: give --folder DIR or set MAXRF_SCAN_FOLDER")
+    if not Path(folder).is_dir():
+        raise MaxrfError(f"{folder}: the scan folder does not exist or is not a folder")
+    project = Path(__file__).resolve().parents[1]
+    if not (project / "prefect.yaml").is_file():
+        raise MaxrfError(f"{project}: no prefect.yaml here (deploy from a source checkout)")
+    use_running_server()
+    env = {**os.environ, "MAXRF_SCAN_FOLDER": str(Path(folder).resolve())}
+    prefect = [sys.executable, "-m", "prefect"]
+    inspect = subprocess.run([*prefect, "work-pool", "inspect", args.pool], env=env,
+                             capture_output=True, text=True)
+    if inspect.returncode != 0:
+        subprocess.run([*prefect, "work-pool", "create", args.pool, "--type", "process"],
+                       env=env, check=True, capture_output=True)
+    done = subprocess.run([*prefect, "--no-prompt", "deploy", "--all", "--pool", args.pool],
+                          env=env, cwd=project, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()
+        raise MaxrfError(f"prefect deploy failed: {tail[-1] if tail else done.returncode}")
+    print(f"deployed process-scan, process-scan-on-event and watch-scans (folder {folder}) "
+          f"to work pool {args.pool!r}; start a worker: prefect worker start --pool {args.pool}")
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """``maxrf server status|start|stop``: the background Prefect server the commands share."""
+    from flows import server
+
+    if args.action == "start":
+        info = server.start()
+        print(f"Prefect server running: {info.ui} (pid {info.pid}, home {info.home})")
+        return 0
+    if args.action == "stop":
+        info = server.stop()
+        print(f"stopped the Prefect server at {info.ui}" if info else "no Prefect server running")
+        return 0
+    info = server.current()
+    if info is None:
+        print(f"no Prefect server running (home {server.maxrf_home() / 'prefect-server'})")
+        return 3
+    print(f"Prefect server running: {info.ui} (pid {info.pid}, home {info.home})")
+    return 0
+
+
 COMMANDS = {
+    "deploy": cmd_deploy,
+    "server": cmd_server,
     "process": cmd_process,
     "convert": cmd_convert,
     "watch": cmd_watch,

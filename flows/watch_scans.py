@@ -5,13 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.states import Completed, State
 
 from flows.process_scan import Anode, Fingerprint, process_scan
 from maxrf.datastack.lock import file_lock
+from maxrf.errors import MaxrfError
 from maxrf.scans import LEDGER_NAME, Ledger, survey
 
 
-@flow(name="watch-scans", log_prints=True)
+def _watch_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"watch-scans: {Path(flow_run.parameters.get('folder') or '?').name}"
+
+
+@flow(name="watch-scans", log_prints=True, flow_run_name=_watch_run_name)
 def watch_scans(
     folder: str,
     pattern: str = "*.raw",
@@ -20,8 +28,9 @@ def watch_scans(
     sigma: float = 7.0,
     anode: Anode | float = "Rh",
     fingerprint: Fingerprint = "quick",
-) -> dict:
-    """Find complete scan pairs; process each new one exactly once; report the others.
+) -> State:
+    """Find complete scan pairs; process each new one exactly once (its own ``process-scan``
+    run); report the others. A poll that finds nothing to do ends in the state "Nothing new".
 
     A scan still being written (short, or changed within ``settle_s``) waits for the next poll;
     a bad scan is reported (and not retried until its files change) without stopping the others.
@@ -38,6 +47,8 @@ def watch_scans(
             or full (every byte).
     """
     logger = get_run_logger()
+    if not str(folder).strip():
+        raise MaxrfError("watch-scans: the folder parameter is empty (set MAXRF_SCAN_FOLDER)")
     folder_path = Path(folder)
     statuses = survey(folder_path, pattern, settle_s)
     summary = {"processed": [], "already": [], "waiting": [], "bad": [], "failed": []}
@@ -74,9 +85,8 @@ def watch_scans(
                 ledger.record(st, "failed", reason=reason)
                 logger.warning("processing %s failed: %s", st.raw, reason)
                 summary["failed"].append({"raw": st.raw, "reason": reason})
-    logger.info(
-        "watch %s: %d processed, %d already done, %d waiting, %d bad, %d failed",
-        folder,
-        *(len(summary[k]) for k in ("processed", "already", "waiting", "bad", "failed")),
-    )
-    return summary
+    counts = ", ".join(f"{len(summary[k])} {k}" for k in summary)
+    logger.info("watch %s: %s", folder, counts)
+    if not any(summary[k] for k in ("processed", "bad", "failed")):
+        return Completed(name="Nothing new", message=f"{folder}: {counts}", data=summary)
+    return Completed(message=f"{folder}: {counts}", data=summary)

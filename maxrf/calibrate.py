@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy.optimize import curve_fit
-from scipy.signal import find_peaks
 
 from .errors import CalibrationError, SpectrumError
 from .lines import (
@@ -154,7 +153,7 @@ def find_spectrum_peaks(y: np.ndarray, max_peaks: int = 30) -> tuple[np.ndarray,
     """Channels and prominences of the most prominent peaks (noise-aware threshold)."""
     noise = np.sqrt(np.maximum(y, 0) + 1e-12)
     scale = max(np.median(noise), 1e-9 * y.max())
-    peaks, props = find_peaks(y, prominence=3 * scale * 1e-3 + 1e-12, width=1)
+    peaks, props = _find_peaks(y, prominence=3 * scale * 1e-3 + 1e-12, width=1)
     if peaks.size == 0:
         return peaks, peaks.astype(float)
     prom = props["prominences"]
@@ -564,3 +563,10 @@ def _support(cal: Calibration) -> None:
             f"the axis is extrapolated from {hi:.1f} keV (last strong line) to {top:.1f} keV; "
             "energies above the last line are less certain"
         )
+
+
+def _find_peaks(y, **kwargs):
+    """``scipy.signal.find_peaks``, imported on first use (scipy.signal takes ~0.4 s to import)."""
+    from scipy.signal import find_peaks
+
+    return find_peaks(y, **kwargs)

@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--lock-wait", type=_seconds, metavar="SECONDS",
         help="how long to wait for another writer of the same datastack (default 120)",
     )
+    parser.add_argument(
+        "--temporary-server", action="store_true",
+        help="run flows on a temporary Prefect server instead of the shared background one "
+        "(also MAXRF_SERVER=temporary)",
+    )
     parser.add_argument("--version", action="version", version=f"maxrf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument(
@@ -166,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lock_wait is not None:
         os.environ["MAXRF_LOCK_WAIT"] = str(args.lock_wait)
+    if args.temporary_server:
+        os.environ["MAXRF_SERVER"] = "temporary"
     quiet_prefect(args.verbose or args.debug)
     try:
         return int(args.func(args) or 0)

@@ -94,12 +94,33 @@ def add_commands(sub, flows_command) -> None:
     p.add_argument("--pattern", default="*.raw")
     p.add_argument("--anode", default="Rh")
     p.add_argument("--once", action="store_true", help="look once and exit")
+    p.add_argument(
+        "--events", action="store_true",
+        help="only announce each complete new scan as a Prefect event (maxrf.scan.complete) for "
+        "an event-triggered process-scan deployment; no flow runs here",
+    )  # fmt: skip
     p.set_defaults(func=flows_command("watch"))
 
     p = sub.add_parser("serve", help="serve the deployments without a worker (prefect serve)")
     p.add_argument("--folder", default="scans", help="scan folder for watch-scans")
     p.add_argument("--interval", type=float, default=60.0, help="watch-scans interval, s")
     p.set_defaults(func=flows_command("serve"))
+
+    p = sub.add_parser(
+        "deploy",
+        help="deploy prefect.yaml's deployments to a work pool (checks the scan folder first)",
+    )
+    p.add_argument("--folder", help="scan folder watch-scans polls (default $MAXRF_SCAN_FOLDER)")
+    p.add_argument("--pool", default="maxrf", help="process work pool (created when missing)")
+    p.set_defaults(func=flows_command("deploy"))
+
+    p = sub.add_parser(
+        "server",
+        help="the local Prefect server the commands share (started on first use)",
+        description="status: is it running, where (exit 3 when not); start; stop.",
+    )
+    p.add_argument("action", choices=["status", "start", "stop"], nargs="?", default="status")
+    p.set_defaults(func=flows_command("server"))
 
     p = sub.add_parser("demo", help="generate a demo scan and run the whole chain on it")
     p.add_argument("folder", nargs="?", default="demo-output")

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.ndimage import grey_opening, uniform_filter1d
-from scipy.signal import find_peaks
 
 from .errors import SpectrumError
 from .lines import element_lines
@@ -83,7 +82,7 @@ def find_hotmax_pixels(
         raise SpectrumError("max spectrum is flat: no peaks")
     if prominence is None:
         prominence = default_prominence(y)
-    peaks, _ = find_peaks(y, prominence=prominence)
+    peaks, _ = _find_peaks(y, prominence=prominence)
     if peaks.size == 0:
         raise SpectrumError(f"no peaks in the max spectrum with prominence >= {prominence:.3g}")
     pixels = np.column_stack([np.asarray(maxpixels)[peaks], peaks]).astype(np.int64)
@@ -132,7 +131,7 @@ def subpeaks(spectra: np.ndarray, noiselines: np.ndarray) -> list[np.ndarray]:
     """Peaks of each spectrum that rise above its noise line."""
     out = []
     for s, n in zip(np.atleast_2d(spectra), np.atleast_2d(noiselines), strict=True):
-        idx, _ = find_peaks(s)
+        idx, _ = _find_peaks(s)
         out.append(idx[s[idx] > n[idx]].astype(np.int64))
     return out
 
@@ -166,3 +165,10 @@ def peak_table(hot: HotmaxPixels, maxspectrum: np.ndarray, energies: np.ndarray 
             }
         )
     return pd.DataFrame(rows)
+
+
+def _find_peaks(y, **kwargs):
+    """``scipy.signal.find_peaks``, imported on first use (scipy.signal takes ~0.4 s to import)."""
+    from scipy.signal import find_peaks
+
+    return find_peaks(y, **kwargs)

@@ -105,11 +105,14 @@ def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = 
     return out
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, key: str | None = None) -> Path:
     import matplotlib.pyplot as plt
 
+    from .plots import KEY_FIELD
+
     def write(p):
-        fig.savefig(p, dpi=100, bbox_inches="tight", format="png")
+        meta = {KEY_FIELD: key} if key else None
+        fig.savefig(p, dpi=100, bbox_inches="tight", format="png", metadata=meta)
 
     try:
         return atomic_write(path, write)
@@ -117,7 +120,9 @@ def _save(fig, path: Path) -> Path:
         plt.close(fig)
 
 
-def plot_grid(elements: list[str], maps: np.ndarray, path: Path, scan: str = "") -> Path:
+def plot_grid(
+    elements: list[str], maps: np.ndarray, path: Path, scan: str = "", key: str | None = None
+) -> Path:
     """Every element map in one figure, each with its own colour scale (counts)."""
     import matplotlib
 
@@ -138,7 +143,7 @@ def plot_grid(elements: list[str], maps: np.ndarray, path: Path, scan: str = "")
         ax.set_title(f"{el}  (mean {m.mean():.1f} counts)")
         fig.colorbar(im, ax=ax, shrink=0.7)
     fig.suptitle(f"element maps {scan}".strip())
-    return _save(fig, path)
+    return _save(fig, path, key)
 
 
 def composite(

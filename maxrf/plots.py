@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .atomic import atomic_write
+from .datastack import DataStack
+from .hotmax import candidate_lines
 
-from .atomic import atomic_write  # noqa: E402
-from .datastack import DataStack  # noqa: E402
-from .hotmax import candidate_lines  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, imported when a plot is drawn (~0.4 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _floor(*spectra: np.ndarray) -> float:
@@ -27,8 +33,9 @@ def _energies(ds: DataStack, n: int) -> tuple[np.ndarray, str]:
     return np.arange(n, dtype=float), "channel"
 
 
-def plot_calibration(ds: DataStack, out: Path) -> Path:
+def plot_calibration(ds: DataStack, out: Path, key: str | None = None) -> Path:
     """Mean spectrum on the fitted axis with every landmark annotated, and the residuals."""
+    plt = _pyplot()
     used = "maxrf_rawmeanspectrum" if "maxrf_rawmeanspectrum" in ds else "maxrf_sumspectrum"
     mean = ds.read(used)
     e = ds.read("maxrf_energies")
@@ -69,11 +76,12 @@ def plot_calibration(ds: DataStack, out: Path) -> Path:
     axr.axhline(0, color="k", lw=0.5)
     axr.set_ylabel("residual (eV)")
     axr.set_xlabel("energy (keV)")
-    return _save(fig, out)
+    return _save(fig, out, key)
 
 
-def plot_spectra(ds: DataStack, out: Path) -> Path:
+def plot_spectra(ds: DataStack, out: Path, key: str | None = None) -> Path:
     """Max and mean spectra on a log scale."""
+    plt = _pyplot()
     mx, mean = ds.read("maxrf_maxspectrum"), ds.read("maxrf_sumspectrum")
     e, label = _energies(ds, mx.size)
     fig, ax = plt.subplots(figsize=(11, 4.5))
@@ -84,11 +92,14 @@ def plot_spectra(ds: DataStack, out: Path) -> Path:
     ax.set_ylabel("counts / channel")
     ax.legend()
     ax.set_title(ds.path.name)
-    return _save(fig, out)
+    return _save(fig, out, key)
 
 
-def plot_hotmax_atlas(ds: DataStack, out: Path, max_panels: int = 24) -> Path:
+def plot_hotmax_atlas(
+    ds: DataStack, out: Path, max_panels: int = 24, key: str | None = None
+) -> Path:
     """One panel per hotmax spot: spectrum, baseline, noise envelope, sub-peaks with labels."""
+    plt = _pyplot()
     spectra = ds.read("hotmax_spectra")
     spots = ds.read("hotmax_spots")
     e, label = _energies(ds, spectra.shape[1])
@@ -127,33 +138,78 @@ def plot_hotmax_atlas(ds: DataStack, out: Path, max_panels: int = 24) -> Path:
         ax.tick_params(labelsize=7)
     fig.supxlabel(label)
     fig.suptitle(f"Hotmax atlas: {ds.path.name}", fontsize=10)
-    return _save(fig, out)
+    return _save(fig, out, key)
 
 
-def _save(fig, out: Path) -> Path:
+def _save(fig, out: Path, key: str | None = None) -> Path:
+    plt = _pyplot()
     out = Path(out)
     fig.tight_layout()
+    meta = {KEY_FIELD: key} if key else None
     try:
-        return atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        return atomic_write(
+            out, lambda tmp: fig.savefig(tmp, dpi=110, format="png", metadata=meta)
+        )
     finally:
         plt.close(fig)
 
 
-def plot_all(datastack: str | Path) -> list[Path]:
-    """Every plot the datastack has the layers for, as PNG files beside it."""
+KEY_FIELD = "maxrf-key"  # PNG text field: the key of what a plot shows, like a layer's key
+
+
+def png_key(path: Path) -> str | None:
+    """The key a plot was drawn for (None: no plot there, or drawn without a key)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.text.get(KEY_FIELD)  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def png_data_uri(path: Path, max_width: int = 1600) -> str:
+    """The PNG as a ``data:`` URI (the Prefect UI shows these inline; file links it cannot)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        if im.width > max_width:
+            small = im.resize((max_width, round(im.height * max_width / im.width)))
+            buf = io.BytesIO()
+            small.save(buf, format="PNG", optimize=True)
+            data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def plot_all(datastack: str | Path, key: str | None = None) -> list[Path]:
+    """Every plot the datastack has the layers for, as PNG files beside it. With ``key`` (what
+    the layers are: their steps' keys), a PNG already drawn for that key is kept as it is."""
     ds = DataStack(datastack)
     stem = Path(datastack).with_suffix("")
     made = []
+
+    def draw(path: Path, plot) -> None:
+        if key is None or png_key(path) != key:
+            plot(path)
+        made.append(path)
+
     if "maxrf_maxspectrum" in ds:
-        made.append(plot_spectra(ds, Path(f"{stem}.spectra.png")))
+        draw(Path(f"{stem}.spectra.png"), lambda p: plot_spectra(ds, p, key))
     if "maxrf_energies" in ds and ds.attrs("maxrf_energies").get("calibration"):
-        made.append(plot_calibration(ds, Path(f"{stem}.calibration.png")))
+        draw(Path(f"{stem}.calibration.png"), lambda p: plot_calibration(ds, p, key))
     if "hotmax_spectra" in ds:
-        made.append(plot_hotmax_atlas(ds, Path(f"{stem}.hotmax.png")))
+        draw(Path(f"{stem}.hotmax.png"), lambda p: plot_hotmax_atlas(ds, p, key=key))
     if "maxrf_elementmaps" in ds:
         from .mapexport import plot_grid
 
         elements = list(ds.attrs("maxrf_elementmaps")["elements"])
-        made.append(plot_grid(elements, ds.read("maxrf_elementmaps"),
-                              Path(f"{stem}.elementmaps.png"), Path(datastack).stem))
+        draw(
+            Path(f"{stem}.elementmaps.png"),
+            lambda p: plot_grid(elements, ds.read("maxrf_elementmaps"), p, Path(datastack).stem,
+                                key=key),
+        )  # fmt: skip
     return made

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dask.array as da
 import numpy as np
-from dask.base import tokenize
 
 from .errors import HeaderError, RawSizeError, ScanNotFoundError
 from .rpl import RplHeader, read_rpl
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 _HEADER_SUFFIXES = (".rpl", ".RPL", ".Rpl")
 _RAW_SUFFIXES = (".raw", ".RAW", ".Raw")
@@ -195,6 +197,9 @@ def open_raw(
 
 def raw_array(raw: Path, header: RplHeader, chunks: tuple[int, int, int] | None = None) -> da.Array:
     """The dask array of an already validated scan."""
+    import dask.array as da
+    from dask.base import tokenize
+
     chunks = chunks or default_chunks(header)
     if any(c < 1 for c in chunks):
         raise HeaderError(f"invalid chunk shape {chunks}", raw)

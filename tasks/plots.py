@@ -1,25 +1,32 @@
-"""Task: PNG plots beside the datastack, shown as link artifacts in the Prefect UI."""
+"""Task: PNG plots beside the datastack, shown inline in the Prefect UI as image artifacts."""
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.artifacts import create_link_artifact
+from pathlib import Path
 
-from maxrf.plots import plot_all
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from maxrf.fingerprint import step_key
+from maxrf.plots import plot_all, png_data_uri
 
 from .report import artifact_key
+
+PLOTS_VERSION = "2"  # bump when the plots change
 
 
 @task(name="plots", task_run_name="plots")
 def make_plots(datastack: str, after: list[dict] | None = None) -> list[str]:
-    """Regenerate the plots (cheap) and link each one from the run's artifacts."""
-    paths = plot_all(datastack)
+    """Draw the plots that the layers' keys have not been drawn for yet (a cached run redraws
+    nothing) and show each one, embedded, in the run's artifacts."""
+    key = step_key("plots", PLOTS_VERSION, {}, [r["key"] for r in after or [] if r])
+    paths = plot_all(datastack, key=key)
     for path in paths:
         what = path.name.split(".")[-2]
-        create_link_artifact(
-            path.resolve().as_uri(),
-            link_text=path.name,
+        create_markdown_artifact(
+            f"### {what}: {Path(datastack).name}\n\n"
+            f"![{what} plot]({png_data_uri(path)})\n\n`{path.resolve()}`",
             key=artifact_key(datastack, f"plot-{what}"),
-            description=f"{what} plot (PNG beside the datastack)",
+            description=f"{what} plot (the PNG beside the datastack)",
         )
     return [str(p) for p in paths]

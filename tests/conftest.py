@@ -20,6 +20,11 @@ from maxrf.rpl import EnergyCalibration, format_rpl
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Tests never start (and leave running) the shared background Prefect server in the user's data
+# folder: CLI runs without the session server get Prefect's temporary one; the test of the
+# background server sets its own MAXRF_HOME and stops it.
+os.environ.setdefault("MAXRF_SERVER", "temporary")
+
 
 def write_scan(
     prefix: Path,
@@ -97,6 +102,7 @@ def prefect_server(tmp_path_factory) -> dict[str, str]:
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",  # its UI talks to this port
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",

@@ -23,13 +23,32 @@ def run(cmd, env, timeout=180) -> subprocess.CompletedProcess:
     return res
 
 
+def maxrf(*args, env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maxrf.cli", *map(str, args)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def flow_runs(env) -> list[dict]:
+    import httpx
+
+    return httpx.post(f"{env['PREFECT_API_URL']}/flow_runs/filter", json={}, timeout=30).json()
+
+
 def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path):
     folder = tmp_path / "scans"
     generate_scan(folder / "one", DemoSpec(height=24, width=32, seed=3))
+    # No scan folder: `prefect deploy` stops at watch-scans' check, `maxrf deploy` before it.
+    unset = {k: v for k, v in prefect_server.items() if k != "MAXRF_SCAN_FOLDER"}
+    run([*PREFECT, "work-pool", "create", "maxrf", "--type", "process"], unset)
+    res = subprocess.run([*PREFECT, "--no-prompt", "deploy", "--all"], env=unset, cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    said = res.stdout + res.stderr
+    assert res.returncode != 0 and "maxrf: error: MAXRF_SCAN_FOLDER must name" in said
+    res = maxrf("deploy", env=unset)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "MAXRF_SCAN_FOLDER" in res.stderr
     env = {**prefect_server, "MAXRF_SCAN_FOLDER": str(folder)}
-    run([*PREFECT, "work-pool", "create", "maxrf", "--type", "process"], env)
-    out = run([*PREFECT, "--no-prompt", "deploy", "--all"], env)
-    assert "process-scan" in out.stdout and "watch-scans" in out.stdout
+    res = maxrf("deploy", env=env)  # creates the work pool, then `prefect deploy --all`
+    assert res.returncode == 0, res.stderr[-3000:]
     worker = subprocess.Popen(
         [*PREFECT, "worker", "start", "--pool", "maxrf"],
         env=env,
@@ -75,6 +94,29 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
         assert "two.raw" in ledger and "one.raw" in ledger
         inspect = run([*PREFECT, "deployment", "inspect", "watch-scans/watch-scans"], env)
         assert "CANCEL_NEW" in inspect.stdout and "interval" in inspect.stdout
+        # The event-driven path: the announcer sends one event, the trigger makes one run.
+        generate_scan(folder / "three", DemoSpec(height=16, width=16, seed=7))
+        res = maxrf("watch", folder, "--events", "--once", "--settle", "0", env=env)
+        assert res.returncode == 0 and "announced" in res.stdout, res.stderr[-2000:]
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            done = [r for r in flow_runs(env) if r["name"] == "process-scan: three"
+                    and r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")]
+            if done:
+                break
+            time.sleep(2)
+        assert done and done[0]["state_type"] == "COMPLETED", done
+        assert "hotmax_spectra" in DataStack(folder / "three.datastack")
+        again = maxrf("watch", folder, "--events", "--once", "--settle", "0", env=env)
+        assert again.returncode == 0 and "announced" not in again.stdout  # once per scan
+        # An empty poll ends quickly in its own state.
+        run([*PREFECT, "deployment", "run", "watch-scans/watch-scans", "-p", "settle_s=0",
+             "--watch"], env, 300)
+        polls = [r for r in flow_runs(env) if r["name"].startswith("watch-scans: scans")
+                 and r["state_type"] == "COMPLETED"]
+        empty = [r for r in polls if r["state_name"] == "Nothing new"]
+        assert empty and all(r["total_run_time"] < 5 for r in empty), polls
+        print(f"empty poll flow time: {[r['total_run_time'] for r in empty]} s")
     finally:
         stop_group(worker)
 

@@ -93,6 +93,45 @@ def test_runs_publish_artifacts(prefect_api, scan):
     assert "duration_s" in str(found[key["steps"]].data)
     peaks = str(found[key["hotmax-peaks"]].data)
     assert "pixel" in peaks and "Rayleigh" in peaks
+    plot = found[key["plot-spectra"]]
+    assert plot.type == "markdown" and "](data:image/png;base64," in str(plot.data)
+    # A cached rerun draws nothing again: each PNG carries the key it was drawn for.
+    pngs = sorted(scan.parent.glob("scan.*.png"))
+    assert len(pngs) == 4
+    before = {p: p.stat().st_mtime_ns for p in pngs}
+    process_scan(str(scan))
+    assert {p: p.stat().st_mtime_ns for p in pngs} == before
+    # ... and a person sees the plot inside the Prefect UI (not a file:// link).
+    _see_plot_in_ui(os.environ.get("PREFECT_API_URL") or _api_url(), plot.id, scan.parent)
+
+
+def _api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def _see_plot_in_ui(api: str, artifact_id, folder: Path) -> None:
+    from browser import browser
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser()
+    try:
+        driver.get(f"{api.removesuffix('/api')}/artifacts/artifact/{artifact_id}")
+        shown = WebDriverWait(driver, 60).until(
+            lambda d: [
+                img for img in d.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']")
+                if d.execute_script("return arguments[0].naturalWidth", img) > 100
+                and img.size["width"] > 100
+            ]
+        )
+        assert shown
+        out = ROOT / "test-artifacts"
+        out.mkdir(exist_ok=True)
+        driver.save_screenshot(str(out / "prefect-ui-plot.png"))
+    finally:
+        driver.quit()
 
 
 def test_parameter_change_recomputes_downstream_only(prefect_api, scan):
@@ -169,7 +208,9 @@ def test_watcher_processes_each_complete_scan_once(prefect_api, tmp_path):
     assert DataStack(folder / "a.datastack").latest("maxrf_cube") == "maxrf_cube"
 
 
-def cli(*args, home: Path, server: dict | None = None, **kw) -> subprocess.Popen:
+def cli(
+    *args, home: Path, server: dict | None = None, env: dict | None = None, **kw
+) -> subprocess.Popen:
     """The CLI in another process with its own PREFECT_HOME (result storage; its own temporary
     Prefect server and SQLite database unless ``server``, the session's server, is given)."""
     env = {
@@ -177,6 +218,7 @@ def cli(*args, home: Path, server: dict | None = None, **kw) -> subprocess.Popen
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        **(env or {}),
     }
     env.pop("PREFECT_API_URL", None)
     if server is not None:
@@ -198,17 +240,42 @@ def test_wiped_database_keeps_the_layer_cache(scan, tmp_path, prefect_server):
     assert first.returncode == 0, err1[-3000:]
     assert "computed" in out1
     before = entries(scan.with_suffix(".datastack"))
-    # A fresh database and result storage: the flow runs and every task ends "Cached" from the
-    # keys in the layers' attributes.
-    second = cli("process", scan, "--no-plots", "--rerun", home=tmp_path / "home2")
-    out2, err2 = second.communicate(timeout=300)
-    assert second.returncode == 0, err2[-3000:]
-    steps = [line for line in out2.splitlines() if line.startswith("  step")]
-    assert len(steps) == 7 and all(line.endswith("cached") for line in steps)
-    assert entries(scan.with_suffix(".datastack")) == before
+    # A fresh database and result storage (no server configured: the CLI starts its shared
+    # background server, with its own new database): the flow runs and every task ends "Cached"
+    # from the keys in the layers' attributes.
+    shared = {"MAXRF_HOME": str(tmp_path / "maxrf-home"), "MAXRF_SERVER": ""}
+    status = cli("server", "status", home=tmp_path / "home2", env=shared)
+    assert status.wait(timeout=60) == 3  # none yet
+    try:
+        second = cli("process", scan, "--no-plots", "--rerun", home=tmp_path / "home2", env=shared)
+        out2, err2 = second.communicate(timeout=300)
+        assert second.returncode == 0, err2[-3000:]
+        steps = [line for line in out2.splitlines() if line.startswith("  step")]
+        assert len(steps) == 7 and all(line.endswith("cached") for line in steps)
+        assert "the run in the Prefect UI: http://127.0.0.1:" in out2
+        assert entries(scan.with_suffix(".datastack")) == before
+        # ... and the next command reuses it (no second server; its database holds both runs).
+        status = cli("server", home=tmp_path / "home2", env=shared)
+        text, _ = status.communicate(timeout=60)
+        assert status.returncode == 0 and "Prefect server running: http://127.0.0.1:" in text
+        url = text.split()[3] + "/api"
+        again = cli("convert", scan, "--rerun", home=tmp_path / "home2", env=shared)
+        out, err = again.communicate(timeout=300)
+        assert again.returncode == 0 and f"({url})" in out, (out, err[-2000:])
+        import httpx
+
+        runs = httpx.post(f"{url}/flow_runs/filter", json={}).json()
+        assert sorted(r["name"] for r in runs) == ["convert-scan: scan", "process-scan: scan"]
+    finally:
+        stop = cli("server", "stop", home=tmp_path / "home2", env=shared)
+        text, _ = stop.communicate(timeout=60)
+    assert "stopped the Prefect server" in text
+    assert cli("server", home=tmp_path / "home2", env=shared).wait(timeout=60) == 3
     # Without --rerun and with no server, a fully cached rerun does not even start Prefect.
     t0 = time.monotonic()
-    third = cli("process", scan, "--no-plots", home=tmp_path / "home3")
+    third = cli(
+        "process", scan, "--no-plots", home=tmp_path / "home3", env={"MAXRF_SERVER": "temporary"}
+    )
     out3, _ = third.communicate(timeout=300)
     assert third.returncode == 0 and "every step is cached: nothing to run" in out3
     assert time.monotonic() - t0 < 15  # imports only (≈4-7 s on this 2-core VM, under load more)

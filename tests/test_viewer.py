@@ -3,8 +3,6 @@ the server keeps serving, and a real headless Chromium clicks a pixel and drags 
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import browser
 from conftest import ROOT
 
 from maxrf import steps
@@ -178,23 +177,6 @@ def test_view_without_band_layers_builds_them(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not found" in r.stderr
 
 
-def _browser():
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        if os.environ.get("CI"):
-            pytest.fail("chromium/chromedriver missing in CI (scripts/ensure-browser installs it)")
-        pytest.skip("chromium and chromedriver are not installed (scripts/ensure-browser)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1400,850"):
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
-
-
 def test_browser_click_pixel_and_drag_band(server, raw):
     """As a person would: the page loads an image, a click on a pixel plots its spectrum, a drag
     along the spectrum shows that energy band's image; a screenshot is kept."""
@@ -203,7 +185,7 @@ def test_browser_click_pixel_and_drag_band(server, raw):
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, _proc = server
-    driver = _browser()
+    driver = browser()
     try:
         driver.get(url)
         wait = WebDriverWait(driver, 30)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import stat
+import sys
 import threading
 import time
 import zipfile
@@ -21,10 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numpy as np
 import zarr
 from numcodecs import Blosc, Zstd
@@ -44,6 +43,9 @@ from .journal import (
 )
 from .lock import file_lock, fsync_dir, try_lock
 from .zipwrite import ParallelZipWriter
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 log = logging.getLogger("maxrf")
 
@@ -218,6 +220,8 @@ class DataStack:
         arr = self.array(name, latest)
         if compute:
             return arr[...]
+        import dask.array as da
+
         return da.from_zarr(arr, chunks=arr.chunks)
 
     def read_list(self, name: str, latest: bool = True) -> list[np.ndarray]:
@@ -463,12 +467,15 @@ class Appender:
         compressor: Any = None,
     ) -> str:
         """Write a whole numpy or dask array (dask: block by block, bounded memory)."""
-        if not isinstance(arr, da.Array):
+        lazy = _is_dask(arr)
+        if not lazy:
             arr = np.asarray(arr)
         if arr.dtype.kind not in "biuf":
             raise DataStackError(f"layer {name!r}: unsupported dtype {arr.dtype}")
         w = self.create(name, arr.shape, arr.dtype, chunks, compressor, attrs)
-        if isinstance(arr, da.Array):
+        if lazy:
+            import dask
+
             aligned = arr.rechunk(_aligned_chunks(w.chunks, arr.shape, arr.dtype.itemsize))
             blocks = [
                 dask.delayed(_encode_block)(
@@ -560,6 +567,12 @@ def _numcodec(z: zarr.Array):
     if codec.to_dict()["name"] == "zstd":
         return Zstd(level=cfg["level"], checksum=cfg.get("checksum", False))
     raise DataStackError(f"unsupported codec {codec.to_dict()['name']!r}")
+
+
+def _is_dask(arr: Any) -> bool:
+    """A dask array? (Without importing dask: none can exist before dask.array is imported.)"""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(arr, da.Array)
 
 
 def _require_group(zf: zipfile.ZipFile, path: Path) -> None:
