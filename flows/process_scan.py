@@ -5,16 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow
+from flows.server import use_server_before_prefect
 
-from maxrf.datastack.layers import DEFAULT_PRECISION_BITS
-from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
-from tasks.bands import band_layers
-from tasks.convert import convert_scan
-from tasks.elementmaps import element_maps
-from tasks.header import check_parameters, read_header
-from tasks.plots import make_plots
-from tasks.report import publish_report
+use_server_before_prefect()  # a plain Python call of a flow uses the CLI's shared server
+
+from prefect import flow  # noqa: E402
+
+from maxrf.datastack.layers import DEFAULT_PRECISION_BITS  # noqa: E402
+from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks  # noqa: E402
+from tasks.bands import band_layers  # noqa: E402
+from tasks.convert import convert_scan  # noqa: E402
+from tasks.elementmaps import element_maps  # noqa: E402
+from tasks.header import check_parameters, read_header  # noqa: E402
+from tasks.plots import make_plots  # noqa: E402
+from tasks.report import publish_report  # noqa: E402
 
 Anode = Literal["Rh", "Mo", "Ag", "W", "Cr", "Cu"]
 Fingerprint = Literal["quick", "full"]

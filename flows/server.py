@@ -183,3 +183,10 @@ def use_server(start_if_needed: bool = True) -> str | None:
         os.environ["PREFECT_API_URL"] = url
         os.environ.setdefault("PREFECT_UI_URL", url.removesuffix("/api"))
     return url
+
+
+def use_server_before_prefect() -> None:
+    """For Python code that imports a flow module: the same shared server as the CLI, when
+    Prefect is not imported yet (its settings are read once) and nothing else is configured."""
+    if "prefect" not in sys.modules:
+        use_server()

@@ -117,8 +117,12 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
         empty = [r for r in polls if r["state_name"] == "Nothing new"]
         assert empty and all(r["total_run_time"] < 5 for r in empty), polls
         print(f"empty poll flow time: {[r['total_run_time'] for r in empty]} s")
+        t0 = time.monotonic()
+        stop_group(worker)  # SIGTERM
+        assert time.monotonic() - t0 < 10  # the worker stops within seconds
     finally:
-        stop_group(worker)
+        if worker.poll() is None:
+            stop_group(worker)
 
 
 def test_maxrf_serve_runs_the_same_deployments(prefect_server, tmp_path):

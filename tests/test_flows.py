@@ -324,3 +324,22 @@ def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path, prefect_server
     layers = DataStack(scan.with_suffix(".datastack")).layers
     assert all(not n.endswith("_") for n in layers) and len(layers) == 26
     assert sum(o[0].count("computed") for o in outs) == 7  # each step once, in one run or other
+
+
+def test_process_and_watch_on_one_new_scan_at_once(tmp_path, prefect_server):
+    """A user runs `maxrf process` while the folder watcher picks up the same new scan: both runs
+    end Completed (plots, CSV and ledger are written under unique temporary names, then renamed),
+    and every layer is computed once."""
+    folder = tmp_path / "new"
+    generate_scan(folder / "fresh", DemoSpec(height=32, width=40, seed=8))
+    runs = [
+        cli("process", folder / "fresh.raw", home=tmp_path / "p", server=prefect_server),
+        cli("watch", folder, "--once", "--settle", "0", home=tmp_path / "w", server=prefect_server),
+    ]
+    outs = [r.communicate(timeout=300) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert "processed 1" in outs[1][0]
+    layers = DataStack(folder / "fresh.datastack").layers
+    assert all(not n.endswith("_") for n in layers)
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert len(list(folder.glob("fresh.*.png"))) == 4
