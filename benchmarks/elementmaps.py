@@ -50,6 +50,55 @@ def run_maxrf(path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+MAXRF4U = """
+import json, sys, time
+import numpy as np
+import maxrf4u
+import maxrf4u.peakmaps as pm
+
+path, out, elements = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+store = {}  # its layers stay in memory: nothing is appended to our datastack
+maxrf4u.append = lambda arr, name, f: store.__setitem__(name, np.asarray(arr))
+read = maxrf4u.DataStack.read
+maxrf4u.DataStack.read = lambda self, name, *a, **k: (
+    store[name] if name in store else read(self, name, *a, **k))
+t = time.time()
+pm.compute_nmf_peakmaps(path, auto_write=True)
+els, maps = pm.compute_nmf_element_maps(path, elements, auto_write=True)
+seconds = time.time() - t
+np.save(out, np.asarray(maps, dtype=np.float32))
+print(json.dumps({"elements": [str(e) for e in els], "seconds": seconds}))
+"""
+
+
+def maxrf4u_maps(python: str, path: Path, elements: list[str]) -> tuple[dict, float]:
+    """maxrf4u 0.1.27's own NMF element maps (``compute_nmf_peakmaps`` then
+    ``compute_nmf_element_maps``, its default 25 keV excitation) computed on our datastack in its
+    own environment (``make compat``), elements given by hand as its users do."""
+    from maxrf import steps
+    from maxrf.datastack import DataStack
+
+    if "hotmax_baselines" not in DataStack(path):
+        steps.noise_layers(path)  # its Gaussians need the hotmax baselines
+    out = path.with_suffix(".maxrf4u.npy")
+    res = subprocess.run([python, "-c", MAXRF4U, str(path), str(out), ",".join(elements)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=3600)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr[-2000:])
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    maps = np.load(out)
+    return dict(zip(info["elements"], maps, strict=True)), info["seconds"]
+
+
+def scaled_to(truth: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """An arbitrary-unit map scaled to counts by least squares on the 4 × 4-binned maps (the
+    most favourable scale for it)."""
+    from maxrf.elementmaps import binned
+
+    bt, bm = binned(truth), binned(m)
+    return m * float((bt * bm).sum() / max(float((bm * bm).sum()), 1e-30))
+
+
 def pymca_maps(path: Path, elements: list[str]) -> tuple[dict[str, np.ndarray], float]:
     """PyMca5's FastXRFLinearFit on the raw counts, configured from its Steel.cfg with our
     calibration, tube and elements (K, L or M families as in range)."""
@@ -108,6 +157,9 @@ def main() -> int:
     ap.add_argument("--counts", type=float, default=4000.0)
     ap.add_argument("--folder", default=str(ROOT / "benchmarks" / "data"))
     ap.add_argument("--no-pymca", action="store_true")
+    ap.add_argument("--maxrf4u", metavar="PYTHON",
+                    help="also run maxrf4u's NMF element maps with this Python (make compat: "
+                         ".venv-maxrf4u/bin/python)")
     args = ap.parse_args()
     from maxrf.datastack import DataStack
     from maxrf.elementmaps import accuracy, crosstalk, roi_maps
@@ -130,6 +182,13 @@ def main() -> int:
             pym, pym_s = pymca_maps(path, elements)
         except Exception as exc:  # report, keep the rest of the benchmark
             print(f"PyMca5 FastXRFLinearFit failed: {exc!r}")
+    m4u, m4u_s = ({}, float("nan"))
+    if args.maxrf4u:
+        planted = [el for el in truth if truth[el].mean() >= 5]
+        try:
+            m4u, m4u_s = maxrf4u_maps(args.maxrf4u, path, planted)
+        except Exception as exc:
+            print(f"maxrf4u NMF element maps failed: {exc!r}")
     n = args.size * args.size
     rows = {}
     print(f"{args.size} x {args.size} x 4096, {args.counts:g} counts/spectrum")
@@ -141,6 +200,8 @@ def main() -> int:
         a, b = accuracy(fit[el], truth[el]), accuracy(roi[el], truth[el])
         c = accuracy(pym[el], truth[el]) if el in pym else None
         rows[el] = {"maxrf": a, "roi": b, "pymca": c}
+        if el in m4u:
+            rows[el]["maxrf4u_scaled"] = accuracy(scaled_to(truth[el], m4u[el]), truth[el])
         pc = (f"{c['corr']:7.3f} {c['rel_rmse']:6.3f} {c['total_ratio']:6.3f}" if c else
               f"{'-':>7} {'-':>6} {'-':>6}")
         print(f"{el:<3} {a['truth']:8.2f} | {a['corr']:7.3f} {a['rel_rmse']:6.3f} "
@@ -150,10 +211,23 @@ def main() -> int:
     print(f"As cross-talk in lead-only pixels: maxrf {100 * xt['maxrf']:.2f} %, ROI "
           f"{100 * xt['roi']:.1f} %" + (f", PyMca {100 * xt['pymca']:.2f} %" if xt["pymca"]
                                         else ""))
+    if m4u:
+        print(f"maxrf4u 0.1.27 NMF element maps (arbitrary units, scaled to counts by the "
+              f"best factor): {n / m4u_s:.0f} spectra/s")
+        print(f"{'el':<3} {'truth':>8} | {'maxrf r':>7} {'rmse':>6} | {'maxrf4u r':>9} {'rmse':>6}")
+        for el, r in rows.items():
+            if "maxrf4u_scaled" in r:
+                a, d = r["maxrf"], r["maxrf4u_scaled"]
+                print(f"{el:<3} {a['truth']:8.2f} | {a['corr']:7.3f} {a['rel_rmse']:6.3f} | "
+                      f"{d['corr']:9.3f} {d['rel_rmse']:6.3f}")
+        if "As" in m4u and "Pb" in m4u:
+            xt["maxrf4u"] = crosstalk(m4u, truth)
+            print(f"As cross-talk in lead-only pixels: maxrf4u {100 * xt['maxrf4u']:.2f} %")
     speed = {"maxrf_fit_spectra_per_s": mx["fit_spectra_per_s"],
              "maxrf_step_s": mx["seconds"], "maxrf_rss_mb": mx["rss_mb"],
              "roi_spectra_per_s": n / roi_s,
-             "pymca_spectra_per_s": n / pym_s if pym else None}
+             "pymca_spectra_per_s": n / pym_s if pym else None,
+             "maxrf4u_spectra_per_s": n / m4u_s if m4u else None}
     print(f"speed: maxrf fit {mx['fit_spectra_per_s']:.0f} spectra/s (whole step "
           f"{mx['seconds']:.1f} s, peak RSS {mx['rss_mb']:.0f} MB); ROI {n / roi_s:.0f}/s"
           + (f"; PyMca FastXRFLinearFit {n / pym_s:.0f}/s, maxrf "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -143,14 +143,45 @@ class RawFile:
             os.close(fd)
 
     def __getitem__(self, key) -> np.ndarray:
+        """numpy indexing; only the rows and columns the key spans are read (an integer, a
+        strided slice or an index list never reads the whole scan)."""
         key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:i] + (slice(None),) * (4 - len(key)) + key[i + 1 :]
+        if len(key) > 3:
+            raise IndexError(f"too many indices for a 3-d scan: {len(key)}")
         key = key + (slice(None),) * (3 - len(key))
-        rows, cols, chans = key
-        if not all(isinstance(k, slice) for k in key) or any(
-            k.step not in (None, 1) for k in (rows, cols)
-        ):
-            return self.read_block(slice(None), slice(None))[key]
-        return self.read_block(rows, cols)[:, :, chans]
+        rows, local_r = _span(key[0], self.shape[0])
+        cols, local_c = _span(key[1], self.shape[1])
+        return self.read_block(rows, cols)[local_r, local_c, key[2]]
+
+
+def _span(k, n: int) -> tuple[slice, Any]:
+    """The contiguous range an index ``k`` of an axis of length ``n`` needs, and the index to
+    apply to that range to get the same result."""
+    if isinstance(k, (int, np.integer)):
+        i = int(k) + n if int(k) < 0 else int(k)
+        if not 0 <= i < n:
+            raise IndexError(f"index {int(k)} is out of bounds for an axis of size {n}")
+        return slice(i, i + 1), 0
+    if isinstance(k, slice):
+        start, stop, step = k.indices(n)
+        lo, hi = (start, stop) if step > 0 else (stop + 1, start + 1)
+        if hi <= lo:
+            return slice(0, 0), slice(None)
+        return slice(lo, hi), slice(None, None, step)
+    idx = np.asarray(k)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise IndexError(f"boolean index of shape {idx.shape} for an axis of size {n}")
+        idx = np.flatnonzero(idx)
+    idx = np.where(idx < 0, idx + n, idx).astype(np.int64)
+    if idx.size == 0:
+        return slice(0, 0), idx
+    if idx.min() < 0 or idx.max() >= n:
+        raise IndexError(f"index out of bounds for an axis of size {n}")
+    return slice(int(idx.min()), int(idx.max()) + 1), idx - idx.min()
 
 
 def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
