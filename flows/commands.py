@@ -18,14 +18,18 @@ def use_running_server() -> bool:
     return use_server() is not None
 
 
-def _all_cached(kwargs: dict, steps: int) -> dict | None:
-    """With no server to record a run in, a rerun whose every layer exists needs no flow."""
-    from flows.process_scan import default_output
+def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:
+    """With no server to record a run in, a rerun whose every layer exists needs no flow.
+    ``maps``: the whole chain with or without the element maps; None: the conversion only."""
+    from maxrf import pipeline
     from maxrf.datastack import DataStack
-    from tasks.plan import cached_chain
+    from maxrf.raw import open_scan
 
-    datastack = kwargs.get("output") or default_output(kwargs["raw_path"])
-    chain = cached_chain(kwargs["raw_path"], datastack, kwargs, steps)
+    scan = open_scan(kwargs["raw_path"])
+    datastack = kwargs.get("output") or str(scan.raw.with_suffix(".datastack"))
+    steps = (pipeline.step("convert"),) if maps is None else pipeline.chain(maps)
+    chain = pipeline.cached_chain(datastack, scan.key(kwargs.get("fingerprint", "quick")),
+                                  kwargs, steps)
     if chain is None:
         return None
     rows = [{"step": r["step"], "cached": True, "key": r["key"]} for r in chain]
@@ -76,12 +80,10 @@ def _check_output(path: Path) -> None:
 def _scan_kwargs(args: argparse.Namespace) -> dict:
     """Flow parameters from the arguments; the scan is validated first (one-line errors for a
     missing file, a bad header or a wrong size, before Prefect starts)."""
-    from maxrf.raw import check_raw_size, scan_paths
-    from maxrf.rpl import read_rpl
+    from maxrf.raw import open_scan
 
-    raw, rpl = scan_paths(args.scan)
-    check_raw_size(read_rpl(rpl), raw)
-    _check_output(Path(args.output) if args.output else raw.with_suffix(".datastack"))
+    scan = open_scan(args.scan)
+    _check_output(Path(args.output) if args.output else scan.raw.with_suffix(".datastack"))
     return {
         "raw_path": str(Path(args.scan)),
         "output": args.output,
@@ -114,10 +116,10 @@ def _flow(name: str):
     return getattr(flows.process_scan, name)
 
 
-def _run_or_reuse(flow_name: str, kwargs: dict, steps: int, rerun: bool) -> int:
+def _run_or_reuse(flow_name: str, kwargs: dict, maps: bool | None, rerun: bool) -> int:
     """Run the flow; with no server to record it in, skip it when every layer is cached."""
     if not use_running_server() and not rerun:
-        done = _all_cached(kwargs, steps)
+        done = _all_cached(kwargs, maps)
         if done:
             _print_summary(done)
             print("every step is cached: nothing to run (--rerun records a Prefect run anyway)")
@@ -151,7 +153,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     checked = ("sigma", "anode", "tube_kv", "precision_bits", "prominence", "energies",
                "fingerprint", "elements", "add_elements", "drop_elements")
     check_parameters(**{k: kwargs[k] for k in checked})  # one line, before Prefect starts
-    return _run_or_reuse("process_scan", kwargs, steps=6 if args.no_maps else 7, rerun=args.rerun)
+    return _run_or_reuse("process_scan", kwargs, maps=not args.no_maps, rerun=args.rerun)
 
 
 def _elements(text: str | None) -> list[str] | None:
@@ -161,7 +163,7 @@ def _elements(text: str | None) -> list[str] | None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    return _run_or_reuse("convert_scan_flow", _scan_kwargs(args), steps=1, rerun=args.rerun)
+    return _run_or_reuse("convert_scan_flow", _scan_kwargs(args), maps=None, rerun=args.rerun)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

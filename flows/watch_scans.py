@@ -10,6 +10,7 @@ from prefect.states import Completed, State
 from flows.process_scan import Anode, Fingerprint, process_scan
 from maxrf.datastack.lock import file_lock
 from maxrf.errors import MaxrfError
+from maxrf.pipeline import default, documented
 from maxrf.scans import LEDGER_NAME, Ledger, survey
 
 
@@ -19,33 +20,31 @@ def _watch_run_name() -> str:
     return f"watch-scans: {Path(flow_run.parameters.get('folder') or '?').name}"
 
 
+WATCH_PARAMS = ("folder", "pattern", "settle_s", "output_folder", "sigma", "anode", "tube_kv",
+                "flip_horizontal", "flip_vertical", "precision_bits", "fingerprint")
+
+
 @flow(name="watch-scans", log_prints=True, flow_run_name=_watch_run_name)
+@documented(
+    "Find complete scan pairs; process each new one exactly once (its own process-scan run);\n"
+    "    report the others. A scan still being written (short, or changed within settle_s) waits\n"
+    "    for the next poll; a bad scan is reported without stopping the others (and not retried\n"
+    '    until its files change). A poll with nothing to do ends in the state "Nothing new".',
+    WATCH_PARAMS,
+)
 def watch_scans(
     folder: str,
-    pattern: str = "*.raw",
-    settle_s: float = 10.0,
-    output_folder: str | None = None,
-    sigma: float = 7.0,
-    anode: Anode | float = "Rh",
-    fingerprint: Fingerprint = "quick",
+    pattern: str = default("pattern"),
+    settle_s: float = default("settle_s"),
+    output_folder: str | None = default("output_folder"),
+    sigma: float = default("sigma"),
+    anode: Anode | float = default("anode"),
+    tube_kv: float = default("tube_kv"),
+    flip_horizontal: bool = default("flip_horizontal"),
+    flip_vertical: bool = default("flip_vertical"),
+    precision_bits: int | None = default("precision_bits"),
+    fingerprint: Fingerprint = default("fingerprint"),
 ) -> State:
-    """Find complete scan pairs; process each new one exactly once (its own ``process-scan``
-    run); report the others. A poll that finds nothing to do ends in the state "Nothing new".
-
-    A scan still being written (short, or changed within ``settle_s``) waits for the next poll;
-    a bad scan is reported (and not retried until its files change) without stopping the others.
-
-    Args:
-        folder: The folder the scanner writes .raw/.rpl pairs into.
-        pattern: Which files are scans (a glob, e.g. *.raw).
-        settle_s: Seconds a scan's files must stay unchanged before it counts as complete.
-        output_folder: Where datastacks go (default: beside each scan).
-        sigma: Gaussian smoothing of the cube, in channels (maxrf4u uses 7).
-        anode: The X-ray tube's anode (Rh, Mo, Ag, W, Cr, Cu), or a monochromatic beam's
-            energy in keV.
-        fingerprint: How a .raw is identified for caching: quick (size, time, 17 sampled MiB)
-            or full (every byte).
-    """
     logger = get_run_logger()
     if not str(folder).strip():
         raise MaxrfError("watch-scans: the folder parameter is empty (set MAXRF_SCAN_FOLDER)")
@@ -74,6 +73,10 @@ def watch_scans(
                 output=output,
                 sigma=sigma,
                 anode=anode,
+                tube_kv=tube_kv,
+                flip_horizontal=flip_horizontal,
+                flip_vertical=flip_vertical,
+                precision_bits=precision_bits,
                 fingerprint=fingerprint,
                 return_state=True,
             )

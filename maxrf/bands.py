@@ -23,10 +23,10 @@ import numpy as np
 from .datastack import DataStack
 from .datastack.layers import CUBE_CHUNK_PIXELS
 from .errors import MaxrfError
+from .pipeline import step
 
-VERSION = "2"
 GROUP = 16  # channels per cumulative-sum plane (a band's edges read at most 15 channels)
-LAYERS = ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums")
+LAYERS = step("bands").layers
 B = CUBE_CHUNK_PIXELS  # the pass goes in bands of 16 full-width rows; chunks span the width
 
 
@@ -47,7 +47,7 @@ def band_layers(datastack: str | Path, provenance: dict | None = None,
     count_dtype = np.dtype(raw.dtype).newbyteorder("=")
     rows = [(r, min(r + B, h)) for r in range(0, h, B)]
     bar = _progress_bar(len(rows), progress, f"band layers {ds.path.name}")
-    meta = {"step": "bands", "code_version": VERSION, "params": {"group": GROUP}}
+    meta = {"step": "bands", "code_version": step("bands").version, "params": {"group": GROUP}}
     meta.update(provenance or {})
     with ds.appending() as app:
         cs_w = app.create("maxrf_bandcumsum", (groups + 1, h, w), np.uint32,

@@ -31,7 +31,6 @@ from .lines import (
 )
 from .rpl import EnergyCalibration
 
-VERSION = "1"
 # Lines that show up in most paintings; landmarks are taken from these when isolated.
 REFERENCE_ELEMENTS = ("Ca", "Ti", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Sr", "Pb", "Hg", "Ba")
 # Other lines a painting may show (used to judge a candidate axis).

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from .datastack.layers import DEFAULT_PRECISION_BITS, PRECISION_BITS
+from .datastack.layers import PRECISION_BITS
+from .pipeline import FINGERPRINTS, PARAMS, default
+
+DEFAULT_PRECISION_BITS = default("precision_bits")
+
+
+def _help(name: str) -> str:
+    """A parameter's description from the pipeline table (argparse-safe)."""
+    return PARAMS[name].description.replace("%", "%%")
 
 
 def _precision_bits(text: str) -> int:
@@ -23,9 +31,9 @@ def _precision_bits(text: str) -> int:
 def _scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scan", help="SCAN.raw (its .rpl header beside it)")
     p.add_argument("-o", "--output", help="datastack file (default: SCAN.datastack beside it)")
-    p.add_argument("--sigma", type=float, default=7.0, help="Gaussian smoothing, channels")
-    p.add_argument("--flip-horizontal", action="store_true")
-    p.add_argument("--flip-vertical", action="store_true")
+    p.add_argument("--sigma", type=float, default=default("sigma"), help=_help("sigma"))
+    p.add_argument("--flip-horizontal", action="store_true", help=_help("flip_horizontal"))
+    p.add_argument("--flip-vertical", action="store_true", help=_help("flip_vertical"))
     precision = p.add_mutually_exclusive_group()
     precision.add_argument(
         "--precision-bits",
@@ -44,9 +52,9 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--fingerprint",
-        choices=["quick", "full"],
-        default="quick",
-        help="how the .raw is identified for caching (see README)",
+        choices=FINGERPRINTS,
+        default=default("fingerprint"),
+        help=_help("fingerprint"),
     )
     p.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler to use")
     p.add_argument(
@@ -57,7 +65,7 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
 
 
 def _map_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tube-kv", type=float, default=50.0, help="tube voltage, kV (element maps)")
+    p.add_argument("--tube-kv", type=float, default=default("tube_kv"), help=_help("tube_kv"))
     p.add_argument("--elements", metavar="LIST",
                    help="elements to map, e.g. Pb,Hg,As (default: proposed from the data)")
     p.add_argument("--add-elements", metavar="LIST", help="map these too")
@@ -67,8 +75,9 @@ def _map_options(p: argparse.ArgumentParser) -> None:
 def add_commands(sub, flows_command) -> None:
     p = sub.add_parser("process", help="run the whole chain on a scan (Prefect flow)")
     _scan_options(p)
-    p.add_argument("--anode", default="Rh", help="tube anode (Rh, Mo, Ag, W, Cr, Cu) or keV")
-    p.add_argument("--prominence", type=float, default=None, help="hotmax peak prominence")
+    p.add_argument("--anode", default=default("anode"), help=_help("anode"))
+    p.add_argument("--prominence", type=float, default=default("prominence"),
+                   help=_help("prominence"))
     p.add_argument(
         "--energies",
         type=float,
@@ -88,11 +97,9 @@ def add_commands(sub, flows_command) -> None:
     p = sub.add_parser("watch", help="process every complete new scan of a folder")
     p.add_argument("folder")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between looks")
-    p.add_argument(
-        "--settle", type=float, default=10.0, help="a scan must be unchanged this long (seconds)"
-    )
-    p.add_argument("--pattern", default="*.raw")
-    p.add_argument("--anode", default="Rh")
+    p.add_argument("--settle", type=float, default=default("settle_s"), help=_help("settle_s"))
+    p.add_argument("--pattern", default=default("pattern"), help=_help("pattern"))
+    p.add_argument("--anode", default=default("anode"), help=_help("anode"))
     p.add_argument("--once", action="store_true", help="look once and exit")
     p.add_argument(
         "--events", action="store_true",

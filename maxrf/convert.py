@@ -28,22 +28,14 @@ from scipy.ndimage import gaussian_filter1d
 from .datastack import ChunkEncoder, DataStack, LayerWriter
 from .datastack.layers import CUBE_CHUNK_PIXELS, DEFAULT_PRECISION_BITS, PRECISION_BITS
 from .errors import DataWarning, MaxrfError
-from .raw import RawFile, check_raw_size, scan_paths
-from .rpl import read_rpl
+from .pipeline import step
+from .raw import RawFile, open_scan
 from .scratch import thread_buffer
 
 if TYPE_CHECKING:
     from .smoothing import ChannelStats
 
-LAYERS = (
-    "maxrf_raw",
-    "maxrf_cube",
-    "maxrf_maxspectrum",
-    "maxrf_sumspectrum",
-    "maxrf_maxpixels",
-    "maxrf_rawmeanspectrum",
-)
-CONVERT_VERSION = "3"  # bump when the numbers this step writes change
+LAYERS = step("convert").layers
 AHEAD = 2  # blocks read ahead (one per worker thread on 2 cores): disk reads overlap the work
 
 
@@ -253,9 +245,8 @@ def convert(
             f"precision_bits must be between {PRECISION_BITS[0]} and {PRECISION_BITS[-1]} "
             f"(or None: lossless), got {precision_bits}"
         )
-    raw, rpl = scan_paths(raw_path, rpl_path)
-    header = read_rpl(rpl)
-    check_raw_size(header, raw)
+    scan = open_scan(raw_path, rpl_path)
+    raw, rpl, header = scan.raw, scan.rpl, scan.header
     output = Path(output) if output else raw.with_suffix(".datastack")
     h, w, c = header.shape
     rawfile = RawFile(str(raw), header)
@@ -303,7 +294,7 @@ def convert(
         app.write("maxrf_sumspectrum", meanspec, attrs={"statistic": "mean over pixels"})
         app.write("maxrf_maxpixels", maxpix, attrs={"columns": ["row", "col"]})
         app.write("maxrf_rawmeanspectrum", rawmean, attrs={"statistic": "mean of raw counts"})
-        meta = {"step": "convert", "params": params, "code_version": CONVERT_VERSION}
+        meta = {"step": "convert", "params": params, "code_version": step("convert").version}
         if odd:
             meta["warnings"] = odd
         meta.update(provenance or {})

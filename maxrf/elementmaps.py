@@ -30,6 +30,7 @@ from .datastack import DataStack
 from .errors import MaxrfError
 from .fitting import GramSolver, nnls_weighted, spectra_f32
 from .lines import atomic_number, excitation_spectrum
+from .pipeline import step
 from .spectrum_fit import (
     CANDIDATES,
     Proposal,
@@ -41,16 +42,7 @@ from .spectrum_fit import (
 )
 from .spectrum_model import Instrument, SpectrumModel, build_model
 
-VERSION = "2"
-LAYERS = (
-    "maxrf_elementmaps",
-    "maxrf_elementmaps_atomnums",
-    "maxrf_elementmaps_residual",
-    "maxrf_elementmaps_background",
-    "maxrf_elementmaps_model",
-    "nmf_elementmaps",
-    "nmf_atomnums",
-)
+LAYERS = step("element-maps").layers
 BLOCK = (16, 256)  # rows × columns per fitted block (aligned to the 16 × 16 chunks)
 CONTINUUM_PIECES = 5
 DETECTION_SIGMA = 3.0  # the usual XRF detection limit (3 σ)

@@ -16,7 +16,6 @@ from scipy.ndimage import grey_opening, uniform_filter1d
 from .errors import SpectrumError
 from .lines import element_lines
 
-VERSION = "1"
 NOISE_ALPHA, NOISE_BETA = 0.6, 0.1
 # Elements considered when labelling a peak with candidate lines (K, L and M series).
 LABEL_ELEMENTS = (

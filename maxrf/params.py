@@ -6,18 +6,17 @@ from __future__ import annotations
 import math
 
 from .errors import MaxrfError
-
-FINGERPRINTS = ("quick", "full")
+from .pipeline import FINGERPRINTS, default
 
 
 def check_parameters(
-    sigma: float = 7.0,
-    anode: str | float = "Rh",
-    tube_kv: float = 50.0,
-    precision_bits: int | None = None,
+    sigma: float = default("sigma"),
+    anode: str | float = default("anode"),
+    tube_kv: float = default("tube_kv"),
+    precision_bits: int | None = default("precision_bits"),
     prominence: float | None = None,
     energies: tuple[float, float] | None = None,
-    fingerprint: str = "quick",
+    fingerprint: str = default("fingerprint"),
     elements: list[str] | None = None,
     add_elements: list[str] | None = None,
     drop_elements: list[str] | None = None,

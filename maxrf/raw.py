@@ -68,6 +68,38 @@ def check_raw_size(header: RplHeader, raw: Path) -> int:
 
 
 @dataclass(frozen=True)
+class Scan:
+    """An opened scan: its two files and its header, the ``.raw`` size checked exactly."""
+
+    raw: Path
+    rpl: Path
+    header: RplHeader
+
+    def fingerprint(self, mode: str = "quick") -> str:
+        """The scan's identity for caching (``quick`` or ``full``; see ``maxrf.fingerprint``)."""
+        from .fingerprint import scan_fingerprint
+
+        return scan_fingerprint(self.raw, self.rpl, mode)
+
+    def key(self, mode: str = "quick") -> str:
+        """The upstream key of the first step (``scan-<fingerprint>``)."""
+        return "scan-" + self.fingerprint(mode)
+
+    def file(self) -> RawFile:
+        """Positioned-read access to the counts (picklable; no memmap)."""
+        return RawFile(str(self.raw), self.header)
+
+
+def open_scan(path: str | Path, rpl_path: str | Path | None = None) -> Scan:
+    """Find the pair from either file, parse the header and check the ``.raw`` size exactly: the
+    one entry point to a scan (``MaxrfError`` subclasses name the file when it is not right)."""
+    raw, rpl = scan_paths(path, rpl_path)
+    header = read_rpl(rpl)
+    check_raw_size(header, raw)
+    return Scan(raw, rpl, header)
+
+
+@dataclass(frozen=True)
 class RawFile:
     """A picklable array-like over a ``.raw`` file presenting (height, width, channels).
 
@@ -220,10 +252,8 @@ def open_raw(
     The header is found beside the raw by name (``.rpl``/``.RPL``) unless given. The raw size is
     checked exactly against the header; nothing is read until the array is computed.
     """
-    raw, rpl = scan_paths(raw_path, rpl_path)
-    header = read_rpl(rpl)
-    check_raw_size(header, raw)
-    return raw_array(raw, header, chunks)
+    scan = open_scan(raw_path, rpl_path)
+    return raw_array(scan.raw, scan.header, chunks)
 
 
 def raw_array(raw: Path, header: RplHeader, chunks: tuple[int, int, int] | None = None) -> da.Array:

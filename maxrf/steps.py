@@ -13,18 +13,13 @@ from . import hotmax as hm
 from .atomic import atomic_write
 from .datastack import DataStack
 from .errors import MaxrfError
+from .pipeline import step
 from .rpl import EnergyCalibration
 
-CALIBRATE_LAYERS = ("maxrf_energies", "compton_peak_energy")
-HOTMAX_LAYERS = (
-    "hotmax_pixels",
-    "hotmax_spots",
-    "hotmax_spectra",
-    "hotmax_peak_idxs_list",
-    "hotmax_peak_table",
-)
-NOISE_LAYERS = ("hotmax_baselines", "hotmax_noiselines")
-SUBPEAK_LAYERS = ("hotmax_subpeak_idxs_list",)
+CALIBRATE_LAYERS = step("calibrate").layers
+HOTMAX_LAYERS = step("hotmax").layers
+NOISE_LAYERS = step("hotmax-noise").layers
+SUBPEAK_LAYERS = step("subpeaks").layers
 
 
 def _meta(step: str, version: str, params: dict, provenance: dict | None, started: float) -> dict:
@@ -66,7 +61,7 @@ def calibrate_layers(
         except MaxrfError as exc:
             raise type(exc)(exc.reason, ds.path) from None
     params = {"anode": str(anode), "energies": energies, "use_header": use_header}
-    attrs = _meta("calibrate", cal_mod.VERSION, params, provenance, started)
+    attrs = _meta("calibrate", step("calibrate").version, params, provenance, started)
     compton = np.float64(np.nan if cal.compton_kev is None else cal.compton_kev)
     with ds.appending() as app:
         app.write(
@@ -98,7 +93,7 @@ def hotmax_layers(
     atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False))
     numeric = table[["channel", "energy_kev", "height", "row", "col", "spot"]].to_numpy(float)
     params = {"prominence": prominence}
-    attrs = _meta("hotmax", hm.VERSION, params, provenance, started)
+    attrs = _meta("hotmax", step("hotmax").version, params, provenance, started)
     with ds.appending() as app:
         app.write("hotmax_pixels", hot.pixels, attrs={"columns": ["row", "col", "channel"]})
         app.write("hotmax_spots", hot.spots, attrs={"columns": ["row", "col"]})
@@ -127,7 +122,7 @@ def noise_layers(
     base, noise = hm.baselines_and_noise(ds.read("hotmax_spectra"), radius)
     attrs = _meta(
         "hotmax-noise",
-        hm.VERSION,
+        step("hotmax-noise").version,
         {"radius": radius, "alpha": hm.NOISE_ALPHA, "beta": hm.NOISE_BETA},
         provenance,
         started,
@@ -145,7 +140,7 @@ def subpeak_layers(datastack: str | Path, provenance: dict | None = None) -> dic
     started = time.time()
     ds = DataStack(datastack)
     peaks = hm.subpeaks(ds.read("hotmax_spectra"), ds.read("hotmax_noiselines"))
-    attrs = _meta("subpeaks", hm.VERSION, {}, provenance, started)
+    attrs = _meta("subpeaks", step("subpeaks").version, {}, provenance, started)
     with ds.appending() as app:
         app.write_list("hotmax_subpeak_idxs_list", peaks)
         app.finish("hotmax_subpeak_idxs_list", attrs)
@@ -172,7 +167,7 @@ def elementmap_layers(
     result = em.fit_maps(datastack, mm, scheduler=scheduler, progress=progress)
     params = {"anode": str(anode), "tube_kv": float(tube_kv), "elements": elements,
               "add_elements": add_elements, "drop_elements": drop_elements}
-    attrs = _meta("element-maps", em.VERSION, params, provenance, started)
+    attrs = _meta("element-maps", step("element-maps").version, params, provenance, started)
     attrs["maxrf"]["spectra_per_s"] = round(result.spectra_per_s)
     z = em.atomnums(mm.elements)
     info = mm.attrs()

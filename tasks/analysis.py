@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
-from maxrf import calibrate as cal_mod
-from maxrf import hotmax as hm
 from maxrf import steps
+from maxrf.pipeline import default
 
 from .layer_cache import StepSpec, run_step, step_task
 
-CALIBRATE = StepSpec(
-    "calibrate",
-    cal_mod.VERSION,
-    steps.CALIBRATE_LAYERS,
-    params=("anode", "energies", "use_header"),
-    upstream=("converted",),
-)
-HOTMAX = StepSpec(
-    "hotmax",
-    hm.VERSION,
-    steps.HOTMAX_LAYERS,
-    params=("prominence",),
-    upstream=("converted", "calibrated"),
-)
-NOISE = StepSpec(
-    "hotmax-noise", hm.VERSION, steps.NOISE_LAYERS, params=("radius",), upstream=("hot",)
-)
-SUBPEAKS = StepSpec("subpeaks", hm.VERSION, steps.SUBPEAK_LAYERS, upstream=("noise",))
+CALIBRATE = StepSpec.of("calibrate")
+HOTMAX = StepSpec.of("hotmax")
+NOISE = StepSpec.of("hotmax-noise")
+SUBPEAKS = StepSpec.of("subpeaks")
 
 
 @step_task(CALIBRATE)
 def calibrate_energy(
     converted: dict,
     datastack: str,
-    anode: str = "Rh",
-    energies: tuple[float, float] | None = None,
-    use_header: bool = True,
+    anode: str = default("anode"),
+    energies: tuple[float, float] | None = default("energies"),
+    use_header: bool = default("use_header"),
 ):
     """``maxrf_energies`` + ``compton_peak_energy`` from the mean spectrum's landmarks."""
     inputs = dict(locals())
@@ -50,7 +35,10 @@ def calibrate_energy(
 
 @step_task(HOTMAX)
 def hotmax_spectra(
-    converted: dict, calibrated: dict, datastack: str, prominence: float | None = None
+    converted: dict,
+    calibrated: dict,
+    datastack: str,
+    prominence: float | None = default("prominence"),
 ):
     """Hotmax pixels, spots, spectra, peak lists and the peak table."""
     inputs = dict(locals())
@@ -63,7 +51,7 @@ def hotmax_spectra(
 
 
 @step_task(NOISE)
-def hotmax_noise(hot: dict, datastack: str, radius: int = 40):
+def hotmax_noise(hot: dict, datastack: str, radius: int = default("radius")):
     """Rolling-ball baselines and Poisson noise lines of the hotmax spectra."""
     inputs = dict(locals())
     return run_step(

@@ -6,7 +6,7 @@ from maxrf import bands
 
 from .layer_cache import StepSpec, run_step, step_task
 
-BANDS = StepSpec("bands", bands.VERSION, bands.LAYERS, upstream=("converted",))
+BANDS = StepSpec.of("bands")
 
 
 @step_task(BANDS)

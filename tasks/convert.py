@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from maxrf.convert import CONVERT_VERSION, DEFAULT_PRECISION_BITS, LAYERS, convert
+from maxrf.convert import convert
+from maxrf.pipeline import default
 
 from .layer_cache import StepSpec, run_step, step_task
 
-SPEC = StepSpec(
-    step="convert",
-    version=CONVERT_VERSION,
-    layers=LAYERS,
-    params=("sigma", "flip_horizontal", "flip_vertical", "precision_bits"),
-    upstream=("scan",),
-)
+SPEC = StepSpec.of("convert")
 
 
 @step_task(SPEC)
 def convert_scan(
     scan: dict,
     datastack: str,
-    sigma: float = 7.0,
-    flip_horizontal: bool = False,
-    flip_vertical: bool = False,
-    precision_bits: int | None = DEFAULT_PRECISION_BITS,
+    sigma: float = default("sigma"),
+    flip_horizontal: bool = default("flip_horizontal"),
+    flip_vertical: bool = default("flip_vertical"),
+    precision_bits: int | None = default("precision_bits"),
     dask_address: str | None = None,
 ):
     """Write the conversion layers into ``datastack`` (or reuse them when keyed the same)."""

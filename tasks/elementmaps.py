@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from maxrf import elementmaps as em
 from maxrf import steps
+from maxrf.pipeline import default
 
 from .layer_cache import StepSpec, run_step, step_task
 
-ELEMENT_MAPS = StepSpec(
-    "element-maps",
-    em.VERSION,
-    em.LAYERS,
-    params=("anode", "tube_kv", "elements", "add_elements", "drop_elements"),
-    upstream=("converted", "calibrated", "hot"),
-)
+ELEMENT_MAPS = StepSpec.of("element-maps")
 
 
 @step_task(ELEMENT_MAPS)
@@ -22,11 +16,11 @@ def element_maps(
     calibrated: dict,
     hot: dict,
     datastack: str,
-    anode: str = "Rh",
-    tube_kv: float = 50.0,
-    elements: list[str] | None = None,
-    add_elements: list[str] | None = None,
-    drop_elements: list[str] | None = None,
+    anode: str = default("anode"),
+    tube_kv: float = default("tube_kv"),
+    elements: list[str] | None = default("elements"),
+    add_elements: list[str] | None = default("add_elements"),
+    drop_elements: list[str] | None = default("drop_elements"),
     dask_address: str | None = None,
 ):
     """``maxrf_elementmaps`` (+ atomic numbers, residual, background, maxrf4u's names)."""

@@ -10,7 +10,7 @@ makes concurrent runs on one scan compute each layer once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +20,48 @@ from prefect.states import Completed
 
 from maxrf.datastack import DataStack, find_by_key
 from maxrf.datastack.lock import file_lock
-from maxrf.fingerprint import step_key
+from maxrf.pipeline import Step
+from maxrf.pipeline import step as pipeline_step
+
+# Which task argument carries each upstream step's reference.
+UPSTREAM_ARG = {"scan": "scan", "convert": "converted", "calibrate": "calibrated",
+                "hotmax": "hot", "hotmax-noise": "noise"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepSpec:
-    """What identifies a step's output: name, code version, layers, parameters and upstream refs."""
+    """A step of the pipeline table as its task sees it: upstream references arrive as task
+    arguments (``converted``, ``calibrated``, ...), parameters by their names."""
 
-    step: str
-    version: str
-    layers: tuple[str, ...]
-    params: tuple[str, ...] = ()
-    upstream: tuple[str, ...] = ()
+    definition: Step
+
+    @classmethod
+    def of(cls, name: str) -> StepSpec:
+        return cls(pipeline_step(name))
+
+    @property
+    def step(self) -> str:
+        return self.definition.name
+
+    @property
+    def version(self) -> str:
+        return self.definition.version
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.definition.layers
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return self.definition.params
+
+    def upstream_keys(self, inputs: dict[str, Any]) -> dict[str, str]:
+        return {u: (inputs.get(UPSTREAM_ARG[u]) or {}).get("key")
+                for u in self.definition.upstream}
 
     def key(self, inputs: dict[str, Any]) -> str:
-        params = {p: inputs.get(p) for p in self.params}
-        keys = [inputs[u]["key"] for u in self.upstream if inputs.get(u) is not None]
-        return step_key(self.step, self.version, params, keys)
+        """The step's key (a missing upstream reference raises)."""
+        return self.definition.key(inputs, self.upstream_keys(inputs))
 
     def ref(self, datastack: str, key: str, stored: dict[str, str], cached: bool) -> dict:
         """The small result a task returns (large arrays never travel through Prefect)."""
@@ -64,11 +89,10 @@ class LayerCache(CachePolicy):
     """Cache key = the step key, offered only while the datastack holds the step's layers."""
 
     spec: StepSpec | None = None
-    datastack_of: Callable[[dict], str] = field(default=lambda inputs: inputs["datastack"])
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
         key = self.spec.key(inputs)
-        return key if stored_layers(self.datastack_of(inputs), self.spec, key) else None
+        return key if stored_layers(inputs["datastack"], self.spec, key) else None
 
 
 def run_step(spec: StepSpec, inputs: dict, datastack: str | Path, compute: Callable[[dict], Any]):
@@ -90,7 +114,7 @@ def run_step(spec: StepSpec, inputs: dict, datastack: str | Path, compute: Calla
             logger.info("%s: layers %s already hold key %s", spec.step, list(found.values()), key)
             ref = spec.ref(datastack, key, found, cached=True)
             return Completed(name="Cached", message=f"layers found in {datastack.name}", data=ref)
-        inputs_keys = [inputs[u]["key"] for u in spec.upstream if inputs.get(u) is not None]
+        inputs_keys = list(spec.upstream_keys(inputs).values())
         provenance = {
             "step": spec.step,
             "code_version": spec.version,

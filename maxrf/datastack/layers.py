@@ -9,12 +9,13 @@ import numpy as np
 from zarr.codecs import BloscCodec
 
 from ..errors import DataStackError
+from ..pipeline import DEFAULT_PRECISION_BITS  # noqa: F401  (re-exported)
 
 PAD = -9999
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 CUBE_CHUNK_PIXELS = 16  # 16x16 pixels x all channels; see README "Performance" for the figures
-# The smoothed cube is stored to 2**-(bits+1) of each spectrum's peak (README, "The datastack").
-DEFAULT_PRECISION_BITS = 13
+# The smoothed cube is stored to 2**-(bits+1) of each spectrum's peak (README, "The datastack");
+# the default (DEFAULT_PRECISION_BITS) is in the pipeline table.
 PRECISION_BITS = range(1, 25)  # the grids a user may choose (24: float32's own precision)
 
 

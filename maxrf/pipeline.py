@@ -1,0 +1,191 @@
+"""The processing chain in one table: every step's name, code version, layers, parameters (with
+defaults and descriptions) and upstream steps.
+
+Tasks, flows, the CLI's options, the deployment form (the flows' docstrings are made from
+:data:`PARAMS`) and the cached-chain check all read it; adding a step is one entry in
+:data:`STEPS`. A step's cache key is made from its parameters, its code version and its upstream
+steps' keys (the first step's upstream is the scan's fingerprint); a missing upstream key is an
+error, never silently left out. Pure Python: no Prefect, no heavy imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import MaxrfError
+from .fingerprint import step_key
+
+ANODES = ("Rh", "Mo", "Ag", "W", "Cr", "Cu")
+FINGERPRINTS = ("quick", "full")
+DEFAULT_PRECISION_BITS = 13  # see datastack.layers.PRECISION_BITS and the README
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter of the chain: its default and what it means (units included)."""
+
+    name: str
+    default: Any
+    description: str
+
+
+PARAMS: dict[str, Param] = {p.name: p for p in (
+    Param("raw_path", None, "The scan's .raw file (its .rpl header beside it)."),
+    Param("output", None,
+          "The datastack file to write (default: SCAN.datastack beside the .raw)."),
+    Param("sigma", 7.0, "Gaussian smoothing of the cube, in channels (maxrf4u uses 7)."),
+    Param("flip_horizontal", False, "Mirror the image left-right (scan direction)."),
+    Param("flip_vertical", False, "Mirror the image top-bottom."),
+    Param("precision_bits", DEFAULT_PRECISION_BITS,
+          "Bits kept per smoothed spectrum (1-24; error <= 2**-(N+1) of its peak); empty for "
+          "an exact (lossless, larger) cube."),
+    Param("fingerprint", "quick",
+          "How the .raw is identified for caching: quick (size, time, 17 sampled MiB) or full "
+          "(every byte; for files edited in place)."),
+    Param("dask_address", None,
+          "A dask.distributed scheduler (host:port) to run on; empty for local threads."),
+    Param("anode", "Rh",
+          "The X-ray tube's anode (Rh, Mo, Ag, W, Cr, Cu), or a monochromatic beam's energy in "
+          "keV."),
+    Param("energies", None,
+          "Manual calibration: keV of the first and the last channel; empty: automatic."),
+    Param("use_header", True, "Use the header's energy calibration when it has one."),
+    Param("prominence", None,
+          "Minimum prominence (counts) of a max-spectrum peak for hotmax; empty: chosen from "
+          "the noise."),
+    Param("radius", 40, "Rolling-ball radius of the hotmax baselines, in channels."),
+    Param("tube_kv", 50.0,
+          "The tube's voltage in kV (sets which lines are excited and how strongly)."),
+    Param("elements", None,
+          'Elements to map, e.g. ["Pb", "Hg", "As"]; empty: proposed from the data.'),
+    Param("add_elements", None, "Elements to map besides the proposed ones."),
+    Param("drop_elements", None, "Elements never to map."),
+    Param("plots", True, "Draw the PNG plots beside the datastack."),
+    Param("maps", True, "Fit the element maps (the last step)."),
+    Param("folder", None, "The folder the scanner writes .raw/.rpl pairs into."),
+    Param("pattern", "*.raw", "Which files are scans (a glob, e.g. *.raw)."),
+    Param("settle_s", 10.0,
+          "Seconds a scan's files must stay unchanged before it counts as complete."),
+    Param("output_folder", None, "Where datastacks go (default: beside each scan)."),
+)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Step:
+    """One layer-writing step of the chain."""
+
+    name: str
+    version: str  # bump when the numbers the step writes change
+    layers: tuple[str, ...]
+    params: tuple[str, ...] = ()  # what its key depends on
+    upstream: tuple[str, ...] = ()  # steps (or "scan") whose keys its key depends on
+    description: str = ""
+
+    def key(self, params: Mapping[str, Any], upstream: Mapping[str, str]) -> str:
+        """The step's cache key from its parameters (defaults from the table) and its upstream
+        steps' keys; an upstream key that is missing raises."""
+        missing = [u for u in self.upstream if not upstream.get(u)]
+        if missing:
+            raise MaxrfError(f"step {self.name}: no key for its upstream {', '.join(missing)}")
+        values = {p: params.get(p, PARAMS[p].default) for p in self.params}
+        return step_key(self.name, self.version, values, [upstream[u] for u in self.upstream])
+
+
+STEPS: tuple[Step, ...] = (
+    Step("convert", "3",
+         ("maxrf_raw", "maxrf_cube", "maxrf_maxspectrum", "maxrf_sumspectrum",
+          "maxrf_maxpixels", "maxrf_rawmeanspectrum"),
+         ("sigma", "flip_horizontal", "flip_vertical", "precision_bits"), ("scan",),
+         "raw counts, smoothed cube, max/mean spectra, max pixels"),
+    Step("calibrate", "1", ("maxrf_energies", "compton_peak_energy"),
+         ("anode", "energies", "use_header"), ("convert",), "energy axis, Compton peak"),
+    Step("hotmax", "1",
+         ("hotmax_pixels", "hotmax_spots", "hotmax_spectra", "hotmax_peak_idxs_list",
+          "hotmax_peak_table"),
+         ("prominence",), ("convert", "calibrate"), "hotmax pixels, spectra, peak table"),
+    Step("hotmax-noise", "1", ("hotmax_baselines", "hotmax_noiselines"), ("radius",),
+         ("hotmax",), "rolling-ball baselines, Poisson noise lines"),
+    Step("subpeaks", "1", ("hotmax_subpeak_idxs_list",), (), ("hotmax-noise",),
+         "sub-peaks above the noise lines"),
+    Step("bands", "2", ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums"), (),
+         ("convert",), "the viewer's band layers"),
+    Step("element-maps", "2",
+         ("maxrf_elementmaps", "maxrf_elementmaps_atomnums", "maxrf_elementmaps_residual",
+          "maxrf_elementmaps_background", "maxrf_elementmaps_model", "nmf_elementmaps",
+          "nmf_atomnums"),
+         ("anode", "tube_kv", "elements", "add_elements", "drop_elements"),
+         ("convert", "calibrate", "hotmax"), "fitted counts per pixel of every element"),
+)  # fmt: skip
+_BY_NAME = {s.name: s for s in STEPS}
+
+
+def step(name: str) -> Step:
+    """The step called ``name``."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise MaxrfError(f"no step {name!r} (steps: {', '.join(_BY_NAME)})") from None
+
+
+def chain(maps: bool = True) -> tuple[Step, ...]:
+    """The steps ``process_scan`` runs, in order (without the element maps when ``maps`` is
+    False)."""
+    return tuple(s for s in STEPS if maps or s.name != "element-maps")
+
+
+def default(name: str) -> Any:
+    """A parameter's default."""
+    return PARAMS[name].default
+
+
+def args_doc(names: Iterable[str], indent: str = "    ") -> str:
+    """A Google-style ``Args:`` section for these parameters (Prefect shows it in the run form)."""
+    lines = [f"{indent}Args:"]
+    for n in names:
+        lines.append(f"{indent}    {n}: {PARAMS[n].description}")
+    return "\n".join(lines) + "\n"
+
+
+def documented(summary: str, names: Iterable[str]):
+    """Give a flow function a docstring made of ``summary`` and its parameters' descriptions
+    (apply it below ``@flow``)."""
+
+    def wrap(fn):
+        fn.__doc__ = f"{summary}\n\n{args_doc(names)}"
+        return fn
+
+    return wrap
+
+
+def chain_keys(scan_key: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """Every step's key for a scan (its fingerprint key) and a run's parameters."""
+    keys = {"scan": scan_key}
+    for s in STEPS:
+        keys[s.name] = s.key(params, keys)
+    return keys
+
+
+def cached_chain(
+    datastack: str | Path,
+    scan_key: str,
+    params: Mapping[str, Any],
+    steps: Iterable[Step] | None = None,
+) -> list[dict] | None:
+    """``[{"step", "key", "layers"}]`` when every one of ``steps`` (default: the whole chain)
+    already has its layers with the key this run would give it (nothing to compute), else None."""
+    from .datastack import DataStack, find_by_key
+
+    if not Path(datastack).exists():
+        return None
+    ds = DataStack(datastack)
+    keys = chain_keys(scan_key, params)
+    out = []
+    for s in STEPS if steps is None else steps:
+        found = {layer: find_by_key(ds, layer, keys[s.name]) for layer in s.layers}
+        if not all(found.values()):
+            return None
+        out.append({"step": s.name, "key": keys[s.name], "layers": found})
+    return out
