@@ -12,7 +12,7 @@ from maxrf.datastack import blosc_lz4
 from maxrf.datastack.blosc import BloscEncoder, _compiled
 from maxrf.scratch import thread_buffer
 
-pytestmark = pytest.mark.skipif(not blosc_lz4.available(), reason="LZ4 symbol not exported")
+needs_lz4 = pytest.mark.skipif(not blosc_lz4.available(), reason="LZ4 symbol not exported")
 
 
 def _scratch(name: str, nbytes: int) -> np.ndarray:
@@ -34,6 +34,7 @@ def _contents(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> d
     }
 
 
+@needs_lz4
 @pytest.mark.parametrize("dtype", ["<u2", "<f4", "<u1", "<u4", "<f8", "<i2", "V3"])
 @pytest.mark.parametrize(
     "shape",
@@ -62,6 +63,7 @@ def test_bytes_equal_numcodecs(dtype, shape):
                 assert ours == ref, (kind, shuffle, clevel)
 
 
+@needs_lz4
 def test_decodes_to_the_input():
     arr = np.random.default_rng(3).random((16, 16, 777)).astype("<f4")
     for shuffle in (Blosc.NOSHUFFLE, Blosc.SHUFFLE, Blosc.BITSHUFFLE):
@@ -69,6 +71,7 @@ def test_decodes_to_the_input():
         np.testing.assert_array_equal(np.frombuffer(out, "<f4").reshape(arr.shape), arr)
 
 
+@needs_lz4
 def test_blosc_encoder_uses_it_and_falls_back(monkeypatch):
     arr = np.random.default_rng(4).poisson(1, (16, 16, 512)).astype("<u2")
     codec = Blosc("lz4", 5, Blosc.BITSHUFFLE)
@@ -81,6 +84,7 @@ def test_blosc_encoder_uses_it_and_falls_back(monkeypatch):
     assert bytes(BloscEncoder(codec).encode_view(arr, "t")) == compiled == codec.encode(arr)
 
 
+@needs_lz4
 def test_bad_parameters():
     arr = np.zeros(blosc_lz4.L1, np.uint8)
     dest = np.empty(arr.size + 16, np.uint8)
@@ -88,3 +92,53 @@ def test_bad_parameters():
         blosc_lz4.encode_into(arr, 0, 1, dest, _scratch)
     with pytest.raises(ValueError, match="range"):
         blosc_lz4.encode_into(arr[:100], 5, 1, dest, _scratch)
+
+
+def _pinned(package: str) -> str | None:
+    from conftest import ROOT
+
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.lower().startswith(f"{package}=="):
+            return line.split("==")[1].strip()
+    return None
+
+
+def test_fast_path_is_on_with_the_pinned_numcodecs():
+    """Fails loudly (not a silent 9 % slow-down) when the pinned numcodecs stops exporting the
+    symbols the fast path binds."""
+    import numcodecs
+
+    from maxrf.datastack.blosc import fast_path
+
+    if numcodecs.__version__ != _pinned("numcodecs"):
+        pytest.skip(f"numcodecs {numcodecs.__version__} is not the pinned one")
+    assert fast_path() is None
+
+
+@pytest.mark.parametrize("name", ["raw-u2-bitshuffle", "cube-f4-shuffle",
+                                  "raw-u2-zstd-bitshuffle", "small-u2-noshuffle"])
+def test_golden_chunks(name):
+    """The bytes written today equal the stored ones (from numcodecs' own encoder), and they
+    decode to the input: a numcodecs/c-blosc change that alters the format shows up here."""
+    from golden_chunks import CASES, FOLDER, chunk_input
+
+    codec, _ = CASES[name]
+    data = chunk_input(name)
+    golden = (FOLDER / f"{name}.blosc").read_bytes()
+    assert BloscEncoder(codec).encode(data) == golden
+    assert codec.encode(data) == golden
+    np.testing.assert_array_equal(np.frombuffer(codec.decode(golden), data.dtype), data.ravel())
+
+
+def test_fast_path_off_is_said_once(monkeypatch, caplog):
+    import maxrf.datastack.blosc as b
+
+    monkeypatch.setattr(b, "_told", [])
+    monkeypatch.setattr(b, "_compress_ctx", lambda: None)
+    arr = np.ones((16, 16, 64), "<u2")
+    codec = Blosc("lz4", 5, Blosc.BITSHUFFLE)
+    with caplog.at_level("WARNING", logger="maxrf"):
+        for _ in range(3):
+            assert BloscEncoder(codec).encode(arr) == codec.encode(arr)
+    said = [r for r in caplog.records if "blosc fast path off" in r.getMessage()]
+    assert len(said) == 1 and "blosc_compress_ctx" in said[0].getMessage()
