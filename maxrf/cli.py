@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_datastack, cli_flows
 
     cli_flows.add_commands(sub, _flows_command)
-    cli_datastack.add_commands(sub, _flows_command)
+    cli_datastack.add_commands(sub)
     return parser
 
 

@@ -109,7 +109,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub, flows_command) -> None:
+def add_commands(sub) -> None:
     p = sub.add_parser("view", help="explore a datastack in the browser (local web viewer)")
     p.add_argument("file", help="SCAN.datastack")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default loopback)")

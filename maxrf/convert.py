@@ -222,7 +222,6 @@ def convert(
     flip_horizontal: bool = False,
     flip_vertical: bool = False,
     rpl_path: str | Path | None = None,
-    keep_raw: bool = True,
     precision_bits: int | None = DEFAULT_PRECISION_BITS,
     scheduler: Any = None,
     progress: bool | None = None,
@@ -267,10 +266,7 @@ def convert(
         raw_w = app.create("maxrf_raw", (h, w, c), header.dtype, chunks, attrs={"source": source})
         cube_attrs = {"source": source, "precision": _precision_note(sigma, precision_bits)}
         cube_w = app.create("maxrf_cube", (h, w, c), np.float32, chunks, attrs=cube_attrs)
-        if not keep_raw:
-            del app.writers["maxrf_raw"]
-            raw_w = None
-        raw_enc = None if raw_w is None else raw_w.encoder
+        raw_enc = raw_w.encoder
         local = scheduler is None
         tasks = [
             dask.delayed(process_block, pure=False)(

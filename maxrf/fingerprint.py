@@ -35,7 +35,7 @@ def file_fingerprint(path: str | Path, mode: str = "quick") -> str:
             h.update(str(st.st_mtime_ns).encode())
             span = max(st.st_size - BLOCK, 0)
             for i in range(SAMPLES):
-                f.seek(span * i // (SAMPLES - 1) if SAMPLES > 1 else 0)
+                f.seek(span * i // (SAMPLES - 1))
                 h.update(f.read(BLOCK))
     return h.hexdigest()
 

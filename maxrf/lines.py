@@ -1,8 +1,5 @@
-"""X-ray emission lines: anode tube lines and the strong lines of common pigment elements.
-
-Energies (keV) and relative intensities come from xraylib when it is installed (a maintained
-library); a built-in table of the lines maxrf needs keeps the core usable without it.
-"""
+"""X-ray emission lines: anode tube lines and the lines of pigment elements, with energies (keV)
+and relative intensities from xraylib (a pinned dependency)."""
 
 from __future__ import annotations
 
@@ -12,42 +9,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .pipeline import ANODES  # tube anodes whose lines are scattered by the sample
+
 ELECTRON_REST_KEV = 510.99895
-
-# Built-in table: element -> {line: (energy keV, relative intensity within its series)}.
-_TABLE: dict[str, dict[str, tuple[float, float]]] = {
-    "Ar": {"Ka": (2.957, 1.0), "Kb": (3.191, 0.10)},
-    "K": {"Ka": (3.313, 1.0), "Kb": (3.590, 0.11)},
-    "Ca": {"Ka": (3.691, 1.0), "Kb": (4.013, 0.13)},
-    "Ti": {"Ka": (4.510, 1.0), "Kb": (4.932, 0.13)},
-    "Cr": {"Ka": (5.414, 1.0), "Kb": (5.947, 0.13)},
-    "Mn": {"Ka": (5.898, 1.0), "Kb": (6.490, 0.13)},
-    "Fe": {"Ka": (6.403, 1.0), "Kb": (7.058, 0.13)},
-    "Co": {"Ka": (6.930, 1.0), "Kb": (7.649, 0.13)},
-    "Ni": {"Ka": (7.477, 1.0), "Kb": (8.265, 0.14)},
-    "Cu": {"Ka": (8.046, 1.0), "Kb": (8.905, 0.14)},
-    "Zn": {"Ka": (8.637, 1.0), "Kb": (9.572, 0.14)},
-    "As": {"Ka": (10.543, 1.0), "Kb": (11.726, 0.15)},
-    "Sr": {"Ka": (14.164, 1.0), "Kb": (15.835, 0.17)},
-    "Mo": {"Ka": (17.479, 1.0), "Kb": (19.607, 0.18)},
-    "Rh": {"Ka": (20.216, 1.0), "Kb": (22.724, 0.19)},
-    "Ag": {"Ka": (22.162, 1.0), "Kb": (24.942, 0.20)},
-    "Sn": {"Ka": (25.271, 1.0), "Kb": (28.486, 0.21)},
-    "Sb": {"Ka": (26.359, 1.0), "Kb": (29.725, 0.21)},
-    "Ba": {"La": (4.466, 1.0), "Lb": (4.828, 0.6), "Ka": (32.194, 1.0)},
-    "W": {"La": (8.398, 1.0), "Lb": (9.672, 0.7), "Lg": (11.286, 0.1)},
-    "Au": {"La": (9.713, 1.0), "Lb": (11.442, 0.7), "Lg": (13.382, 0.1)},
-    "Hg": {"La": (9.989, 1.0), "Lb": (11.823, 0.7), "Lg": (13.830, 0.1)},
-    "Pb": {"La": (10.551, 1.0), "Lb": (12.614, 0.8), "Lg": (14.764, 0.1), "Ma": (2.346, 0.3)},
-}
-
-# Tube anodes: the lines scattered by the sample (Rayleigh) and their Compton partners.
-ANODES: dict[str, dict[str, tuple[float, float]]] = {
-    name: _TABLE[name] for name in ("Rh", "Mo", "Ag", "W")
-}
-ANODES["Cr"] = _TABLE["Cr"]
-ANODES["Cu"] = _TABLE["Cu"]
-
 
 def anode_lines(anode: str | float) -> dict[str, tuple[float, float]]:
     """Energy and relative intensity of the main lines of a tube anode (K lines; L for W), or of
@@ -64,8 +28,7 @@ def anode_lines(anode: str | float) -> dict[str, tuple[float, float]]:
     if key not in ANODES:
         raise ValueError(f"unknown anode {anode!r} (expected one of: {', '.join(ANODES)})")
     series = "L" if key == "W" else "K"
-    lines = {n: v for n, v in element_lines(key, None).items() if n[0] == series}
-    return lines or dict(ANODES[key])
+    return {n: v for n, v in element_lines(key, None).items() if n[0] == series}
 
 
 def element_lines(
@@ -74,15 +37,11 @@ def element_lines(
     """Main K/L/M lines of an element: ``{line: (energy keV, intensity relative to the strongest
     line of its series)}``. Intensities are X-ray fluorescence cross sections at
     ``excitation_kev`` (lines whose edge lies above it are left out), or radiative rates when
-    ``excitation_kev`` is None (electron excitation, as in a tube anode). From xraylib when
-    installed, else a built-in table."""
-    key = element.strip().capitalize()
-    lines = _xraylib_lines(key, excitation_kev)
-    if lines:
-        return dict(lines)
-    if key not in _TABLE:
+    ``excitation_kev`` is None (electron excitation, as in a tube anode)."""
+    lines = _xraylib_lines(element.strip().capitalize(), excitation_kev)
+    if not lines:
         raise ValueError(f"no line data for element {element!r}")
-    return dict(_TABLE[key])
+    return dict(lines)
 
 
 def compton_energy(energy_kev: float | np.ndarray, angle_deg: float) -> float | np.ndarray:
@@ -99,10 +58,8 @@ def compton_angle(energy_kev: float, compton_kev: float) -> float:
 
 @cache
 def _xraylib_lines(element: str, excitation_kev: float | None) -> dict[str, tuple[float, float]]:
-    try:
-        import xraylib as xl
-    except ImportError:  # pragma: no cover - xraylib is a pinned dependency
-        return {}
+    import xraylib as xl
+
     try:
         z = xl.SymbolToAtomicNumber(element)
     except ValueError:

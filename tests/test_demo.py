@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from maxrf import open_raw, read_rpl
 from maxrf.demo import DemoSpec, generate_scan
@@ -61,3 +63,23 @@ def test_bounded_memory_for_a_large_scan(tmp_path):
     rss_mb = int(hwm.split()[1]) / 1024
     assert (tmp_path / "big.raw").stat().st_size == 384 * 384 * 4096 * 2
     assert rss_mb < 500, rss_mb
+
+
+@pytest.mark.parametrize("anode", ["W", "Cr"])
+def test_demo_summary_line_without_a_scatter_angle(tmp_path, capsys, anode):
+    """`make demo` with an anode whose calibration has no scatter angle still prints the energy
+    axis and hot-spot comparison (the angle's condition once swallowed the whole line)."""
+    from maxrf import steps
+    from maxrf.convert import convert
+
+    os.environ.setdefault("MAXRF_SERVER", "temporary")
+    from flows.commands import _compare_with_truth
+
+    generate_scan(tmp_path / "d", DemoSpec(height=16, width=24, seed=1, anode=anode))
+    out = tmp_path / "d.datastack"
+    convert(tmp_path / "d.raw", out, progress=False)
+    steps.calibrate_layers(out, anode)
+    steps.hotmax_layers(out)
+    _compare_with_truth(str(out), tmp_path / "d.truth.json")
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("vs ground truth: energy axis within") and "hot spots found" in line
