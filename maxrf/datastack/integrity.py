@@ -4,6 +4,7 @@ layers from a damaged file, as ``zip -FF`` does) and ``repack`` (latest versions
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import mmap
@@ -39,27 +40,15 @@ class CheckReport:
 
 
 def _expected_chunk_keys(meta: dict) -> Iterator[str]:
+    """Every chunk key the layer's grid declares, named by zarr's own chunk-key encoding."""
+    from zarr.core.chunk_key_encodings import parse_chunk_key_encoding
+
+    enc = parse_chunk_key_encoding(meta.get("chunk_key_encoding") or {"name": "default"})
     shape = meta["shape"]
     chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
-    enc = meta.get("chunk_key_encoding", {})
-    sep = enc.get("configuration", {}).get("separator", "/")
-    prefix = "c" + sep if enc.get("name", "default") == "default" else ""
     grid = [math.ceil(s / c) if s else 0 for s, c in zip(shape, chunks, strict=False)]
-    if not shape:
-        yield prefix.rstrip(sep) if prefix else "0"
-        return
-    if any(g == 0 for g in grid):
-        return
-    idx = [0] * len(grid)
-    while True:
-        yield prefix + sep.join(map(str, idx))
-        for axis in reversed(range(len(grid))):
-            idx[axis] += 1
-            if idx[axis] < grid[axis]:
-                break
-            idx[axis] = 0
-        else:
-            return
+    for coords in itertools.product(*(range(g) for g in grid)):
+        yield enc.encode_chunk_key(coords)
 
 
 def _layer_problems(name: str, meta_bytes: bytes, present: set[str]) -> list[str]:

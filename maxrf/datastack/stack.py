@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 from numcodecs import Blosc, Zstd
+from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 from zarr.storage import MemoryStore, ZipStore
 
 from .. import __version__
@@ -42,12 +43,14 @@ from .journal import (
     write_journal,
 )
 from .lock import file_lock, fsync_dir, try_lock
+from .zipdir import ZipFormatError, read_directory
 from .zipwrite import ParallelZipWriter
 
 if TYPE_CHECKING:
     import dask.array as da
 
 log = logging.getLogger("maxrf")
+_CHUNK_KEYS = DefaultChunkKeyEncoding(separator="/")
 
 ROOT_META = {"zarr_format": 3, "node_type": "group", "attributes": {}}
 ARRAY_CONFIG = {"write_empty_chunks": True}  # every chunk stored: a missing one means damage
@@ -261,15 +264,17 @@ class DataStack:
                     "nothing was written", self.path,
                 ) from None
             try:
-                with zipfile.ZipFile(self.file, "a", zipfile.ZIP_STORED, allowZip64=True) as zf:
-                    app = Appender(self, zf, existing)
+                with open(self.file, "rb+") as f:
+                    f.seek(start_dir)
+                    directory = read_directory(f.read(), start_dir)
+                    app = Appender(self, ParallelZipWriter(str(self.file), f.fileno(), directory),
+                                   existing)
                     try:
                         yield app
                         app.close()
                     except BaseException:
                         app.abort()
                         raise
-                with open(self.file, "rb+") as f:
                     os.fsync(f.fileno())
             except BaseException as exc:
                 rollback(self.journal_path, self.file)
@@ -278,6 +283,9 @@ class DataStack:
                     raise DataStackError(
                         f"could not write ({exc.strerror or exc}); the file is unchanged", self.path
                     ) from None
+                if isinstance(exc, ZipFormatError):
+                    raise DataStackError(f"damaged zip directory ({exc}); the file is unchanged"
+                                         f"{_hint(self.path)}", self.path) from None
                 raise
             self.journal_path.unlink()
             fsync_dir(self.file.parent)
@@ -353,9 +361,10 @@ class ChunkEncoder:
     codec: Any
 
     def key(self, start: tuple[int, ...]) -> str:
-        """The zip entry name (below the layer) of the chunk starting at ``start``."""
-        grid = (str(a // c) for a, c in zip(start, self.chunks, strict=True))
-        return "c/" + "/".join(grid) if self.shape else "c"
+        """The zip entry name (below the layer) of the chunk starting at ``start``, as zarr's
+        default chunk-key encoding names it (the layers are created with it)."""
+        coords = tuple(a // c for a, c in zip(start, self.chunks, strict=True))
+        return _CHUNK_KEYS.encode_chunk_key(coords)
 
     def encode_chunk(
         self, start: tuple[int, ...], data: np.ndarray, slot: str
@@ -413,12 +422,12 @@ class LayerWriter:
 class Appender:
     """The layers of one commit. Chunk entries go straight into the zip; metadata goes last."""
 
-    def __init__(self, ds: DataStack, zf: zipfile.ZipFile, existing: list[str]) -> None:
-        self.ds, self.zf, self.existing = ds, zf, existing
+    def __init__(self, ds: DataStack, out: ParallelZipWriter, existing: list[str]) -> None:
+        self.ds, self.existing = ds, existing
         self.writers: dict[str, LayerWriter] = {}
         self.committed: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._out = ParallelZipWriter(zf)
+        self._out = out
 
     def create(
         self,
@@ -532,10 +541,7 @@ class Appender:
 
     def abort(self) -> None:
         """Stop background work after an error (the journal restores the file)."""
-        try:
-            self._out.finish()
-        except OSError:
-            pass
+        self._out.abort()
 
 
 def _encode_block(enc: ChunkEncoder, block: np.ndarray, start: tuple[int, ...]):

@@ -10,7 +10,9 @@ before). The bytes then go to disk one of two ways:
 - **buffered** (fallback): ``pwrite`` by the calling thread, with a write-behind thread calling
   ``fdatasync`` as data accumulates, so the fsync at commit has little left to do.
 
-``zipfile`` writes the central directory at close as usual, after the data.
+At ``finish`` the writer writes the central directory itself (``zipdir``): the existing entries
+byte for byte, then the new ones, then the end records (ZIP64 where needed), and cuts the file
+there. ``zipfile`` is only used to read.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import mmap
 import os
 import queue
 import threading
-import time
-import zipfile
 
 from isal.isal_zlib import crc32  # same CRC-32 as zlib, ~4x faster (pclmul)
+
+from .zipdir import Directory, central_entry, dos_time, end_records, local_header
 
 SYNC_EVERY = 256 * 2**20  # buffered mode: bytes written between background fdatasync calls
 SEGMENT = 32 * 2**20  # direct mode: bytes per aligned write
@@ -32,17 +34,21 @@ ALIGN = 4096
 
 
 class ParallelZipWriter:
-    """Stored (uncompressed) entries appended to ``zf`` (opened with mode ``"a"``)."""
+    """Stored (uncompressed) entries appended to the zip open as ``fd`` (read-write), whose
+    central directory ``directory`` is overwritten by them and written again at ``finish``."""
 
-    def __init__(self, zf: zipfile.ZipFile, direct: bool | None = None) -> None:
-        self.zf = zf
-        self.fd = zf.fp.fileno()
-        self._offset = zf.start_dir
+    def __init__(self, path: str, fd: int, directory: Directory,
+                 direct: bool | None = None) -> None:
+        self.fd = fd
+        self.directory = directory
+        self._central: list[bytes] = []
+        self._when = dos_time()
+        self._offset = directory.offset
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         if direct is None:
             direct = os.environ.get("MAXRF_DIRECT_IO", "1") != "0"
-        self._direct = _DirectSegments.open(zf.filename, self.fd, self._offset) if direct else None
+        self._direct = _DirectSegments.open(path, self.fd, self._offset) if direct else None
         self._unsynced = 0
         self._wake = threading.Event()
         self._stop = False
@@ -59,25 +65,21 @@ class ParallelZipWriter:
         """Append one entry (thread-safe); ``data`` is any bytes-like object."""
         self._raise_pending()
         view = memoryview(data).cast("B")
-        info = zipfile.ZipInfo(arcname, date_time=time.localtime(time.time())[:6])
-        info.compress_type = zipfile.ZIP_STORED
-        info.external_attr = 0o644 << 16
-        info.file_size = info.compress_size = len(view)
-        info.CRC = crc32(view)
-        header = info.FileHeader(zip64=False)
+        name = arcname.encode("ascii")  # layer names are checked: ASCII, no flag 11 needed
+        crc = crc32(view)
+        header = local_header(name, crc, len(view), self._when)
         total = len(header) + len(view)
         with self._lock:
-            info.header_offset = self._offset
+            at = self._offset
             self._offset += total
-            self.zf.filelist.append(info)
-            self.zf.NameToInfo[arcname] = info
+            self._central.append(central_entry(name, crc, len(view), at, self._when))
             if self._direct is not None:
                 self._direct.append(header, view)
                 return
-        done = os.pwritev(self.fd, [header, view], info.header_offset)
+        done = os.pwritev(self.fd, [header, view], at)
         while done < total:  # short writes are rare but legal
             rest = (header + bytes(view))[done:]
-            done += os.pwrite(self.fd, rest, info.header_offset + done)
+            done += os.pwrite(self.fd, rest, at + done)
         with self._lock:
             self._unsynced += total
             if self._unsynced >= SYNC_EVERY:
@@ -103,18 +105,34 @@ class ParallelZipWriter:
                 return
 
     def finish(self) -> None:
-        """Write out what is pending, then let ``zipfile`` write the directory after the data."""
+        """Write out what is pending, then the central directory after the data."""
+        self._stop_io()
+        self._raise_pending()
+        records = self.directory.records + b"".join(self._central)
+        tail = records + end_records(self._offset, len(records),
+                                     self.directory.entries + len(self._central))
+        done = 0
+        while done < len(tail):
+            done += os.pwrite(self.fd, tail[done:], self._offset + done)
+        os.ftruncate(self.fd, self._offset + len(tail))
+
+    def abort(self) -> None:
+        """Stop the I/O threads after an error (the caller restores the file)."""
+        try:
+            self._stop_io()
+        except OSError:
+            pass
+
+    def _stop_io(self) -> None:
         if self._direct is not None:
             with self._lock:
-                self._direct.close()
+                direct, self._direct = self._direct, None
+            direct.close()
         if self._syncer is not None:
             self._stop = True
             self._wake.set()
             self._syncer.join()
-        self._raise_pending()
-        self.zf.start_dir = self._offset
-        self.zf._didModify = True  # zipfile writes the directory at close only when set
-        self.zf.fp.seek(self._offset)
+            self._syncer = None
 
 
 class _DirectSegments:
