@@ -1,6 +1,7 @@
-"""Files written beside a datastack (plots, exports, CSV, ledgers) appear whole or not at all:
-written under a unique temporary name in the same folder, then renamed over the target, so two
-runs writing the same file at once never trip over each other's temporary file."""
+"""Files appear whole or not at all: written under a unique temporary name in the same folder,
+then renamed over the target, so two runs writing the same file at once never trip over each
+other's temporary file. Used for everything maxrf writes whole (datastacks made by recover and
+repack, new datastacks, plots, exports, CSV, ledgers)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,35 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(temporary_path)``, then rename it to ``path``; nothing is left on failure."""
+def atomic_write(
+    path: str | Path, write: Callable[[str], object], durable: bool = False, tag: str = ""
+) -> Path:
+    """Call ``write(temporary_path)``, then rename it to ``path``; nothing is left on failure.
+    ``durable``: the data and the rename are on disk (fsync) before this returns. ``tag`` names
+    the temporary file (``.NAME.TAG-XXXX.tmp``) so a later run can tell what was interrupted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}.{tag}-" if tag else f".{path.name}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
+        if durable:
+            fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .datastack import DataStack, check, recover
+from .datastack import DataStack, check, recover, repack
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
@@ -35,7 +35,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 def cmd_repack(args: argparse.Namespace) -> int:
     ds = DataStack(args.file)
     before = ds.path.stat().st_size
-    target = ds.repack(select=args.keep or None, output=args.output)
+    target = repack(ds, select=args.keep or None, output=args.output)
     print(
         f"repacked {target}: {before} -> {target.stat().st_size} bytes; layers: "
         f"{', '.join(DataStack(target).layers)}"

@@ -8,7 +8,7 @@ import time
 import dask.array as da
 import numpy as np
 
-from maxrf.datastack import DataStack
+from maxrf.datastack import DataStack, repack
 
 
 def big_layer(seed: int, shape=(128, 128, 4096)) -> da.Array:
@@ -26,7 +26,7 @@ def main() -> None:
             ds.append(np.full((64, 64), int(sys.argv[3]), "i4"), f"small{sys.argv[3]}"), flush=True
         )
     elif mode == "repack":
-        ds.repack()
+        repack(ds)
     elif mode == "hold":
         with ds.write_lock():
             print("locked", flush=True)

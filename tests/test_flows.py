@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT
 
 from maxrf import pipeline
-from maxrf.datastack import DataStack
+from maxrf.datastack import DataStack, repack
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.raw import open_scan
 
@@ -186,7 +186,7 @@ def test_deleted_layer_is_recomputed(prefect_api, scan):
     process_scan(str(scan), plots=False)
     ds = DataStack(scan.with_suffix(".datastack"))
     keep = [n for n in ds.layers if not n.startswith("hotmax_noiselines")]
-    ds.repack(select=[n for n in keep if n not in ("hotmax_baselines",)])
+    repack(ds, select=[n for n in keep if n not in ("hotmax_baselines",)])
     again = process_scan(str(scan), plots=False)
     assert cached(again)["hotmax-noise"] is False and cached(again)["hotmax"] is True
     assert "hotmax_noiselines" in DataStack(scan.with_suffix(".datastack"))

@@ -1,8 +1,16 @@
-"""The ``.datastack`` file: layers, versions, provenance, crash safety and locking."""
+"""The ``.datastack`` file: layers, versions, provenance, crash safety and locking.
+
+Modules, each with one job: ``store`` (open, read, the commit protocol), ``writer`` (layers of one
+commit, chunk encoding), ``codecs`` (zarr codec → numcodecs), ``zipwrite``/``zipdir`` (appending
+to the zip, its directory), ``journal`` (rollback), ``lock``, ``layers`` (names, versions,
+defaults), ``integrity`` (check, recover, repack), ``tree`` (overview, lookup by key).
+"""
 
 from .integrity import CheckReport, check, recover, repack
 from .layers import PAD
-from .stack import Appender, ChunkEncoder, DataStack, LayerWriter, find_by_key, format_tree
+from .store import DataStack
+from .tree import find_by_key, format_tree
+from .writer import Appender, ChunkEncoder, LayerWriter
 
 
 def tree(path, show_arrays: bool = False) -> str:

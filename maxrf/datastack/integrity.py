@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import math
 import mmap
 import os
@@ -19,10 +20,13 @@ from pathlib import Path
 
 from isal.isal_zlib import crc32  # same CRC-32 as zlib, ~4x faster (pclmul)
 
+from ..atomic import atomic_write
 from ..errors import DataStackError
 from . import layers as L
-from .lock import fsync_dir
-from .stack import ROOT_META, DataStack, _layer_names, log
+from .layers import ROOT_META, layer_names
+from .store import DataStack
+
+log = logging.getLogger("maxrf")
 
 _LOCAL = b"PK\x03\x04"
 
@@ -81,7 +85,7 @@ def check(path: str | Path) -> CheckReport:
     """Verify zip structure, every entry's CRC, the metadata, and that no chunk is missing."""
     ds = DataStack(path)
     report = CheckReport(Path(path))
-    snap = ds._snapshot()  # rolls back an interrupted append first; raises if unreadable
+    snap = ds.snapshot()  # rolls back an interrupted append first; raises if unreadable
     snap.fileobj.seek(0)
     with zipfile.ZipFile(snap.fileobj) as zf:
         infos = zf.infolist()
@@ -97,7 +101,7 @@ def check(path: str | Path) -> CheckReport:
             except (zipfile.BadZipFile, zlib.error, OSError) as exc:
                 report.problems.append(f"{info.filename}: {exc}")
         present = set(names)
-        report.layers = _layer_names(names)
+        report.layers = layer_names(names)
         for name in report.layers:
             report.problems += _layer_problems(name, zf.read(f"{name}/zarr.json"), present)
         orphans = {n.split("/")[0] for n in names if "/" in n} - set(report.layers)
@@ -221,8 +225,10 @@ def recover(
     if output.resolve() == path.resolve():
         raise DataStackError("recover writes a new file: give another output path", output)
     output = output_target(output)
-    tmp = output.with_name(f".{output.name}.recover-{os.getpid()}")
-    try:
+    kept: list[str] = []
+    dropped: list[str] = []
+
+    def write(tmp: str) -> None:
         with open(path, "rb") as f, _map(f) as data:
             entries: dict[str, _Entry] = {}
             for entry in _scan(data):
@@ -233,14 +239,13 @@ def recover(
                 return b"" if e.usize > limit else b"".join(_pieces(data, e))
 
             present = set(entries)
-            kept, dropped = [], []
-            for name in _layer_names(list(entries)):
+            for name in layer_names(list(entries)):
                 if _layer_problems(name, content(f"{name}/zarr.json"), present):
                     dropped.append(name)
                 else:
                     kept.append(name)
             tops = {n.split("/")[0] for n in entries if "/" in n}
-            dropped += sorted(tops - set(kept) - set(dropped))
+            dropped.extend(sorted(tops - set(kept) - set(dropped)))
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
                 root = content("zarr.json") if "zarr.json" in entries else b""
                 zf.writestr("zarr.json", root or json.dumps(ROOT_META).encode())
@@ -251,12 +256,12 @@ def recover(
                                 for piece in _pieces(data, e):
                                     out.write(piece)
                     zf.writestr(f"{layer}/zarr.json", content(f"{layer}/zarr.json"))
-        _publish(tmp, output)
+
+    try:
+        atomic_write(output, write, durable=True, tag="recover")
     except OSError as exc:
         raise DataStackError(f"could not write ({exc.strerror or exc}); nothing written",
                              output) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return output, kept, dropped
 
 
@@ -286,13 +291,6 @@ def output_target(output: str | Path) -> Path:
     return real
 
 
-def _publish(tmp: Path, target: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
-
-
 def repack(
     ds: DataStack | str | Path,
     select: Sequence[str] | None = None,
@@ -303,17 +301,17 @@ def repack(
     ds = ds if isinstance(ds, DataStack) else DataStack(ds)
     target = output_target(output) if output else ds.file
     with ds.write_lock():
-        ds._recover_locked()
-        snap = ds._snapshot()
+        ds.settle_locked()
+        snap = ds.snapshot()
         bases = list(dict.fromkeys(L.base_name(n) for n in snap.names))
         if select is not None:
             unknown = [s for s in select if s not in bases]
             if unknown:
                 raise DataStackError(f"no layer(s) {', '.join(unknown)} to keep", ds.path)
             bases = [b for b in bases if b in select]
-        tmp = target.with_name(f".{target.name}.repack-{os.getpid()}")
         snap.fileobj.seek(0)
-        try:
+
+        def write(tmp: str) -> None:
             with (
                 zipfile.ZipFile(snap.fileobj) as src,
                 zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as dst,
@@ -339,15 +337,13 @@ def repack(
                             while chunk := fin.read(1 << 22):
                                 fout.write(chunk)
                     dst.writestr(base + "/zarr.json", src.read(meta))
-            _publish(tmp, target)
+
+        try:
+            atomic_write(target, write, durable=True, tag="repack")
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise DataStackError(
                 f"repack failed ({exc.strerror}); the file is unchanged", ds.path
             ) from None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    ds._snap = None
+    ds.forget()
     log.info("maxrf: repacked %s (%d layers)", target, len(bases))
     return target

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from zarr.codecs import BloscCodec
@@ -92,3 +96,34 @@ def default_compressor(dtype: np.dtype) -> BloscCodec:
     if dtype.kind in "iub":
         return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=dtype.itemsize)
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=dtype.itemsize)
+
+ROOT_META = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+ARRAY_CONFIG = {"write_empty_chunks": True}  # every chunk stored: a missing one means damage
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def layer_names(namelist: list[str]) -> list[str]:
+    """Top-level arrays in commit order (an array's metadata is the last entry written)."""
+    seen: list[str] = []
+    for n in namelist:
+        parts = n.split("/")
+        if len(parts) == 2 and parts[1] == "zarr.json" and parts[0] not in seen:
+            seen.append(parts[0])
+    return seen
+
+
+def jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

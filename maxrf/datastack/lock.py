@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..atomic import fsync_dir  # noqa: F401  (re-exported)
 from ..errors import DataStackError, LockTimeoutError
 
 
@@ -54,12 +55,3 @@ def file_lock(
         yield fd
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename/create/unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
