@@ -1,11 +1,10 @@
-"""Shared fixtures: small generated scans and helpers to run the CLI as a user would."""
+"""Shared fixtures: small generated scans, compiled kernels, one real Prefect server per session.
+Plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,37 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_port, stop_group
 
 from maxrf.demo import DemoSpec, generate_scan
-from maxrf.rpl import EnergyCalibration, format_rpl
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never start (and leave running) the shared background Prefect server in the user's data
 # folder: CLI runs without the session server get Prefect's temporary one; the test of the
 # background server sets its own MAXRF_HOME and stops it.
 os.environ.setdefault("MAXRF_SERVER", "temporary")
-
-
-def write_scan(
-    prefix: Path,
-    data: np.ndarray,
-    dtype: str = "<u2",
-    record_by: str = "vector",
-    offset: int = 0,
-    layout: str = "A",
-    energy: EnergyCalibration | None = None,
-) -> Path:
-    """Write (height, width, channels) ``data`` as a .raw/.rpl pair; returns the .raw path."""
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.asarray(data).astype(dtype)
-    body = arr if record_by != "image" else np.moveaxis(arr, -1, 0)
-    raw = Path(f"{prefix}.raw")
-    raw.write_bytes(b"\xab" * offset + np.ascontiguousarray(body).tobytes())
-    h, w, c = arr.shape
-    text = format_rpl(w, h, c, dtype, record_by, offset, layout, energy)
-    Path(f"{prefix}.rpl").write_bytes(text.encode())
-    return raw
 
 
 @pytest.fixture(scope="session")
@@ -58,20 +34,8 @@ def small_scan(tmp_path_factory) -> tuple[Path, dict]:
     return Path(f"{prefix}.raw"), truth
 
 
-def run_maxrf(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
-    """Run the installed ``maxrf`` command line in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "maxrf.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
-def load_json(text: str) -> dict:
-    return json.loads(text)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -85,10 +49,6 @@ def compiled_kernels():
         smooth_reduce(np.ones((2, 70), dtype), 0)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -139,13 +99,3 @@ def prefect_server(tmp_path_factory) -> dict[str, str]:
     stop_group(proc)
     log.close()
 
-
-def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM a process group started with ``start_new_session``; SIGKILL it after ``grace``
-    seconds (a Prefect worker finishing a scheduled run can take longer to stop)."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)

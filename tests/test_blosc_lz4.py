@@ -95,7 +95,7 @@ def test_bad_parameters():
 
 
 def _pinned(package: str) -> str | None:
-    from conftest import ROOT
+    from helpers import ROOT
 
     for line in (ROOT / "requirements.lock").read_text().splitlines():
         if line.lower().startswith(f"{package}=="):

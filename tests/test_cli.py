@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_maxrf
+from helpers import run_maxrf
 
 
 def test_info_json(small_scan):

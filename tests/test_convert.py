@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import write_scan
+from helpers import write_scan
 from scipy.ndimage import gaussian_filter1d
 
 from maxrf.convert import LAYERS, convert

@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from conftest import run_maxrf
+from helpers import run_maxrf
 
 from maxrf.datastack import PAD, DataStack, check, recover, repack
 from maxrf.errors import DataStackError, LayerNotFoundError, LockTimeoutError

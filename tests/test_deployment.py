@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, stop_group
+from helpers import ROOT, stop_group
 
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan

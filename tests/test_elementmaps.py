@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_maxrf
+from helpers import run_maxrf
 
 from maxrf import steps
 from maxrf.convert import convert

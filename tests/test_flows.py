@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from maxrf import pipeline
 from maxrf.datastack import DataStack, repack

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_maxrf
+from helpers import ROOT, run_maxrf
 
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
@@ -430,7 +430,7 @@ def test_raw_that_is_a_fifo_is_refused(tmp_path, scan):
     [("<f4", np.nan, "NaN or infinite"), ("<f4", -3.0, "negative"), ("<i2", -3, "negative")],
 )
 def test_values_counts_cannot_have_are_reported(tmp_path, dtype, poison, expect):
-    from conftest import write_scan
+    from helpers import write_scan
 
     from maxrf.convert import convert
     from maxrf.errors import DataWarning
@@ -448,7 +448,7 @@ def test_values_counts_cannot_have_are_reported(tmp_path, dtype, poison, expect)
 
 
 def test_clean_counts_give_no_warning(tmp_path, recwarn):
-    from conftest import write_scan
+    from helpers import write_scan
 
     from maxrf.convert import convert
 

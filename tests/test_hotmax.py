@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import run_maxrf
+from helpers import run_maxrf
 
 from maxrf import hotmax as hm
 from maxrf import steps

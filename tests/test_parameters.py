@@ -57,7 +57,7 @@ def test_flow_rejects_a_bad_anode_before_converting(tmp_path):
     from maxrf.demo import DemoSpec, generate_scan
 
     generate_scan(tmp_path / "s", DemoSpec(height=8, width=8, channels=256, gain=0.16))
-    from conftest import run_maxrf
+    from helpers import run_maxrf
 
     r = run_maxrf("process", tmp_path / "s.raw", "--anode", "Xx", "--no-plots", timeout=300)
     assert r.returncode == 2 and "unknown anode" in r.stderr, r.stderr

@@ -7,7 +7,7 @@ import itertools
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import write_scan
+from helpers import write_scan
 
 from maxrf import open_raw
 from maxrf.errors import RawSizeError, ScanNotFoundError

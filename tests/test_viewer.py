@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser import browser
-from conftest import ROOT
+from helpers import ROOT
 
 from maxrf import steps
 from maxrf.bands import BandReader, band_layers
