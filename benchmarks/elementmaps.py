@@ -157,6 +157,7 @@ def main() -> int:
     ap.add_argument("--counts", type=float, default=4000.0)
     ap.add_argument("--folder", default=str(ROOT / "benchmarks" / "data"))
     ap.add_argument("--no-pymca", action="store_true")
+    ap.add_argument("--out", help="results file (default benchmarks/results-elementmaps.json)")
     ap.add_argument("--maxrf4u", metavar="PYTHON",
                     help="also run maxrf4u's NMF element maps with this Python (make compat: "
                          ".venv-maxrf4u/bin/python)")
@@ -235,7 +236,7 @@ def main() -> int:
     result = {"size": args.size, "counts": args.counts, "elements": elements, "rows": rows,
               "crosstalk": xt, "speed": speed, "rss_self_mb":
               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    (ROOT / "benchmarks" / "results-elementmaps.json").write_text(
+    (Path(args.out) if args.out else ROOT / "benchmarks" / "results-elementmaps.json").write_text(
         json.dumps(result, indent=1, default=float))
     return 0
 

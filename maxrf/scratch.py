@@ -1,7 +1,7 @@
 """Per-thread scratch buffers, reused from one chunk to the next.
 
-A fresh 16 MB array per chunk costs page faults and zeroing every time (measured: ≈ 10 % of a
-conversion's system time); each worker thread keeps one growing buffer per name instead.
+A fresh 16 MB array per chunk costs page faults and zeroing every time; each worker thread keeps
+one growing buffer per name instead.
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ MA-XRF spectra are sparse (≈ 80 % of channels hold zero counts), so the convol
 *scatter*: each non-zero sample adds its weighted kernel (57 taps at sigma 7) to an accumulator.
 A compiled kernel (numba) does it and, while the spectrum is still in cache, rounds it to a
 fixed-point grid (optional) and folds it into the per-channel max / argmax and the raw sum: one
-pass, no temporaries. Single-threaded, measured here (``benchmarks/convert.py``): 6–7× faster
-than ``gaussian_filter1d`` on spectra with 78 % zeros, 2.5× on dense ones; with rounding and
-statistics ≈ 10 µs per 4096-channel spectrum of the benchmark scans. Edges are mirrored as
+pass, no temporaries (its speed against ``gaussian_filter1d``: docs/performance.md, measured by
+``benchmarks/convert.py``). Edges are mirrored as
 scipy's ``mode="reflect"`` (about the half-sample edge, repeatedly for spectra shorter than the
 kernel).
 """

@@ -27,7 +27,7 @@ _told: list[str | None] = []  # fast_path()'s first answer (logged once)
 
 def fast_path() -> str | None:
     """Why the fast path is off (None: on). Logged once, so a numcodecs build without the
-    symbols is seen, not silently slower (≈ 9 % of a conversion's CPU here)."""
+    symbols is seen, not silently slower (docs/performance.md: "Encoding")."""
     why = None
     if _compress_ctx() is None:
         why = "numcodecs' blosc library does not export blosc_compress_ctx"

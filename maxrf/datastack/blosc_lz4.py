@@ -1,9 +1,8 @@
 """Blosc-1 LZ4 chunks written by a compiled kernel, byte for byte what c-blosc writes.
 
-numcodecs' c-blosc is built with SSE2 shuffles only; on the 2-core test machine its bit-shuffle
-and byte-shuffle took ≈ 13 % of a conversion's CPU. Here the shuffles are numba loops that the
-compiler vectorises for the machine at hand (AVX2 / AVX-512: bit-shuffle of uint16 ≈ 2.5x,
-byte-shuffle of float32 ≈ 4x faster, measured), and each shuffled stream is compressed by the same
+numcodecs' c-blosc is built with SSE2 shuffles only. Here the shuffles are numba loops that the
+compiler vectorises for the machine at hand (AVX2 / AVX-512; the gain is in docs/performance.md),
+and each shuffled stream is compressed by the same
 ``LZ4_compress_fast`` that numcodecs' blosc library exports, with blosc 1.21's block sizes, splits,
 acceleration and fall-backs (stored streams, memcpy'd chunks). The output is therefore identical
 to ``numcodecs.Blosc("lz4", clevel, shuffle).encode`` (tested on many shapes and contents), and

@@ -4,9 +4,9 @@ Each entry's place is reserved under a short lock (the CRC is computed by the ca
 before). The bytes then go to disk one of two ways:
 
 - **direct** (default where the filesystem allows ``O_DIRECT``): entries are copied into 32 MiB
-  aligned segments that an I/O thread writes with ``O_DIRECT``, bypassing the page cache. On this
-  project's VM the kernel's copy into the page cache ran at ≈ 0.8 GB/s and cost 10 % of a
-  conversion's CPU; direct writes cost almost none, and the disk works while the cores encode.
+  aligned segments that an I/O thread writes with ``O_DIRECT``, bypassing the page cache (the
+  kernel's copy into it costs CPU; docs/performance.md), so the disk works while the cores
+  encode.
 - **buffered** (fallback): ``pwrite`` by the calling thread, with a write-behind thread calling
   ``fdatasync`` as data accumulates, so the fsync at commit has little left to do.
 
