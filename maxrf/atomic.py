@@ -24,6 +24,7 @@ def atomic_write(
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600 files: use what a plain open would
         if durable:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -34,6 +35,26 @@ def atomic_write(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The replaced file's permissions, or a new file's under the process umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def fsync_dir(folder: str | Path) -> None:

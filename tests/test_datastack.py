@@ -431,3 +431,22 @@ def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch, refused
     np.testing.assert_array_equal(DataStack(ds.path).read("a"), np.arange(10))
     assert check(ds.path).ok
     assert bool(direct_opens) == (refused_at == "write")
+
+
+def test_new_files_get_the_usual_permissions(tmp_path):
+    """Datastacks (and plots, exports) are written under a temporary name: they must still end
+    up readable as a plain open() would make them, and a replaced file keeps its mode."""
+    import stat
+
+    from maxrf.atomic import atomic_write
+
+    ds = DataStack(tmp_path / "p.datastack")
+    ds.append(np.zeros(3), "a")
+    old = os.umask(0o022)
+    os.umask(old)
+    assert stat.S_IMODE(os.stat(ds.path).st_mode) == 0o666 & ~old
+    png = tmp_path / "x.png"
+    atomic_write(png, lambda t: open(t, "wb").write(b"1"))
+    os.chmod(png, 0o640)
+    atomic_write(png, lambda t: open(t, "wb").write(b"2"))
+    assert stat.S_IMODE(os.stat(png).st_mode) == 0o640 and png.read_bytes() == b"2"
