@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.optimize import curve_fit
 
 from .errors import CalibrationError, SpectrumError
 from .lines import (
@@ -260,7 +259,7 @@ def fit_peak(y: np.ndarray, center: float, sigma_ch: float) -> tuple[float, floa
         return None
     mu0 = lo + float(np.argmax(seg))
     try:
-        p, _ = curve_fit(_gauss, x, seg, p0=(a0, mu0, sigma_ch, base, 0.0), maxfev=4000)
+        p, _ = _curve_fit(_gauss, x, seg, p0=(a0, mu0, sigma_ch, base, 0.0), maxfev=4000)
     except (RuntimeError, ValueError):
         return None
     a, mu, s = p[0], p[1], abs(p[2])
@@ -445,7 +444,7 @@ def _compton(y: np.ndarray, cal: Calibration, smoothing_sigma: float) -> None:
         0.0,
     )
     try:
-        p, _ = curve_fit(_two_gauss, x, seg, p0=p0, maxfev=8000)
+        p, _ = _curve_fit(_two_gauss, x, seg, p0=p0, maxfev=8000)
     except (RuntimeError, ValueError):
         return
     ce = float(_axis([cal.offset_kev, cal.gain_kev, cal.quadratic_kev], p[1]))
@@ -569,3 +568,10 @@ def _find_peaks(y, **kwargs):
     from scipy.signal import find_peaks
 
     return find_peaks(y, **kwargs)
+
+
+def _curve_fit(*args, **kwargs):
+    """``scipy.optimize.curve_fit``, imported on first use (scipy.optimize: ~0.25 s)."""
+    from scipy.optimize import curve_fit
+
+    return curve_fit(*args, **kwargs)

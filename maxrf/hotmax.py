@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy.ndimage import grey_opening, uniform_filter1d
 
 from .errors import SpectrumError
@@ -163,6 +162,8 @@ def peak_table(hot: HotmaxPixels, maxspectrum: np.ndarray, energies: np.ndarray 
                 "candidates": ", ".join(candidate_lines(energy)) if energies is not None else "",
             }
         )
+    import pandas as pd  # ~0.25 s to import: only when a table is made
+
     return pd.DataFrame(rows)
 
 
