@@ -28,6 +28,7 @@ from .lines import (
     element_lines,
     line_components,
 )
+from .pipeline import default
 from .rpl import EnergyCalibration
 
 # Lines that show up in most paintings; landmarks are taken from these when isolated.
@@ -314,12 +315,12 @@ def _locate(y, coef, refs, smoothing_sigma) -> list[Landmark]:
 
 def calibrate(
     spectrum: np.ndarray,
-    anode: str = "Rh",
+    anode: str = default("anode"),
     header: EnergyCalibration | None = None,
-    smoothing_sigma: float = 7.0,
+    smoothing_sigma: float = default("sigma"),
     refine: bool = True,
     counts_scale: float = 1.0,
-    tube_kv: float = 50.0,
+    tube_kv: float = default("tube_kv"),
 ) -> Calibration:
     """Calibrate the channel axis of ``spectrum`` (best: the mean spectrum of the raw counts,
     with ``counts_scale`` = number of pixels so that it counts photons). Landmarks give a robust
@@ -455,7 +456,7 @@ def _compton(y: np.ndarray, cal: Calibration, smoothing_sigma: float) -> None:
 
 def manual_calibration(
     channels: int,
-    anode: str = "Rh",
+    anode: str = default("anode"),
     energies: tuple[float, float] | None = None,
     gain_kev: float | None = None,
     offset_kev: float = 0.0,
@@ -479,7 +480,10 @@ EXTRAPOLATION_KEV = 8.0  # warn when the axis reaches this far past the last str
 
 
 def refine_axis(
-    counts: np.ndarray, cal: Calibration, tube_kv: float = 50.0, smoothing_sigma: float = 0.0
+    counts: np.ndarray,
+    cal: Calibration,
+    tube_kv: float = default("tube_kv"),
+    smoothing_sigma: float = 0.0,
 ) -> None:
     """Fit the whole spectrum (elements proposed on the landmark axis, every multiplet line,
     escape peaks, Rayleigh/Compton, continuum) with the axis, resolution and scatter angle free;

@@ -12,6 +12,7 @@ import sys
 
 from . import __version__
 from .errors import MaxrfError
+from .pipeline import default
 from .raw import check_raw_size, scan_paths
 from .rpl import read_rpl
 
@@ -79,7 +80,7 @@ def _add_demo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gain", type=float, default=0.010002, help="keV per channel")
     p.add_argument("--offset", type=float, default=-0.956, help="keV at channel 0")
-    p.add_argument("--anode", default="Rh", help="tube anode: Rh, Mo, Ag, W, Cr, Cu")
+    p.add_argument("--anode", default=default("anode"), help="tube anode: Rh, Mo, Ag, W, Cr, Cu")
     p.add_argument("--angle", type=float, default=110.0, help="scatter angle in degrees")
     p.add_argument("--counts", type=float, default=2000.0, help="mean counts per spectrum")
     p.add_argument("--hotspots", type=int, default=3)

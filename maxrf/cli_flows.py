@@ -134,5 +134,5 @@ def add_commands(sub, flows_command) -> None:
     p.add_argument("--height", type=int, default=128)
     p.add_argument("--width", type=int, default=160)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--anode", default="Rh")
+    p.add_argument("--anode", default=default("anode"), help=_help("anode"))
     p.set_defaults(func=flows_command("demo"))

@@ -28,7 +28,7 @@ from scipy.ndimage import gaussian_filter1d
 from .datastack import ChunkEncoder, DataStack, LayerWriter
 from .datastack.layers import CUBE_CHUNK_PIXELS, DEFAULT_PRECISION_BITS, PRECISION_BITS
 from .errors import DataWarning, MaxrfError
-from .pipeline import step
+from .pipeline import default, step
 from .raw import RawFile, open_scan
 from .scratch import thread_buffer
 
@@ -218,7 +218,7 @@ MAX_SIGMA = 200.0  # channels; the reference uses 7, wider is no longer smoothin
 def convert(
     raw_path: str | Path,
     output: str | Path | None = None,
-    sigma: float = 7.0,
+    sigma: float = default("sigma"),
     flip_horizontal: bool = False,
     flip_vertical: bool = False,
     rpl_path: str | Path | None = None,

@@ -30,7 +30,7 @@ from .datastack import DataStack
 from .errors import MaxrfError
 from .fitting import GramSolver, nnls_weighted, spectra_f32
 from .lines import atomic_number, excitation_spectrum
-from .pipeline import step
+from .pipeline import default, step
 from .spectrum_fit import (
     CANDIDATES,
     Proposal,
@@ -135,8 +135,8 @@ def _hot_spectra(ds: DataStack, limit: int = 24) -> list[tuple[str, np.ndarray, 
 
 def prepare(
     datastack: str | Path,
-    anode: str | float = "Rh",
-    tube_kv: float = 50.0,
+    anode: str | float = default("anode"),
+    tube_kv: float = default("tube_kv"),
     elements: list[str] | None = None,
     add: list[str] | None = None,
     drop: list[str] | None = None,

@@ -9,7 +9,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .pipeline import ANODES  # tube anodes whose lines are scattered by the sample
+from .pipeline import (
+    ANODES,  # tube anodes whose lines are scattered by the sample
+    default,
+)
 
 ELECTRON_REST_KEV = 510.99895
 
@@ -140,7 +143,7 @@ def line_codes() -> tuple[tuple[str, str, int], ...]:
 
 
 @cache
-def excitation_spectrum(anode: str | float = "Rh", tube_kv: float = 50.0):
+def excitation_spectrum(anode: str | float = default("anode"), tube_kv: float = default("tube_kv")):
     """(energies keV, relative photon flux) of the beam: the anode's lines plus a Kramers
     continuum up to the tube voltage, or one energy for a monochromatic beam (a number)."""
     try:
@@ -164,7 +167,10 @@ def excitation_spectrum(anode: str | float = "Rh", tube_kv: float = 50.0):
 
 @cache
 def line_components(
-    element: str, anode: str | float = "Rh", tube_kv: float = 50.0, min_relative: float = 1e-3
+    element: str,
+    anode: str | float = default("anode"),
+    tube_kv: float = default("tube_kv"),
+    min_relative: float = 1e-3,
 ) -> tuple[Line, ...]:
     """Every line of ``element`` (each multiplet component separately: KL3, KL2, KM3 …) with its
     fluorescence cross section averaged over the excitation spectrum; lines weaker than

@@ -22,6 +22,7 @@ from scipy.interpolate import BSpline
 from scipy.special import erf, erfc, erfcx
 
 from .lines import anode_lines, compton_energy, line_codes, line_components
+from .pipeline import default
 
 EPSILON_SI_KEV = 0.00365  # energy per electron-hole pair in silicon
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
@@ -33,8 +34,8 @@ FAMILIES = ("K", "L1", "L2", "L3", "M")
 class Instrument:
     """The non-linear parameters of the model (what a calibration refinement fits)."""
 
-    anode: str = "Rh"
-    tube_kv: float = 50.0
+    anode: str = default("anode")
+    tube_kv: float = default("tube_kv")
     angle_deg: float = 110.0  # scatter angle
     noise_fwhm_kev: float = 0.0715  # electronic noise
     fano: float = 0.115

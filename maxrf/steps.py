@@ -13,7 +13,7 @@ from . import hotmax as hm
 from .atomic import atomic_write
 from .datastack import DataStack
 from .errors import MaxrfError
-from .pipeline import step
+from .pipeline import default, step
 from .rpl import EnergyCalibration
 
 CALIBRATE_LAYERS = step("calibrate").layers
@@ -36,7 +36,7 @@ def _header_calibration(ds: DataStack) -> EnergyCalibration | None:
 
 def calibrate_layers(
     datastack: str | Path,
-    anode: str | float = "Rh",
+    anode: str | float = default("anode"),
     energies: tuple[float, float] | None = None,
     use_header: bool = True,
     provenance: dict | None = None,
@@ -149,8 +149,8 @@ def subpeak_layers(datastack: str | Path, provenance: dict | None = None) -> dic
 
 def elementmap_layers(
     datastack: str | Path,
-    anode: str | float = "Rh",
-    tube_kv: float = 50.0,
+    anode: str | float = default("anode"),
+    tube_kv: float = default("tube_kv"),
     elements: list[str] | None = None,
     add_elements: list[str] | None = None,
     drop_elements: list[str] | None = None,
