@@ -15,7 +15,15 @@ from maxrf.errors import MaxrfError
 def use_running_server() -> bool:
     """Point Prefect at a server (the configured one, or maxrf's background server, started on
     first use); False when the user chose Prefect's temporary server."""
-    return use_server() is not None
+    url = use_server()
+    from flows import server
+
+    if server.started:
+        info = server.started[-1]
+        print(f"started a Prefect server for maxrf in the background: {info.ui} "
+              "(kept for the next commands; 'maxrf server stop' stops it)", flush=True)
+        server.started.clear()
+    return url is not None
 
 
 def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:

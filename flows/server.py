@@ -24,6 +24,7 @@ from pathlib import Path
 from maxrf.atomic import atomic_write
 from maxrf.errors import MaxrfError
 
+started: list[ServerInfo] = []  # the servers this process started (for a one-line notice)
 USER_SERVER = "http://127.0.0.1:4200/api"  # `prefect server start` with its defaults
 PREFERRED_PORT = 4242
 START_TIMEOUT_S = 120.0
@@ -178,7 +179,8 @@ def use_server(start_if_needed: bool = True) -> str | None:
     info = current()
     url = info.url if info else USER_SERVER if healthy(USER_SERVER, 0.3) else None
     if url is None and start_if_needed:
-        url = start().url
+        started.append(start())
+        url = started[-1].url
     if url is not None:
         os.environ["PREFECT_API_URL"] = url
         os.environ.setdefault("PREFECT_UI_URL", url.removesuffix("/api"))

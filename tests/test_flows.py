@@ -262,6 +262,7 @@ def test_wiped_database_keeps_the_layer_cache(scan, tmp_path, prefect_server):
         steps = [line for line in out2.splitlines() if line.startswith("  step")]
         assert len(steps) == len(pipeline.STEPS) and all(line.endswith("cached") for line in steps)
         assert "the run in the Prefect UI: http://127.0.0.1:" in out2
+        assert "started a Prefect server for maxrf in the background" in out2
         assert entries(scan.with_suffix(".datastack")) == before
         # ... and the next command reuses it (no second server; its database holds both runs).
         status = cli("server", home=tmp_path / "home2", env=shared)
@@ -271,6 +272,7 @@ def test_wiped_database_keeps_the_layer_cache(scan, tmp_path, prefect_server):
         again = cli("convert", scan, "--rerun", home=tmp_path / "home2", env=shared)
         out, err = again.communicate(timeout=300)
         assert again.returncode == 0 and f"({url})" in out, (out, err[-2000:])
+        assert "started a Prefect server" not in out
         import httpx
 
         runs = httpx.post(f"{url}/flow_runs/filter", json={}).json()
