@@ -112,7 +112,7 @@ STEPS: tuple[Step, ...] = (
          "sub-peaks above the noise lines"),
     Step("bands", "2", ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums"), (),
          ("convert",), "the viewer's band layers"),
-    Step("element-maps", "2",
+    Step("element-maps", "3",
          ("maxrf_elementmaps", "maxrf_elementmaps_atomnums", "maxrf_elementmaps_residual",
           "maxrf_elementmaps_background", "maxrf_elementmaps_model", "nmf_elementmaps",
           "nmf_atomnums"),
