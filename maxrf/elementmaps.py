@@ -4,7 +4,7 @@
    or given), the instrument refined on the mean spectrum (resolution, scatter angle, Compton
    shape, each element's line-family shares), and the per-pixel templates: one per element (all
    its lines and escapes), Rayleigh, Compton (+ shoulder) and the mean continuum cut into broad
-   pieces; weights from the mean model's Poisson variance.
+   pieces; weights from the mean model's Poisson variance, floored at its median channel.
 2. ``fit_maps``: strips of raw counts → normal equations (one float32 matmul) → compiled NNLS on
    both cores; bounded memory, optionally on a dask.distributed cluster.
 3. Detection limit: an element's value is kept where it is detected at ``DETECTION_SIGMA``
