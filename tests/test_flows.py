@@ -111,7 +111,7 @@ def test_runs_publish_artifacts(prefect_api, scan):
     process_scan(str(scan))
     assert {p: p.stat().st_mtime_ns for p in pngs} == before
     # ... and a person sees the plot inside the Prefect UI (not a file:// link).
-    _see_plot_in_ui(os.environ.get("PREFECT_API_URL") or _api_url(), plot.id, scan.parent)
+    _see_plot_in_ui(_api_url(), plot.id, scan.parent)  # the settings prefect_api set
 
 
 def _api_url() -> str:

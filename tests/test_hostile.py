@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,26 @@ from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.errors import DataStackError, HeaderError, LockTimeoutError
 from maxrf.rpl import read_rpl
+
+
+@contextmanager
+def lock_held_elsewhere(path: Path, seconds: float = 20):
+    """Another writer (a thread) holds the datastack's write lock while the block runs."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with DataStack(path).write_lock():
+            holding.set()
+            release.wait(seconds)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert holding.wait(10)
+        yield
+    finally:
+        release.set()
+        t.join()
 
 
 @pytest.fixture
@@ -113,24 +134,10 @@ def test_own_journal_is_still_rolled_back(stack):
 def test_writers_through_links_share_the_lock(stack, tmp_path, link):
     other = tmp_path / f"{link}.datastack"
     (os.symlink if link == "symlink" else os.link)(stack, other)
-    holding = threading.Event()
-    release = threading.Event()
-
-    def hold():
-        with DataStack(stack).write_lock():
-            holding.set()
-            release.wait(10)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    try:
-        assert holding.wait(10)
+    with lock_held_elsewhere(stack):
         with pytest.raises(LockTimeoutError):
             with DataStack(other).write_lock(timeout=0.5):
                 pass
-    finally:
-        release.set()
-        t.join()
     DataStack(other).append(np.zeros(2), "via_link")
     assert "via_link" in DataStack(stack).layers
 
@@ -255,24 +262,11 @@ def test_usage_mistakes_are_one_line(args):
 
 
 def test_lock_wait_is_a_choice(stack):
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():
-        with DataStack(stack).write_lock():
-            holding.set()
-            release.wait(20)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    try:
-        assert holding.wait(10)
+    with lock_held_elsewhere(stack):
         started = time.monotonic()
         r = run_maxrf("--lock-wait", "1", "repack", stack)
         assert r.returncode == 2 and "gave up after 1 s" in r.stderr, r.stderr
         assert time.monotonic() - started < 30
-    finally:
-        release.set()
-        t.join()
 
 
 def test_watcher_identity_is_the_content_not_the_name(tmp_path):

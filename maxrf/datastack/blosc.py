@@ -22,9 +22,9 @@ from ..scratch import thread_buffer
 from . import blosc_lz4
 
 log = logging.getLogger("maxrf")
-_told: list[str | None] = []  # fast_path()'s first answer (logged once)
 
 
+@lru_cache(maxsize=1)
 def fast_path() -> str | None:
     """Why the fast path is off (None: on). Logged once, so a numcodecs build without the
     symbols is seen, not silently slower (docs/performance.md: "Encoding")."""
@@ -33,10 +33,7 @@ def fast_path() -> str | None:
         why = "numcodecs' blosc library does not export blosc_compress_ctx"
     elif not blosc_lz4.available():
         why = "numcodecs' blosc library does not export LZ4_compress_fast"
-    first = not _told
-    if first:
-        _told.append(why)
-    if why and first:
+    if why:
         import numcodecs
 
         log.warning("blosc fast path off (numcodecs %s): %s; chunks are encoded by "
@@ -96,8 +93,7 @@ class BloscEncoder:
     def encode_view(self, data: np.ndarray, slot: str) -> memoryview:
         """Compressed bytes of ``data`` in this thread's buffer ``slot``: valid until the next
         call with the same slot in the same thread."""
-        if not _told:
-            fast_path()  # logs why it is off, once
+        fast_path()  # logs why it is off, once (cached)
         fn = _compress_ctx()
         if fn is None:
             return memoryview(self.codec.encode(data))

@@ -57,8 +57,9 @@ def belongs_to(header: dict, zip_path: Path) -> bool:
     return all(ident[k] == header[k] for k in ("dev", "ino", "head_sha256", "before_sha256"))
 
 
-def write_journal(journal: Path, zip_path: Path, start_dir: int) -> None:
-    """Save ``zip_path[start_dir:]`` to ``journal`` durably before the zip is modified."""
+def write_journal(journal: Path, zip_path: Path, start_dir: int) -> bytes:
+    """Save ``zip_path[start_dir:]`` to ``journal`` durably before the zip is modified; returns
+    that tail (the directory the append will write again)."""
     with open(zip_path, "rb") as f:
         f.seek(start_dir)
         tail = f.read()
@@ -76,6 +77,7 @@ def write_journal(journal: Path, zip_path: Path, start_dir: int) -> None:
     finally:
         tmp.unlink(missing_ok=True)  # a full disk: nothing left behind
     fsync_dir(journal.parent)
+    return tail
 
 
 def read_journal(journal: Path) -> tuple[int, bytes, dict] | None:

@@ -252,7 +252,7 @@ class DataStack:
                     self.path,
                 ) from None
             try:
-                write_journal(self.journal_path, self.file, start_dir)
+                tail = write_journal(self.journal_path, self.file, start_dir)
             except OSError as exc:
                 raise DataStackError(
                     f"could not write the rollback journal ({exc.strerror or exc}); "
@@ -260,8 +260,7 @@ class DataStack:
                 ) from None
             try:
                 with open(self.file, "rb+") as f:
-                    f.seek(start_dir)
-                    directory = read_directory(f.read(), start_dir)
+                    directory = read_directory(tail, start_dir)
                     app = Appender(self, ParallelZipWriter(str(self.file), f.fileno(), directory),
                                    existing)
                     try:
