@@ -543,7 +543,7 @@ def _strong_lines(fit) -> list[tuple[float, str, float]]:
     e = fit.model.energies
     for name, kind, row, a in zip(fit.model.names, fit.model.kinds, fit.model.templates,
                                   fit.amplitudes, strict=True):
-        if kind == "continuum" or a <= 0 or name == "compton-tail":
+        if kind == "continuum" or a <= 0 or name.startswith(("compton-tail", "compton-shoulder")):
             continue
         peak = float(e[int(np.argmax(row))])
         if a * row.max() > 25 * np.sqrt(max(a * row.max(), 1.0)):  # a clear peak

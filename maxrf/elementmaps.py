@@ -38,6 +38,7 @@ from .spectrum_fit import (
     family_shares,
     propose,
     refine,
+    tube_shares,
     usable_elements,
 )
 from .spectrum_model import Instrument, SpectrumModel, build_model
@@ -45,6 +46,7 @@ from .spectrum_model import Instrument, SpectrumModel, build_model
 LAYERS = step("element-maps").layers
 BLOCK = (16, 256)  # rows × columns per fitted block (aligned to the 16 × 16 chunks)
 CONTINUUM_PIECES = 5
+MIN_COUNTS_PER_PIXEL = 0.5  # an element proposed from a spectrum has at least this on average
 DETECTION_SIGMA = 3.0  # the usual XRF detection limit (3 σ)
 WEIGHT_FLOOR_PERCENTILE = 50  # weights stop growing below the mean pixel's median channel
 
@@ -65,6 +67,7 @@ class MapModel:
     proposal: Proposal | None
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
     mean_chi2: float = float("nan")
+    tube_shares: dict[str, float] | None = None
 
     def attrs(self) -> dict:
         return {
@@ -73,6 +76,7 @@ class MapModel:
             "fit_range_kev": list(self.fit_range),
             "instrument": self.model.instrument.attrs(),
             "family_shares": self.shares,
+            "tube_subshell_shares": self.tube_shares,
             "mean_spectrum_reduced_chi2": self.mean_chi2,
             "proposed": None if self.proposal is None else {
                 el: {"significance": round(self.proposal.significance[el], 1),
@@ -125,12 +129,19 @@ def _instrument(ds: DataStack, anode: str | float, tube_kv: float) -> tuple[Inst
 
 
 def _hot_spectra(ds: DataStack, limit: int = 24) -> list[tuple[str, np.ndarray, int]]:
+    """The raw spectra around the hotmax pixels, each summed with its 3 × 3 neighbourhood: a
+    hotmax pixel is chosen for its highest count in some channel, often an upward fluctuation
+    that a neighbouring element's line would fit (Ag Lα beside Ar Kα); eight unselected
+    neighbours dilute that while a hot spot's lines stay strong."""
     if "hotmax_spots" not in ds:
         return []
     raw = ds.array("maxrf_raw")
+    h, w, _c = raw.shape
     out = []
     for r, c in ds.read("hotmax_spots")[:limit].tolist():
-        out.append((f"pixel ({r}, {c})", np.asarray(raw[r, c, :], dtype=np.float64), 1))
+        r0, r1, c0, c1 = max(r - 1, 0), min(r + 2, h), max(c - 1, 0), min(c + 2, w)
+        y = np.asarray(raw[r0:r1, c0:c1, :], dtype=np.float64).sum(axis=(0, 1))
+        out.append((f"pixels around ({r}, {c})", y, (r1 - r0) * (c1 - c0)))
     return out
 
 
@@ -155,7 +166,8 @@ def prepare(
     proposal = None
     if elements is None:
         spectra = [("mean spectrum", ysum, h * w)] + _hot_spectra(ds)
-        proposal = propose(spectra, energies, inst, fit_range, CANDIDATES)
+        proposal = propose(spectra, energies, inst, fit_range, CANDIDATES,
+                           min_per_pixel=MIN_COUNTS_PER_PIXEL)
         chosen = list(proposal.elements)
     else:
         chosen = list(elements)
@@ -179,8 +191,9 @@ def prepare(
     shape = fit.amplitudes[cont] @ fit.model.templates[cont]
     if shape.sum() <= 0:
         shape = np.ones_like(energies, dtype=np.float64)
+    tube = tube_shares(fit)
     model = build_model(energies, chosen, fit.instrument, fit_range, continuum=shape,
-                        pieces=CONTINUUM_PIECES, ratios=shares, sensor=False)
+                        pieces=CONTINUUM_PIECES, ratios=shares, sensor=False, tube_shares=tube)
     sel = (energies >= fit_range[0]) & (energies <= fit_range[1])
     t = model.templates[:, sel]
     keep = t.sum(axis=1) > 0
@@ -197,7 +210,8 @@ def prepare(
     floor = max(float(np.percentile(positive, WEIGHT_FLOOR_PERCENTILE)) if positive.size else 1.0,
                 1e-3)
     weights = 1.0 / np.maximum(expected, floor)
-    return MapModel(chosen, model, sel, weights, fit_range, proposal, shares, fit.chi2_reduced)
+    return MapModel(chosen, model, sel, weights, fit_range, proposal, shares, fit.chi2_reduced,
+                    tube)
 
 
 @dataclass
@@ -255,12 +269,17 @@ class _Fitter:
         y, yy, total = spectra_f32(raw.reshape(-1, raw.shape[-1]), self.lo, self.hi, self.w64)
         b = self.solver.project(y)
         x = self.solver.solve(b)
-        chi2 = self.solver.weighted_chi2(yy, b, x)
         total = np.maximum(total, 1.0)
+        # undetected elements are set to 0 and the pixel fitted again without them: a noise
+        # amplitude must not take counts from an overlapping neighbour (Ag Lα on Ar Kα)
+        free = np.ones(x.shape, np.bool_)
+        free[:, self.el] = self.detected(b, total / self.mean_total, shape)
+        if not free.all():
+            x = self.solver.solve(b, free, start=np.where(free, x, 0.0))
+        chi2 = self.solver.weighted_chi2(yy, b, x)
         # the weights are the mean pixel's variance: rescale to this pixel's brightness
         red = chi2 / self.dof * np.minimum(self.mean_total / total, 1e3)
-        xe = np.where(self.detected(b, total / self.mean_total, shape), x[:, self.el], 0.0)
-        maps = xe.T.reshape(len(self.el), *shape)
+        maps = x[:, self.el].T.reshape(len(self.el), *shape)
         bg = x[:, self.bg].sum(axis=1).reshape(shape)
         return maps.astype(np.float32), red.reshape(shape).astype(np.float32), bg.astype(
             np.float32)

@@ -26,11 +26,15 @@ def poisson_weights(y: np.ndarray, floor: float = 1.0) -> np.ndarray:
 
 
 @njit(parallel=True, cache=True, fastmath=False)
-def _cd_gram(G, B, X, max_sweeps, tol):  # pragma: no cover - compiled
+def _cd_gram(G, B, X, free, max_sweeps, tol):  # pragma: no cover - compiled
+    """Coordinate descent of every row of ``X`` in place; ``free[p, k]`` False holds x at 0."""
     P, K = B.shape
     sweeps_out = np.zeros(P, np.int32)
     for p in prange(P):
         x = X[p]
+        for k in range(K):
+            if not free[p, k]:
+                x[k] = 0.0
         g = np.empty(K)
         for i in range(K):
             s = -B[p, i]
@@ -44,7 +48,7 @@ def _cd_gram(G, B, X, max_sweeps, tol):  # pragma: no cover - compiled
             maxx = 0.0
             for k in range(K):
                 new = x[k] - g[k] / G[k, k]
-                if new < 0.0:
+                if new < 0.0 or not free[p, k]:
                     new = 0.0
                 d = new - x[k]
                 if d != 0.0:
@@ -106,10 +110,20 @@ class GramSolver:
         """B = Y·(W·Tᵀ) for spectra ``y`` (pixels × C), float32 matmul."""
         return (np.asarray(y, dtype=np.float32) @ self.projector).astype(np.float64)
 
-    def solve(self, b: np.ndarray) -> np.ndarray:
+    def solve(self, b: np.ndarray, free: np.ndarray | None = None,
+              start: np.ndarray | None = None) -> np.ndarray:
+        """Amplitudes for B; ``free`` (pixels × K bool) holds the False ones at 0, ``start``
+        (a previous solution) warm-starts the descent."""
         bs = np.ascontiguousarray(b * self.scale)
-        x = np.ascontiguousarray(np.maximum(bs @ self.start, 0.0))
-        self.last_sweeps = _cd_gram(self.gs, bs, x, self.max_sweeps, self.tol)
+        if start is None:
+            x = np.maximum(bs @ self.start, 0.0)
+        else:
+            x = np.asarray(start, dtype=np.float64) / self.scale
+        x = np.ascontiguousarray(x)
+        if free is None:
+            free = np.ones(x.shape, np.bool_)
+        self.last_sweeps = _cd_gram(self.gs, bs, x, np.ascontiguousarray(free, dtype=np.bool_),
+                                    self.max_sweeps, self.tol)
         return x * self.scale
 
     def weighted_chi2(self, yy: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -118,8 +118,8 @@ _LINE_NAME = re.compile(r"^(K|L[123]|M[1-5])([KLMNOPQ][1-7]?)_LINE$")
 
 
 class Line(NamedTuple):
-    """One emission line: IUPAC name (``"L3M5"``), family (its initial vacancy: K, L1, L2, L3 or
-    M), energy (keV) and its
+    """One emission line: IUPAC name (``"L3M5"``), family (its initial vacancy: K, L1-L3 or
+    M1-M5), energy (keV) and its
     intensity (fluorescence cross section, cm²/g, averaged over the excitation spectrum)."""
 
     name: str
@@ -130,15 +130,15 @@ class Line(NamedTuple):
 
 @cache
 def line_codes() -> tuple[tuple[str, str, int], ...]:
-    """Every xraylib line macro: (IUPAC name, family K/L1/L2/L3/M, xraylib code)."""
+    """Every xraylib line macro: (IUPAC name, family K/L1-L3/M1-M5, xraylib code)."""
     import xraylib as xl
 
     out = []
     for attr in dir(xl):
         m = _LINE_NAME.match(attr)
         if m:
-            shell = m.group(1)  # K, L1-L3 (their ratios depend on the excitation), M
-            out.append((attr[:-5], "M" if shell[0] == "M" else shell, getattr(xl, attr)))
+            shell = m.group(1)  # K, L1-L3, M1-M5: their ratios depend on the excitation
+            out.append((attr[:-5], shell, getattr(xl, attr)))
     return tuple(out)
 
 

@@ -18,6 +18,7 @@ CANDIDATES = (
     "Zn", "As", "Se", "Br", "Rb", "Sr", "Zr", "Mo", "Ag", "Cd", "Sn", "Sb", "I", "Ba", "W",
     "Pt", "Au", "Hg", "Pb", "Bi",
 )  # fmt: skip
+WEAK_SUBSHELLS = ("L1", "L2", "M1", "M2", "M3")
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 
 
@@ -107,9 +108,12 @@ def propose(
     threshold: float = SIGNIFICANCE,
     min_counts: float = 20.0,
     smoothing_sigma: float = 0.0,
+    min_per_pixel: float = 0.0,
 ) -> Proposal:
     """Elements significantly present in any of ``spectra`` ((label, counts, pixels)): all
-    candidates are fitted at once, then the insignificant ones dropped until all stand."""
+    candidates are fitted at once, then the insignificant ones dropped until all stand. A family
+    also needs ``min_counts`` counts and ``min_per_pixel`` counts per pixel of the spectrum (a
+    sum of millions of pixels shows a 0.1 % misfit of a strong line as a "significant" trace)."""
     cands = usable_elements(candidates, energies, inst, fit_range)
     lo, hi = fit_range
     sl = (energies >= lo) & (energies <= hi)
@@ -135,7 +139,7 @@ def propose(
             rows = keep + list(range(n_el, n_el + n_other))
             a, z, _chi2 = significance(full.templates[rows][:, sl], y[sl], poisson_weights(y[sl]))
             za, aa = z[: len(keep)], a[: len(keep)]
-            ok = (za >= need[keep]) & (aa >= min_counts)
+            ok = (za >= need[keep]) & (aa >= max(min_counts, min_per_pixel * pixels))
             if ok.all():
                 break
             # inactive ones go at once; then the weakest active one, whose overlapping
@@ -145,12 +149,13 @@ def propose(
             if bad.size and not drop:
                 drop.add(int(bad[np.argmin(za[bad])]))
             keep = [k for i, k in enumerate(keep) if i not in drop]
-        order = sorted(range(len(keep)), key=lambda i: fam_names[keep[i]].endswith(("L1", "L2")))
+        order = sorted(range(len(keep)), key=lambda i: fam_names[keep[i]].endswith(WEAK_SUBSHELLS))
         for i in order:
             el, family = fam_names[keep[i]].split("-")
-            # L1/L2 lines alone do not make an element (its L3 lines, Lα, are always the
-            # strongest L lines): they only mimic neighbours (Cd Lβ1 on K Kα)
-            if not ok[i] or (el not in found.significance and family in ("L1", "L2")):
+            # L1/L2 (M1-M3) lines alone do not make an element (its L3 lines, Lα, are always
+            # the strongest L lines; M5 and M4 the M lines): they only mimic neighbours (Cd Lβ1
+            # on K Kα)
+            if not ok[i] or (el not in found.significance and family in WEAK_SUBSHELLS):
                 continue
             if el not in found.significance:
                 found.elements.append(el)
@@ -181,13 +186,16 @@ class SpectrumFit:
         return self.amplitudes @ self.model.templates
 
 
-NONLINEAR = ("noise_fwhm_kev", "fano", "angle_deg", "doppler", "tail_kev")
+NONLINEAR = ("noise_fwhm_kev", "fano", "angle_deg", "doppler", "tail_kev", "shoulder_shift",
+             "shoulder_width")
 BOUNDS = {
     "noise_fwhm_kev": (0.02, 0.3),
     "fano": (0.05, 0.3),
     "angle_deg": (30.0, 179.0),
     "doppler": (0.001, 0.05),
     "tail_kev": (0.05, 2.0),
+    "shoulder_shift": (0.0, 4.0),
+    "shoulder_width": (1.2, 4.0),
 }
 
 
@@ -219,7 +227,7 @@ def refine(
     p0 = [getattr(inst, n) for n in NONLINEAR]
     lower = [BOUNDS[n][0] for n in NONLINEAR]
     upper = [BOUNDS[n][1] for n in NONLINEAR]
-    scale = [0.01, 0.02, 5.0, 0.005, 0.1]
+    scale = [0.01, 0.02, 5.0, 0.005, 0.1, 0.2, 0.2]
     if fit_axis:
         p0 += [off0, gain0] + ([quad0] if quadratic else [])
         lower += [off0 - 0.05, gain0 * 0.99] + ([-1e-6] if quadratic else [])
@@ -253,12 +261,12 @@ def refine(
 
 
 def family_shares(fit: SpectrumFit, min_counts: float) -> dict[str, dict[str, float]]:
-    """Per element, each line family's share of its counts as fitted (``{"Pb": {"L": .9,
-    "M": .1}}``); elements whose families are too weak to tell keep the model's prior."""
+    """Per element, each line family's share of its counts as fitted (``{"Pb": {"L3": .5,
+    "L2": .3, "L1": .1, "M5": .06, ...}}``); elements whose families are too weak to tell keep the model's prior."""
     out: dict[str, dict[str, float]] = {}
     per: dict[str, dict[str, float]] = {}
-    for name, a in zip(fit.model.names, fit.amplitudes, strict=True):
-        if "-" in name and name.split("-")[1] in FAMILIES:
+    for name, kind, a in zip(fit.model.names, fit.model.kinds, fit.amplitudes, strict=True):
+        if kind == "element" and "-" in name and name.split("-")[1] in FAMILIES:
             el, fam = name.split("-")
             per.setdefault(el, {})[fam] = float(a)
     for el, fams in per.items():
@@ -266,3 +274,16 @@ def family_shares(fit: SpectrumFit, min_counts: float) -> dict[str, dict[str, fl
         if len(fams) > 1 and total >= min_counts:
             out[el] = {f: v / total for f, v in fams.items()}
     return out
+
+
+def tube_shares(fit: SpectrumFit) -> dict[str, float] | None:
+    """Each subshell's share of the tube's scattered lines (Rayleigh and Compton together) as
+    fitted with ``split_families`` (``{"L1": .1, "L2": .3, "L3": .6}`` for W), or None when the
+    tube has one family."""
+    per: dict[str, float] = {}
+    for name, kind, a in zip(fit.model.names, fit.model.kinds, fit.amplitudes, strict=True):
+        fam = name.rsplit("-", 1)[-1]
+        if kind == "scatter" and fam in FAMILIES:
+            per[fam] = per.get(fam, 0.0) + float(a)
+    total = sum(per.values())
+    return {f: v / total for f, v in per.items()} if len(per) > 1 and total > 0 else None

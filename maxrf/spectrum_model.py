@@ -3,8 +3,10 @@
 Components (each a template of unit total counts, so its coefficient is counts):
 - one per element: all its lines in range (each multiplet component at its xraylib energy and
   cross section, families K/L/M weighted by ``family_ratios``), each with its Si escape peak;
-- ``rayleigh``: the anode's lines scattered elastically; ``compton`` and ``compton-tail``: the same
-  lines scattered inelastically at ``angle_deg`` with a Doppler width and a low-energy shoulder;
+- ``rayleigh``: the anode's lines scattered elastically; ``compton``, ``compton-shoulder`` and
+  ``compton-tail``: the same lines scattered inelastically at ``angle_deg``, a Doppler-broadened
+  peak, a broader component below it (bound electrons, the spread of scatter angles) and an
+  exponential low-energy tail (multiple scattering, incomplete charge collection);
 - ``sensor``: the detector's noise peak at 0 keV;
 - a smooth continuum: cubic B-splines (``continuum=n`` pieces) or, for the per-pixel fit, a given
   shape cut into a few broad overlapping pieces.
@@ -27,7 +29,7 @@ from .pipeline import default
 EPSILON_SI_KEV = 0.00365  # energy per electron-hole pair in silicon
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
 MIN_LINE_KEV = 0.9  # lines below this are absorbed by air and the detector window
-FAMILIES = ("K", "L1", "L2", "L3", "M")
+FAMILIES = ("K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ class Instrument:
     noise_fwhm_kev: float = 0.0715  # electronic noise
     fano: float = 0.115
     doppler: float = 0.012  # Compton Doppler sigma as a fraction of the Compton energy
-    tail_kev: float = 0.35  # decay length of the Compton low-energy shoulder
+    tail_kev: float = 0.35  # decay length of the Compton low-energy tail
+    shoulder_shift: float = 1.0  # Compton shoulder centre below the peak, in Compton sigmas
+    shoulder_width: float = 2.0  # Compton shoulder sigma, in Compton sigmas
 
     def fwhm_kev(self, energy_kev):
         e = np.maximum(np.asarray(energy_kev, dtype=np.float64), 0.0)
@@ -176,44 +180,74 @@ def family_templates(
 
 
 @cache
-def _anode_multiplet(anode: str, tube_kv: float) -> tuple[np.ndarray, np.ndarray]:
-    """Energies and relative rates of the tube's lines (each multiplet component; K lines, L for
-    W), or the one energy of a monochromatic beam."""
+def tube_lines(anode: str, tube_kv: float) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """The tube's lines by initial vacancy (K lines; L1, L2, L3 for W): ``{family: (energies,
+    relative rates within the family, the family's prior share)}``; one energy for a
+    monochromatic beam. Rates within a subshell are radiative rates; the subshells' shares (how
+    often the electrons ionise each) are a prior that fits on the mean spectrum replace."""
     try:
         float(anode)
         lines = anode_lines(anode)
-        return np.array([v[0] for v in lines.values()]), np.array([v[1] for v in lines.values()])
+        return {"K": (np.array([v[0] for v in lines.values()]), np.array([1.0]), 1.0)}
     except (TypeError, ValueError):
         pass
     import xraylib as xl
 
-    comps = line_components(anode, anode, tube_kv)
     main = "L" if str(anode).strip().capitalize() == "W" else "K"  # as anode_lines
     z = xl.SymbolToAtomicNumber(anode)
-    codes = {name: code for name, fam, code in line_codes() if fam[0] == main}
-    sel = [c for c in comps if c.family[0] == main and c.energy_kev < tube_kv]
-    rates = []
-    for c in sel:
+    codes = {name: code for name, _fam, code in line_codes()}
+    # electron impact ionises the subshells much as photons of ~0.6 x the voltage do
+    edge = xl.EdgeEnergy(z, xl.L1_SHELL if main == "L" else xl.K_SHELL)
+    e_exc = min(max(0.6 * tube_kv, 1.1 * edge), tube_kv)
+    out = {}
+    for comp in line_components(anode, anode, tube_kv):
+        if comp.family[0] != main or comp.energy_kev >= tube_kv:
+            continue
         try:
-            rates.append(xl.RadRate(z, codes[c.name]))
+            rate = xl.RadRate(z, codes[comp.name])
+            cs = xl.CS_FluorLine_Kissel_Cascade(z, codes[comp.name], e_exc)
         except (ValueError, KeyError):
-            rates.append(0.0)
-    e, w = np.array([c.energy_kev for c in sel]), np.array(rates)
-    keep = w > 1e-3 * w.max()
-    return e[keep], w[keep] / w[keep].sum()
+            continue
+        e, r, share = out.get(comp.family, ([], [], 0.0))
+        out[comp.family] = (e + [comp.energy_kev], r + [rate], share + cs)
+    total = sum(v[2] for v in out.values())
+    result = {}
+    for fam, (e, r, share) in out.items():
+        e, r = np.array(e), np.array(r)
+        keep = r > 1e-3 * r.max()
+        if keep.any() and share > 0:
+            result[fam] = (e[keep], r[keep] / r[keep].sum(), share / total)
+    return result
 
 
-def scatter_templates(edges: np.ndarray, inst: Instrument) -> dict[str, np.ndarray]:
-    """``rayleigh``, ``compton`` and ``compton-tail`` templates (unit total each)."""
-    e, w = _anode_multiplet(inst.anode, inst.tube_kv)
-    out = {"rayleigh": _lines_template(edges, e, w, inst)}
-    ec = np.asarray(compton_energy(e, inst.angle_deg), dtype=np.float64)
-    sig = np.hypot(inst.sigma_kev(ec), inst.doppler * ec)
-    out["compton"] = gaussian_counts(edges, ec, sig, w)
-    out["compton-tail"] = tail_counts(edges, ec, sig, w, inst.tail_kev)
-    for k, row in out.items():
-        s = row.sum()
-        out[k] = row / s if s > 0 else row
+def scatter_templates(
+    edges: np.ndarray, inst: Instrument, shares: dict[str, float] | None = None,
+    split: bool = False,
+) -> dict[str, np.ndarray]:
+    """``rayleigh``, ``compton``, ``compton-shoulder`` and ``compton-tail`` templates (unit total
+    each): the tube's lines, their subshells weighted by ``shares`` (else the prior), or with
+    ``split`` one set per subshell (``rayleigh-L3`` …) when the tube has several."""
+    fams = tube_lines(inst.anode, inst.tube_kv)
+    if split and len(fams) > 1:
+        groups = {f"-{f}": {f: 1.0} for f in fams}
+    else:
+        prior = {f: v[2] for f, v in fams.items()}
+        given = {f: float(shares[f]) for f in fams if shares and f in shares}
+        groups = {"": {**prior, **given} if given else prior}
+    out = {}
+    for suffix, weights in groups.items():
+        e = np.concatenate([fams[f][0] for f in fams])
+        w = np.concatenate([fams[f][1] * weights.get(f, 0.0) for f in fams])
+        rows = {"rayleigh": _lines_template(edges, e, w, inst)}
+        ec = np.asarray(compton_energy(e, inst.angle_deg), dtype=np.float64)
+        sig = np.hypot(inst.sigma_kev(ec), inst.doppler * ec)
+        rows["compton"] = gaussian_counts(edges, ec, sig, w)
+        rows["compton-shoulder"] = gaussian_counts(edges, ec - inst.shoulder_shift * sig,
+                                                   inst.shoulder_width * sig, w)
+        rows["compton-tail"] = tail_counts(edges, ec, sig, w, inst.tail_kev)
+        for k, row in rows.items():
+            s = row.sum()
+            out[k + suffix] = row / s if s > 0 else row
     return out
 
 
@@ -261,12 +295,14 @@ def build_model(
     ratios: dict[str, dict[str, float]] | None = None,
     split_families: bool = False,
     sensor: bool = True,
+    tube_shares: dict[str, float] | None = None,
 ) -> SpectrumModel:
     """The model on the axis ``energies`` (channel centres, keV); element templates hold the
     lines up to the end of ``fit_range`` (their counts are what the fit measures). ``continuum``
     is a number of B-spline pieces over ``fit_range``, or a shape (one value per channel) cut
     into ``pieces`` broad pieces. ``split_families``: one component per line family
-    (``Pb-L3``)."""
+    (``Pb-L3``), and per subshell of the tube's lines (``rayleigh-L3``, for W); ``tube_shares``:
+    the tube subshells' shares as fitted."""
     energies = np.asarray(energies, dtype=np.float64)
     edges = channel_edges(energies)
     names, kinds, rows = [], [], []
@@ -280,7 +316,7 @@ def build_model(
             names.append(el)
             kinds.append("element")
             rows.append(element_template(el, edges, inst, (ratios or {}).get(el), fit_range[1]))
-    for name, row in scatter_templates(edges, inst).items():
+    for name, row in scatter_templates(edges, inst, tube_shares, split_families).items():
         names.append(name)
         kinds.append("scatter")
         rows.append(row)
