@@ -262,7 +262,8 @@ def refine(
 
 def family_shares(fit: SpectrumFit, min_counts: float) -> dict[str, dict[str, float]]:
     """Per element, each line family's share of its counts as fitted (``{"Pb": {"L3": .5,
-    "L2": .3, "L1": .1, "M5": .06, ...}}``); elements whose families are too weak to tell keep the model's prior."""
+    "L2": .3, "L1": .1, "M5": .06, ...}}``); elements whose families are too weak to tell keep
+    the model's prior."""
     out: dict[str, dict[str, float]] = {}
     per: dict[str, dict[str, float]] = {}
     for name, kind, a in zip(fit.model.names, fit.model.kinds, fit.amplitudes, strict=True):
