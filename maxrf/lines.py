@@ -174,8 +174,10 @@ def line_components(
 ) -> tuple[Line, ...]:
     """Every line of ``element`` (each multiplet component separately: KL3, KL2, KM3 …) with its
     fluorescence cross section averaged over the excitation spectrum; lines weaker than
-    ``min_relative`` of the element's strongest are left out. Raises ``ValueError`` for an
-    unknown symbol."""
+    ``min_relative`` of their family's strongest are left out (each family's share is fitted:
+    absorption may make a family that is weak here the strongest one seen), and families weaker
+    than ``min_relative²`` of the element's strongest line. Raises ``ValueError`` for an unknown
+    symbol."""
     import xraylib as xl
 
     try:
@@ -203,7 +205,12 @@ def line_components(
     if not out:
         return ()
     top = max(line.intensity for line in out)
-    return tuple(sorted((x for x in out if x.intensity >= min_relative * top), key=lambda x: x[2]))
+    fam_top: dict[str, float] = {}
+    for x in out:
+        fam_top[x.family] = max(fam_top.get(x.family, 0.0), x.intensity)
+    keep = [x for x in out if x.intensity >= min_relative * fam_top[x.family]
+            and fam_top[x.family] >= min_relative**2 * top]
+    return tuple(sorted(keep, key=lambda x: x[2]))
 
 
 def atomic_number(element: str) -> int:

@@ -18,7 +18,7 @@ CANDIDATES = (
     "Zn", "As", "Se", "Br", "Rb", "Sr", "Zr", "Mo", "Ag", "Cd", "Sn", "Sb", "I", "Ba", "W",
     "Pt", "Au", "Hg", "Pb", "Bi",
 )  # fmt: skip
-WEAK_SUBSHELLS = ("L1", "L2", "M1", "M2", "M3")
+WEAK_SUBSHELLS = ("L1", "L2")
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 
 
@@ -119,7 +119,7 @@ def propose(
     sl = (energies >= lo) & (energies <= hi)
     # one component per line family: self-absorption changes their ratios per object
     full = smoothed(build_model(energies, cands, inst, fit_range, continuum=12, sensor=False,
-                                split_families=True), smoothing_sigma)
+                                split_families=True, merge_m=True), smoothing_sigma)
     n_el = len(full.element_rows)
     fam_names = full.names[:n_el]
     # A family whose strongest line lies among the anode's scattered lines (Rayleigh and Compton,
@@ -152,9 +152,8 @@ def propose(
         order = sorted(range(len(keep)), key=lambda i: fam_names[keep[i]].endswith(WEAK_SUBSHELLS))
         for i in order:
             el, family = fam_names[keep[i]].split("-")
-            # L1/L2 (M1-M3) lines alone do not make an element (its L3 lines, Lα, are always
-            # the strongest L lines; M5 and M4 the M lines): they only mimic neighbours (Cd Lβ1
-            # on K Kα)
+            # L1/L2 lines alone do not make an element (its L3 lines, Lα, are always the
+            # strongest L lines): they only mimic neighbours (Cd Lβ1 on K Kα)
             if not ok[i] or (el not in found.significance and family in WEAK_SUBSHELLS):
                 continue
             if el not in found.significance:

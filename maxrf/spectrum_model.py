@@ -29,7 +29,7 @@ from .pipeline import default
 EPSILON_SI_KEV = 0.00365  # energy per electron-hole pair in silicon
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
 MIN_LINE_KEV = 0.9  # lines below this are absorbed by air and the detector window
-FAMILIES = ("K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5")
+FAMILIES = ("K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
 
 
 @dataclass(frozen=True)
@@ -170,12 +170,18 @@ def element_template(
 
 
 def family_templates(
-    element: str, edges: np.ndarray, inst: Instrument, e_max: float | None = None
+    element: str, edges: np.ndarray, inst: Instrument, e_max: float | None = None,
+    merge_m: bool = False,
 ) -> dict[str, np.ndarray]:
     """One unit-total template per line family of ``element`` in range (lines up to
-    ``e_max``)."""
+    ``e_max``); with ``merge_m`` the M subshells are one family ``M`` (each alone is too weak
+    to tell an element by)."""
     e_max = edges[-1] if e_max is None else e_max
     rows = _family_rows(element, edges, inst, e_max)
+    if merge_m:
+        m = [f for f in rows if f.startswith("M")]
+        if m:
+            rows = {f: r for f, r in rows.items() if f not in m} | {"M": sum(rows[f] for f in m)}
     return {f: r / r.sum() for f, r in rows.items() if r.sum() > 0}
 
 
@@ -296,19 +302,20 @@ def build_model(
     split_families: bool = False,
     sensor: bool = True,
     tube_shares: dict[str, float] | None = None,
+    merge_m: bool = False,
 ) -> SpectrumModel:
     """The model on the axis ``energies`` (channel centres, keV); element templates hold the
     lines up to the end of ``fit_range`` (their counts are what the fit measures). ``continuum``
     is a number of B-spline pieces over ``fit_range``, or a shape (one value per channel) cut
     into ``pieces`` broad pieces. ``split_families``: one component per line family
     (``Pb-L3``), and per subshell of the tube's lines (``rayleigh-L3``, for W); ``tube_shares``:
-    the tube subshells' shares as fitted."""
+    the tube subshells' shares as fitted; ``merge_m``: one M family per element."""
     energies = np.asarray(energies, dtype=np.float64)
     edges = channel_edges(energies)
     names, kinds, rows = [], [], []
     for el in elements:
         if split_families:
-            for fam, row in family_templates(el, edges, inst, fit_range[1]).items():
+            for fam, row in family_templates(el, edges, inst, fit_range[1], merge_m).items():
                 names.append(f"{el}-{fam}")
                 kinds.append("element")
                 rows.append(row)
