@@ -376,7 +376,7 @@ def calibrate(
         )
     _compton(y, cal, smoothing_sigma)
     if refine:
-        refine_axis(y * counts_scale, cal, tube_kv, smoothing_sigma)
+        refine_axis(y * counts_scale, cal, tube_kv, smoothing_sigma, pixels=counts_scale)
     _support(cal)
     if header is not None:
         ch = np.arange(y.size)
@@ -484,11 +484,13 @@ def refine_axis(
     cal: Calibration,
     tube_kv: float = default("tube_kv"),
     smoothing_sigma: float = 0.0,
+    pixels: float = 1.0,
 ) -> None:
     """Fit the whole spectrum (elements proposed on the landmark axis, every multiplet line,
     escape peaks, Rayleigh/Compton, continuum) with the axis, resolution and scatter angle free;
-    keep the refined axis only when it lowers χ² against the landmark axis."""
-    from .spectrum_fit import default_fit_range, propose, refine
+    keep the refined axis only when it lowers χ² against the landmark axis. ``counts`` is the
+    sum of ``pixels`` spectra (a proposed element needs 0.5 counts per pixel)."""
+    from .spectrum_fit import MIN_COUNTS_PER_PIXEL, default_fit_range, propose, refine
     from .spectrum_model import Instrument
 
     try:
@@ -498,8 +500,9 @@ def refine_axis(
         energies = cal.energies()
         fit_range = (min(-0.3, float(energies[0]) + 0.05) if energies[0] < -0.3 else 1.0,
                      default_fit_range(energies, inst)[1])
-        elements = propose([("mean", counts, 1)], energies, inst, (1.0, fit_range[1]),
-                           min_counts=0.0, smoothing_sigma=smoothing_sigma).elements
+        elements = propose([("mean", counts, pixels)], energies, inst, (1.0, fit_range[1]),
+                           min_counts=0.0, smoothing_sigma=smoothing_sigma,
+                           min_per_pixel=MIN_COUNTS_PER_PIXEL if pixels > 1 else 0.0).elements
         axis = (cal.offset_kev, cal.gain_kev, cal.quadratic_kev)
         free = refine(counts, axis, elements, inst, fit_range, fit_axis=True,
                       quadratic=cal.quadratic_kev != 0, smoothing_sigma=smoothing_sigma)

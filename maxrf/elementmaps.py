@@ -33,6 +33,7 @@ from .lines import atomic_number, excitation_spectrum
 from .pipeline import default, step
 from .spectrum_fit import (
     CANDIDATES,
+    MIN_COUNTS_PER_PIXEL,
     Proposal,
     default_fit_range,
     family_shares,
@@ -46,7 +47,6 @@ from .spectrum_model import Instrument, SpectrumModel, build_model
 LAYERS = step("element-maps").layers
 BLOCK = (16, 256)  # rows × columns per fitted block (aligned to the 16 × 16 chunks)
 CONTINUUM_PIECES = 5
-MIN_COUNTS_PER_PIXEL = 0.5  # an element proposed from a spectrum has at least this on average
 DETECTION_SIGMA = 3.0  # the usual XRF detection limit (3 σ)
 WEIGHT_FLOOR_PERCENTILE = 50  # weights stop growing below the mean pixel's median channel
 

@@ -20,6 +20,7 @@ CANDIDATES = (
 )  # fmt: skip
 WEAK_SUBSHELLS = ("L1", "L2")
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
+MIN_COUNTS_PER_PIXEL = 0.5  # and, found in a sum of pixels, this many counts per pixel
 
 
 def smoothed(model: SpectrumModel, sigma: float) -> SpectrumModel:

@@ -60,12 +60,20 @@ def test_planted_elements_are_proposed_and_mapped(rh_stack):
     for el in strong:
         a = accuracy(maps[elements.index(el)], truth[el])
         if a["truth"] >= 20:
-            # As under Pb: NNLS's clipping of noise at 0 in lead-only pixels biases it upwards
-            # (issue target 10 %; measured 12 % here, see the issue note)
-            assert abs(a["total_ratio"] - 1) <= (0.15 if el == "As" else 0.10), (el, a)
-            assert a["rel_rmse"] <= (0.35 if el == "As" else 0.15), (el, a)
+            # As (32 counts/pixel here) under Pb Lα and Hg Lβ: its per-pixel noise is ≈ 2× its
+            # Poisson noise, so its binned RMSE is measured 0.19 on this small scan
+            assert abs(a["total_ratio"] - 1) <= 0.10, (el, a)
+            assert a["rel_rmse"] <= (0.25 if el == "As" else 0.15), (el, a)
             if a["cv"] >= 0.2:
                 assert a["corr"] >= 0.95, (el, a)
+    # nothing proposed that was not planted (hot spots included): the 3 × 3 sums around the
+    # hotmax pixels do not read their selected fluctuations as traces (Ag Lα beside Ar Kα)
+    planted = {el for el, m in truth.items() if m.max() > 0}
+    assert set(elements) <= planted, set(elements) - planted
+    # the Compton shoulder is modelled: the refined scatter angle is the planted one
+    inst = attrs["instrument"]
+    assert abs(inst["angle_deg"] - 110.0) < 1.5, inst
+    assert attrs["mean_spectrum_reduced_chi2"] < 1.5, attrs["mean_spectrum_reduced_chi2"]
     # maxrf4u's names, same data; atomic numbers; residual ≈ 1 for a good model
     np.testing.assert_array_equal(ds.read("nmf_elementmaps"), maps)
     assert ds.read("nmf_atomnums").tolist() == ds.read("maxrf_elementmaps_atomnums").tolist()
@@ -101,7 +109,8 @@ def test_sulphur_next_to_lead_and_mercury_m_lines(rh_stack):
 
 @pytest.mark.parametrize(
     "anode, channels, gain, offset, angle, tube_kv",
-    [("Mo", 2048, 0.0156, -0.3, 75, 40.0), ("Ag", 4096, 0.0086, -0.613, 131, 45.0)],
+    [("Mo", 2048, 0.0156, -0.3, 75, 40.0), ("Ag", 4096, 0.0086, -0.613, 131, 45.0),
+     ("W", 4096, 0.010002, -0.956, 110, 40.0)],
 )
 def test_other_geometries(tmp_path, anode, channels, gain, offset, angle, tube_kv):
     spec = DemoSpec(height=32, width=48, channels=channels, gain=gain, offset=offset,
@@ -109,11 +118,18 @@ def test_other_geometries(tmp_path, anode, channels, gain, offset, angle, tube_k
     path = make_stack(tmp_path, spec)
     steps.elementmap_layers(path, anode=anode, tube_kv=tube_kv)
     ds = DataStack(path)
-    elements, maps = ds.attrs("maxrf_elementmaps")["elements"], ds.read("maxrf_elementmaps")
+    attrs = ds.attrs("maxrf_elementmaps")
+    elements, maps = attrs["elements"], ds.read("maxrf_elementmaps")
     truth = truth_of(path)
     for el in ("Fe", "Pb", "Hg", "Cu"):
         a = accuracy(maps[elements.index(el)], truth[el])
         assert abs(a["total_ratio"] - 1) <= 0.1 and a["corr"] >= 0.95, (el, a)
+    if anode == "W":
+        # a W tube's L lines come from three subshells whose shares the electrons set: they
+        # are fitted (radiative rates alone put Lβ above Lα: reduced χ² 990 instead of ≈ 1)
+        shares = attrs["tube_subshell_shares"]
+        assert set(shares) == {"L1", "L2", "L3"} and max(shares, key=shares.get) == "L3"
+        assert attrs["mean_spectrum_reduced_chi2"] < 3, attrs["mean_spectrum_reduced_chi2"]
 
 
 def test_given_elements_and_bad_input(rh_stack, tmp_path):
@@ -192,7 +208,38 @@ def test_model_templates_are_physical():
     esc = fe[(e > 4.55) & (e < 4.75)].sum() / fe[ka].sum()
     assert 0.002 < esc < 0.03
     m = build_model(e, ["Fe", "Pb"], inst, (1.0, 25.0), continuum=8)
-    assert {"rayleigh", "compton", "compton-tail", "sensor"} <= set(m.names)
+    assert {"rayleigh", "compton", "compton-shoulder", "compton-tail", "sensor"} <= set(m.names)
+    # the Compton shoulder lies below the Compton peak and is broader
+    c, sh = m.templates[m.names.index("compton")], m.templates[m.names.index("compton-shoulder")]
+    assert e[np.argmax(sh)] < e[np.argmax(c)] - 0.1 and sh.max() < 0.7 * c.max()
     assert np.allclose(m.templates.sum(axis=1), 1.0, atol=1e-6)
     with pytest.raises(ValueError, match="unknown element"):
         element_template("Qq", edges, inst)
+
+
+def test_masked_solve_is_the_nnls_without_those_components():
+    """Undetected elements are fitted out of a pixel: the batched solver with components held
+    at 0 equals scipy's exact NNLS of the remaining templates."""
+    from scipy.optimize import nnls
+
+    from maxrf.fitting import GramSolver
+
+    rng = np.random.default_rng(5)
+    e = np.linspace(1, 20, 600)
+    t = np.array([np.exp(-0.5 * ((e - c) / 0.4) ** 2) for c in np.linspace(2, 18, 9)])
+    t /= t.sum(axis=1, keepdims=True)
+    w = 1.0 / np.maximum(t.sum(axis=0) * 50, 1.0)
+    amps = rng.uniform(0, 300, (40, 9))
+    y = rng.poisson(amps @ t + 0.2).astype(np.float64)
+    free = rng.random((40, 9)) > 0.3
+    solver = GramSolver(t, w, tol=1e-9)
+    b = solver.project(y)
+    x0 = solver.solve(b)
+    x = solver.solve(b, free, start=np.where(free, x0, 0.0))
+    sw = np.sqrt(w)
+    for p in range(40):
+        k = np.flatnonzero(free[p])
+        exact = np.zeros(9)
+        exact[k] = nnls((t[k] * sw).T, y[p] * sw)[0]
+        np.testing.assert_allclose(x[p], exact, rtol=1e-3, atol=1e-2)
+    assert (x[~free] == 0).all()
