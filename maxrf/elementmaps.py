@@ -1,18 +1,20 @@
 """Element maps: a non-negative fit of every pixel's raw counts with the spectrum model.
 
-1. ``prepare``: the elements (proposed from the mean spectrum and the hotmax pixels' raw spectra,
-   or given), the instrument refined on the mean spectrum (resolution, scatter angle, Compton
-   shape, each element's line-family shares), and the per-pixel templates: one per element (all
-   its lines and escapes), Rayleigh, Compton (+ shoulder) and the mean continuum cut into broad
+1. ``prepare``: the elements (proposed from the mean spectrum and the raw spectra around the
+   hotmax pixels, or given), the instrument refined on the mean spectrum (resolution, scatter
+   angle, Compton peak, shoulder and tail, the tube's subshell shares, each element's line-family
+   shares: K, L1-L3, M1-M5), and the per-pixel templates: one per element (all its lines and
+   escapes), Rayleigh, Compton (peak, shoulder, tail) and the mean continuum cut into broad
    pieces; weights from the mean model's Poisson variance, floored at its median channel.
 2. ``fit_maps``: strips of raw counts → normal equations (one float32 matmul) → compiled NNLS on
    both cores; bounded memory, optionally on a dask.distributed cluster.
 3. Detection limit: an element's value is kept where it is detected at ``DETECTION_SIGMA``
    standard deviations in the pixel or in its 3 × 3 neighbourhood (unconstrained estimates, whose
-   variance follows from the normal equations), else 0. Non-negative fits of pure noise are
-   positive half the time, so without this every absent element would read ≈ 0.4 σ per pixel
-   (e.g. arsenic under lead and mercury, whose lines both overlap it: +24 % of its total on the
-   demo scan, 2.4 % cross-talk; with it 0.1 %).
+   variance follows from the normal equations), else it is 0 and the pixel is fitted again
+   without it, so that its noise takes no counts from an overlapping neighbour. Non-negative
+   fits of pure noise are positive half the time, so without this every absent element would
+   read ≈ 0.4 σ per pixel (e.g. arsenic under lead and mercury, whose lines both overlap it:
+   +24 % of its total on the demo scan, 2.4 % cross-talk; with it 0.2 %).
 Each element map holds fitted counts per pixel of all the element's lines (escape peaks included).
 """
 
