@@ -49,7 +49,7 @@ from .spectrum_model import Instrument, SpectrumModel, build_model
 LAYERS = step("element-maps").layers
 BLOCK = (16, 256)  # rows × columns per fitted block (aligned to the 16 × 16 chunks)
 CONTINUUM_PIECES = 5
-DETECTION_SIGMA = 3.0  # the usual XRF detection limit (3 σ)
+DETECTION_SIGMA = 3.5  # per test (pixel, neighbourhood): two tests, and model misfits are not noise
 WEIGHT_FLOOR_PERCENTILE = 50  # weights stop growing below the mean pixel's median channel
 
 
