@@ -258,6 +258,7 @@ class _Fitter:
         ginv = np.linalg.pinv(self.solver.gram)
         self.ginv_el = np.ascontiguousarray(ginv[:, self.el])
         self.limit = detection_sigma * np.sqrt(np.maximum(np.diag(ginv)[self.el], 0.0))
+        self.buffer: np.ndarray | None = None  # float32 spectra, reused block after block
 
     def detected(self, b: np.ndarray, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """pixels × elements: detected in the pixel or in its 3 × 3 neighbourhood."""
@@ -268,16 +269,18 @@ class _Fitter:
 
     def fit(self, raw: np.ndarray):
         shape = raw.shape[:2]
-        y, yy, total = spectra_f32(raw.reshape(-1, raw.shape[-1]), self.lo, self.hi, self.w64)
+        n = shape[0] * shape[1] * (self.hi - self.lo)
+        if self.buffer is None or self.buffer.size < n:
+            self.buffer = np.empty(n, np.float32)
+        y, yy, total = spectra_f32(raw.reshape(-1, raw.shape[-1]), self.lo, self.hi, self.w64,
+                                   self.buffer)
         b = self.solver.project(y)
-        x = self.solver.solve(b)
         total = np.maximum(total, 1.0)
-        # undetected elements are set to 0 and the pixel fitted again without them: a noise
-        # amplitude must not take counts from an overlapping neighbour (Ag Lα on Ar Kα)
-        free = np.ones(x.shape, np.bool_)
+        # detection needs only B; undetected elements are held at 0 in the fit itself, so that
+        # their noise takes no counts from an overlapping neighbour (Ag Lα on Ar Kα)
+        free = np.ones((b.shape[0], len(self.solver.gram)), np.bool_)
         free[:, self.el] = self.detected(b, total / self.mean_total, shape)
-        if not free.all():
-            x = self.solver.solve(b, free, start=np.where(free, x, 0.0))
+        x = self.solver.solve(b, free)
         chi2 = self.solver.weighted_chi2(yy, b, x)
         # the weights are the mean pixel's variance: rescale to this pixel's brightness
         red = chi2 / self.dof * np.minimum(self.mean_total / total, 1e3)

@@ -65,25 +65,33 @@ def _cd_gram(G, B, X, free, max_sweeps, tol):  # pragma: no cover - compiled
     return sweeps_out
 
 
-@njit(parallel=True, cache=True)
-def spectra_f32(raw, lo, hi, w):  # pragma: no cover - compiled
-    """Channels ``lo:hi`` of spectra (pixels × channels, any integer or float dtype) as float32,
-    each one's Σ w·y² (for χ² without a second pass) and its total counts."""
-    P = raw.shape[0]
-    C = hi - lo
-    y = np.empty((P, C), np.float32)
-    yy = np.zeros(P)
-    total = np.zeros(P)
-    for p in prange(P):
+@njit(parallel=True, cache=True, fastmath=True)
+def _spectra_into(raw, lo, hi, w, y, yy, total):  # pragma: no cover - compiled
+    for p in prange(raw.shape[0]):
         s = 0.0
         n = 0.0
-        for c in range(C):
+        for c in range(hi - lo):
             v = np.float32(raw[p, lo + c])
             y[p, c] = v
             s += w[c] * v * v
             n += v
         yy[p] = s
         total[p] = n
+
+
+def spectra_f32(
+    raw: np.ndarray, lo: int, hi: int, w: np.ndarray, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Channels ``lo:hi`` of spectra (pixels × channels, any integer or float dtype) as float32,
+    each one's Σ w·y² (for χ² without a second pass) and its total counts. ``out`` (a float32
+    buffer of at least pixels × (hi − lo)) is reused: a fresh array of tens of MB is new mmapped
+    pages each time, and their page faults cost more than the conversion."""
+    p, c = raw.shape[0], hi - lo
+    if out is None or out.size < p * c:
+        out = np.empty(p * c, np.float32)
+    y = out.reshape(-1)[: p * c].reshape(p, c)
+    yy, total = np.empty(p), np.empty(p)
+    _spectra_into(raw, lo, hi, w, y, yy, total)
     return y, yy, total
 
 
