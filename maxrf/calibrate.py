@@ -534,6 +534,14 @@ def refine_axis(
     cal.noise_fwhm_kev = best.instrument.noise_fwhm_kev
     cal.fano = best.instrument.fano
     cal.refinement["scatter_angle_deg"] = round(float(best.instrument.angle_deg), 2)
+    # The whole-spectrum fit models the Compton shoulder that pulls the landmark's two-Gaussian
+    # fit down in energy (111° for a planted 110°); it is trusted where the Compton peak stands
+    # at least a resolution width below its Rayleigh line (not for Cr: 76 eV at 110°).
+    e0 = max(anode_lines(cal.anode).values(), key=lambda v: v[1])[0]
+    shift = e0 - compton_energy(e0, best.instrument.angle_deg)
+    if cal.scatter_angle_deg and shift >= float(best.instrument.fwhm_kev(e0)):
+        cal.refinement["landmark_scatter_angle_deg"] = round(float(cal.scatter_angle_deg), 2)
+        cal.scatter_angle_deg = float(best.instrument.angle_deg)
     strong = [e for e, name, a in _strong_lines(best) if a > 0]
     if strong:
         cal.supported_kev = (min(0.0 if energies[0] < -0.1 else 1.0, min(strong)), max(strong))

@@ -59,8 +59,9 @@ def test_generated_truth(tmp_path, anode, channels, gain, offset, angle):
     err_ev = np.abs(cal.energies() - truth)[inside].max() * 1000
     assert err_ev <= 5.0, (err_ev, [(m.name, m.residual_ev) for m in cal.landmarks])
     assert len(cal.landmarks) >= 5
-    if anode in ("Rh", "Mo", "Ag"):  # a clear Compton peak: the angle is recovered
-        assert cal.scatter_angle_deg == pytest.approx(angle, abs=4)
+    if anode in ("Rh", "Mo", "Ag"):  # a clear Compton peak: the angle is recovered (the
+        # whole-spectrum fit models its shoulder; the landmark fit alone was 1-2° high)
+        assert cal.scatter_angle_deg == pytest.approx(angle, abs=1.0)
     attrs = cal.attrs()
     assert attrs["anode"] == anode and attrs["landmarks"][0]["channel"] > 0
 
