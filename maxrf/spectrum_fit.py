@@ -100,6 +100,33 @@ class Proposal:
     source: dict[str, str] = field(default_factory=dict)
 
 
+def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], background: list[int],
+           need: np.ndarray, floor: float, names: list[str]):
+    """Drop element families (rows ``keep`` of ``t``; the ``background`` rows stay) until every
+    one left stands: significance ≥ ``need``, amplitude ≥ ``floor``, and an L1/L2 family only
+    beside its element's L3 family (alone it would hold lines that no proposed element
+    explains)."""
+    for _ in range(len(keep) + 1):
+        a, z, _chi2 = significance(t[keep + background], y, w)
+        za, aa = z[: len(keep)], a[: len(keep)]
+        ok = (za >= need[keep]) & (aa >= floor)
+        standing = {names[k] for k, good in zip(keep, ok, strict=True) if good}
+        for i, k in enumerate(keep):
+            el, fam = names[k].split("-")
+            if ok[i] and fam in WEAK_SUBSHELLS and f"{el}-L3" not in standing:
+                ok[i] = False
+        if ok.all():
+            break
+        # inactive ones go at once; then the weakest active one, whose overlapping partners
+        # may then stand
+        bad = np.flatnonzero(~ok & (aa > 0))
+        drop = set(np.flatnonzero((aa <= 0) | (za < need[keep] / 4)).tolist())
+        if bad.size and not drop:
+            drop.add(int(bad[np.argmin(za[bad])]))
+        keep = [k for i, k in enumerate(keep) if i not in drop]
+    return keep, a, za, aa, ok
+
+
 def propose(
     spectra: list[tuple[str, np.ndarray, float]],
     energies: np.ndarray,
@@ -132,24 +159,14 @@ def propose(
         for i in range(n_el)
     ])
     found = Proposal([])
+    background = list(range(n_el, len(full.names)))
     for label, y, pixels in spectra:
         y = np.asarray(y, dtype=np.float64)
-        keep = list(range(n_el))
-        n_other = len(full.names) - n_el
-        for _ in range(len(keep) + 1):
-            rows = keep + list(range(n_el, n_el + n_other))
-            a, z, _chi2 = significance(full.templates[rows][:, sl], y[sl], poisson_weights(y[sl]))
-            za, aa = z[: len(keep)], a[: len(keep)]
-            ok = (za >= need[keep]) & (aa >= max(min_counts, min_per_pixel * pixels))
-            if ok.all():
-                break
-            # inactive ones go at once; then the weakest active one, whose overlapping
-            # partners may then stand
-            bad = np.flatnonzero(~ok & (aa > 0))
-            drop = set(np.flatnonzero((aa <= 0) | (za < need[keep] / 4)).tolist())
-            if bad.size and not drop:
-                drop.add(int(bad[np.argmin(za[bad])]))
-            keep = [k for i, k in enumerate(keep) if i not in drop]
+        w = poisson_weights(y[sl])
+        floor = max(min_counts, min_per_pixel * pixels)
+        t_all = full.templates[:, sl]
+        keep, a, za, aa, ok = _prune(t_all, y[sl], w, list(range(n_el)), background, need,
+                                     floor, fam_names)
         order = sorted(range(len(keep)), key=lambda i: fam_names[keep[i]].endswith(WEAK_SUBSHELLS))
         for i in order:
             el, family = fam_names[keep[i]].split("-")

