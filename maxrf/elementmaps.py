@@ -10,8 +10,8 @@
    both cores; bounded memory, optionally on a dask.distributed cluster.
 3. Detection limit: an element's value is kept where it is detected at ``DETECTION_SIGMA``
    standard deviations in the pixel or in its 3 × 3 neighbourhood (unconstrained estimates, whose
-   variance follows from the normal equations), else it is 0 and the pixel is fitted again
-   without it, so that its noise takes no counts from an overlapping neighbour. Non-negative
+   variance follows from the normal equations, so this is decided before the solve), else the
+   fit holds it at 0, so that its noise takes no counts from an overlapping neighbour. Non-negative
    fits of pure noise are positive half the time, so without this every absent element would
    read ≈ 0.4 σ per pixel (e.g. arsenic under lead and mercury, whose lines both overlap it:
    +24 % of its total on the demo scan, 2.4 % cross-talk; with it 0.2 %).

@@ -118,16 +118,10 @@ class GramSolver:
         """B = Y·(W·Tᵀ) for spectra ``y`` (pixels × C), float32 matmul."""
         return (np.asarray(y, dtype=np.float32) @ self.projector).astype(np.float64)
 
-    def solve(self, b: np.ndarray, free: np.ndarray | None = None,
-              start: np.ndarray | None = None) -> np.ndarray:
-        """Amplitudes for B; ``free`` (pixels × K bool) holds the False ones at 0, ``start``
-        (a previous solution) warm-starts the descent."""
+    def solve(self, b: np.ndarray, free: np.ndarray | None = None) -> np.ndarray:
+        """Amplitudes for B; ``free`` (pixels × K bool) holds the False ones at 0."""
         bs = np.ascontiguousarray(b * self.scale)
-        if start is None:
-            x = np.maximum(bs @ self.start, 0.0)
-        else:
-            x = np.asarray(start, dtype=np.float64) / self.scale
-        x = np.ascontiguousarray(x)
+        x = np.ascontiguousarray(np.maximum(bs @ self.start, 0.0))
         if free is None:
             free = np.ones(x.shape, np.bool_)
         self.last_sweeps = _cd_gram(self.gs, bs, x, np.ascontiguousarray(free, dtype=np.bool_),

@@ -104,8 +104,9 @@ def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], backgro
            need: np.ndarray, floor: float, names: list[str]):
     """Drop element families (rows ``keep`` of ``t``; the ``background`` rows stay) until every
     one left stands: significance ≥ ``need``, amplitude ≥ ``floor``, and an L1/L2 family only
-    beside its element's L3 family (alone it would hold lines that no proposed element
-    explains)."""
+    beside its element's L3 family: an element's L3 lines (Lα) are always its strongest L lines,
+    so L1/L2 lines alone only mimic neighbours (Cd Lβ1 on K Kα) and would hold lines that no
+    proposed element explains."""
     for _ in range(len(keep) + 1):
         a, z, _chi2 = significance(t[keep + background], y, w)
         za, aa = z[: len(keep)], a[: len(keep)]
@@ -160,20 +161,16 @@ def propose(
     ])
     found = Proposal([])
     background = list(range(n_el, len(full.names)))
+    t_all = full.templates[:, sl]
     for label, y, pixels in spectra:
-        y = np.asarray(y, dtype=np.float64)
-        w = poisson_weights(y[sl])
+        y = np.asarray(y, dtype=np.float64)[sl]
         floor = max(min_counts, min_per_pixel * pixels)
-        t_all = full.templates[:, sl]
-        keep, a, za, aa, ok = _prune(t_all, y[sl], w, list(range(n_el)), background, need,
-                                     floor, fam_names)
-        order = sorted(range(len(keep)), key=lambda i: fam_names[keep[i]].endswith(WEAK_SUBSHELLS))
-        for i in order:
-            el, family = fam_names[keep[i]].split("-")
-            # L1/L2 lines alone do not make an element (its L3 lines, Lα, are always the
-            # strongest L lines): they only mimic neighbours (Cd Lβ1 on K Kα)
-            if not ok[i] or (el not in found.significance and family in WEAK_SUBSHELLS):
+        keep, a, za, aa, ok = _prune(t_all, y, poisson_weights(y), list(range(n_el)),
+                                     background, need, floor, fam_names)
+        for i, k in enumerate(keep):
+            if not ok[i]:
                 continue
+            el = fam_names[k].split("-")[0]
             if el not in found.significance:
                 found.elements.append(el)
                 found.counts[el], found.source[el] = 0.0, label
