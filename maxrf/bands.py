@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .datastack import DataStack
+from .datastack import DataStack, find_by_key
 from .datastack.layers import CUBE_CHUNK_PIXELS
+from .datastack.lock import step_lock
 from .errors import MaxrfError
 from .pipeline import step
 
@@ -101,6 +102,32 @@ def band_layers(datastack: str | Path, provenance: dict | None = None,
         for name in app.writers:
             app.finish(name, {"maxrf": meta})
     return app.committed
+
+
+def ensure_band_layers(datastack: str | Path, progress: bool | None = None) -> bool:
+    """Build the band layers unless they exist, keyed as the pipeline keys its ``bands`` step
+    (so ``maxrf process`` reuses what ``maxrf view`` built, and the reverse), under the step's
+    lock (a viewer started during ``process`` never writes a second copy); True when built."""
+    ds = DataStack(datastack)
+    spec = step("bands")
+    meta = ds.attrs("maxrf_raw").get("maxrf", {})
+    convert_key = meta.get("cache_key")
+    key = spec.key({}, {"convert": convert_key}) if convert_key else None
+
+    def present() -> bool:
+        if key is None:  # a datastack made without keys: any complete band layers do
+            return all(name in ds for name in LAYERS)
+        return all(find_by_key(ds, name, key) for name in LAYERS)
+
+    if present():
+        return False
+    with step_lock(ds.file, spec.name):
+        ds.forget()
+        if present():
+            return False
+        provenance = {"cache_key": key, "inputs": [convert_key]} if key else {}
+        band_layers(ds.path, provenance=provenance, progress=progress)
+    return True
 
 
 class BandReader:

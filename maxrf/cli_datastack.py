@@ -93,7 +93,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 def cmd_view(args: argparse.Namespace) -> int:
     """Serve the local web viewer of a datastack (building its band layers first if needed)."""
-    from .bands import LAYERS, band_layers
+    from .bands import LAYERS, ensure_band_layers
     from .errors import MaxrfError
     from .viewer.server import serve
 
@@ -104,16 +104,27 @@ def cmd_view(args: argparse.Namespace) -> int:
                          ds.path)
     if not all(name in ds for name in LAYERS):
         print(f"building the viewer's band layers in {ds.path.name} (one pass over the counts)")
-        band_layers(ds.path, progress=None)
+        ensure_band_layers(ds.path, progress=None)
     serve(ds.path, args.host, args.port, open_browser=not args.no_browser)
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 0 to 65535, got {text!r}")
+    return port
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("view", help="explore a datastack in the browser (local web viewer)")
     p.add_argument("file", help="SCAN.datastack")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default loopback)")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=_port, default=8765,
+                   help="TCP port (default 8765; the next free one when taken; 0: any)")
     p.add_argument("--no-browser", action="store_true", help="only print the URL")
     p.set_defaults(func=cmd_view)
 

@@ -19,7 +19,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.states import Completed
 
 from maxrf.datastack import DataStack, find_by_key
-from maxrf.datastack.lock import file_lock
+from maxrf.datastack.lock import step_lock
 from maxrf.pipeline import Step
 from maxrf.pipeline import step as pipeline_step
 
@@ -104,11 +104,7 @@ def run_step(spec: StepSpec, inputs: dict, datastack: str | Path, compute: Calla
     key = spec.key(inputs)
     datastack = Path(datastack)
     logger = get_run_logger()
-    datastack.parent.mkdir(parents=True, exist_ok=True)
-    locks = datastack.with_name(f".{datastack.name}.locks")  # one hidden folder, not a file
-    locks.mkdir(exist_ok=True)  # per step beside every datastack
-    lock = locks / f"{spec.step}.lock"
-    with file_lock(lock, timeout=24 * 3600, what=f"{spec.step} step lock"):
+    with step_lock(datastack, spec.step):
         found = stored_layers(datastack, spec, key)
         if found:
             logger.info("%s: layers %s already hold key %s", spec.step, list(found.values()), key)

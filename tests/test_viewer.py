@@ -41,7 +41,7 @@ def client(stack):
 
     from maxrf.viewer.server import create_app
 
-    with TestClient(create_app(stack)) as c:
+    with TestClient(create_app(stack), base_url="http://127.0.0.1:8765") as c:
         yield c
 
 

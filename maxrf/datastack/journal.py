@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import logging
 import time
+import zipfile
 from pathlib import Path
 
 from .lock import fsync_dir
 
+log = logging.getLogger("maxrf")
 MAGIC = b"MAXRF-ZIP-JOURNAL 1\n"
 
 
@@ -100,10 +103,32 @@ def read_journal(journal: Path) -> tuple[int, bytes, dict] | None:
     return int(header["start_dir"]), tail, header
 
 
+def committed_since(zip_path: Path, start_dir: int, tail: bytes) -> bool:
+    """True when the file is no torn append but a complete zip committed after the journal was
+    written (our own commit that died before removing the journal, or a newer copy written over
+    the file that keeps its prefix): its directory starts past the journaled one and lists every
+    entry of the journaled state at the same offset. Such a file must never be cut back."""
+    view = CommittedView(zip_path, start_dir, tail)
+    try:
+        with zipfile.ZipFile(view) as old:
+            before = {i.filename: i.header_offset for i in old.infolist()}
+        with zipfile.ZipFile(zip_path) as zf:
+            if zf.start_dir <= start_dir:
+                return False
+            now = {i.filename: i.header_offset for i in zf.infolist()}
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    finally:
+        view.close()
+    return all(now.get(name) == offset for name, offset in before.items())
+
+
 def rollback(journal: Path, zip_path: Path) -> bool:
     """Restore the committed zip from the journal and delete it; True when bytes were restored.
 
-    A torn journal means the crash came before the zip was touched: it is just removed.
+    A torn journal means the crash came before the zip was touched: it is just removed. A journal
+    whose file was replaced (another inode or other untouched bytes) is set aside; one whose file
+    holds a complete later commit is removed without touching the file.
     """
     saved = read_journal(journal)
     restored = False
@@ -112,6 +137,10 @@ def rollback(journal: Path, zip_path: Path) -> bool:
         aside = journal.with_name(f"{journal.name}.orphan-{int(time.time())}")
         os.replace(journal, aside)
         raise JournalMismatch(aside)
+    if saved is not None and zip_path.exists() and committed_since(zip_path, *saved[:2]):
+        log.warning("maxrf: %s: a leftover journal predates the file's current content; "
+                    "removed it, the file is untouched", zip_path)
+        saved = None
     if saved is not None and zip_path.exists():
         start_dir, tail, _header = saved
         with open(zip_path, "r+b") as f:

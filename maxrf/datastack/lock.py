@@ -55,3 +55,15 @@ def file_lock(
         yield fd
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def step_lock(datastack: Path, step: str, timeout: float = 24 * 3600) -> Iterator[int]:
+    """The lock that makes concurrent runs on one datastack compute a step once (a hidden
+    ``.NAME.locks`` folder beside it, one file per step), whoever runs the step."""
+    datastack = Path(datastack)
+    datastack.parent.mkdir(parents=True, exist_ok=True)
+    locks = datastack.with_name(f".{datastack.name}.locks")
+    locks.mkdir(exist_ok=True)
+    with file_lock(locks / f"{step}.lock", timeout=timeout, what=f"{step} step lock") as fd:
+        yield fd

@@ -251,15 +251,22 @@ class DataStack:
                     f"{recover_hint(self.path)}",
                     self.path,
                 ) from None
+            try:  # write access first: a read-only file must leave no journal behind
+                f = open(self.file, "rb+")
+            except OSError as exc:
+                raise DataStackError(
+                    f"cannot write ({exc.strerror or exc}); nothing was written", self.path
+                ) from None
             try:
                 tail = write_journal(self.journal_path, self.file, start_dir)
             except OSError as exc:
+                f.close()
                 raise DataStackError(
                     f"could not write the rollback journal ({exc.strerror or exc}); "
                     "nothing was written", self.path,
                 ) from None
             try:
-                with open(self.file, "rb+") as f:
+                with f:
                     directory = read_directory(tail, start_dir)
                     app = Appender(self, ParallelZipWriter(str(self.file), f.fileno(), directory),
                                    existing)

@@ -4,6 +4,7 @@ strings, checks them (``ViewerError`` → HTTP 400) and returns JSON-able data o
 from __future__ import annotations
 
 import io
+import os
 import threading
 from pathlib import Path
 
@@ -60,6 +61,31 @@ class ViewerData:
 
     def __init__(self, datastack: str | Path) -> None:
         self.path = Path(datastack)
+        self._lock = threading.Lock()
+        self._stamp = self._file_stamp()
+        self._load()
+
+    def _file_stamp(self) -> tuple[int, int, int]:
+        st = os.stat(self.path)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def refresh(self) -> bool:
+        """Reopen the layers when the datastack changed since they were read (a refit, a
+        calibration committed while the viewer runs); True when it did. One stat per call."""
+        try:
+            stamp = self._file_stamp()
+        except OSError:
+            return False
+        if stamp == self._stamp:
+            return False
+        with self._lock:
+            if stamp != self._stamp:
+                self._load()
+                self._stamp = stamp
+        return True
+
+    def _load(self) -> None:
+        """Open the layers shown (the latest version of each); empties the caches."""
         self.ds = DataStack(self.path)
         self.reader = BandReader(self.path)
         self.energies = (self.ds.read("maxrf_energies") if "maxrf_energies" in self.ds
@@ -79,7 +105,6 @@ class ViewerData:
                       else [])
         self.lut = _colormap()
         self._cache: dict = {}
-        self._lock = threading.Lock()
 
     # ---- JSON ------------------------------------------------------------------------------
     def info(self) -> dict:

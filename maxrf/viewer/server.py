@@ -3,8 +3,11 @@ HTTP 400 with a one-line JSON error and the server keeps serving."""
 
 from __future__ import annotations
 
+import errno
 import io
+import ipaddress
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -36,8 +39,59 @@ def _npy(image: np.ndarray) -> Response:
     return Response(buf.getvalue(), media_type="application/octet-stream")
 
 
-def create_app(datastack: str | Path) -> Starlette:
-    """The viewer app for one datastack (opened once; raises MaxrfError if it cannot be)."""
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _host_name(value: str) -> str:
+    """The host part of a Host header or an origin's netloc (port and brackets removed)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _local_host(name: str, served: str) -> bool:
+    """True for a name that cannot be a DNS-rebinding domain: loopback names, IP literals (a page
+    can only send those for itself) and the name the server was bound to. Any other name (a
+    domain an attacker resolves to 127.0.0.1) is refused, as Jupyter does."""
+    if name in LOOPBACK_NAMES or name == served.lower():
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class LocalOnly:
+    """ASGI middleware: refuse requests whose Host (or Origin, when a page sends one) is not this
+    machine's viewer, so no other web page can read the datastack through the browser."""
+
+    def __init__(self, app, served_host: str = "127.0.0.1") -> None:
+        self.app = app
+        self.served = served_host
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            host = _host_name(headers.get("host", ""))
+            origin = headers.get("origin")
+            bad = None
+            if not _local_host(host, self.served):
+                bad = f"Host {headers.get('host', '')!r} is not this viewer"
+            elif origin is not None and origin.split("://", 1)[-1].lower() != headers.get(
+                    "host", "").lower():
+                bad = f"Origin {origin!r} is not this viewer"  # another page's script
+            if bad:
+                response = JSONResponse({"error": f"forbidden: {bad}"}, status_code=403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(datastack: str | Path, served_host: str = "127.0.0.1") -> Starlette:
+    """The viewer app for one datastack (raises MaxrfError if it cannot be opened); it answers
+    only requests addressed to this machine (``served_host`` or loopback)."""
     data = ViewerData(datastack)
 
     def handler(make):
@@ -45,6 +99,7 @@ def create_app(datastack: str | Path) -> Starlette:
             params = dict(request.query_params)
             started = time.perf_counter()
             try:
+                data.refresh()
                 response = make(params)
             except MaxrfError as exc:
                 return JSONResponse({"error": exc.reason}, status_code=400)
@@ -71,20 +126,58 @@ def create_app(datastack: str | Path) -> Starlette:
         Route("/api/map.npy", handler(lambda p: _npy(data.element_map(p.get("element", ""))))),
         Route("/api/composite.png", handler(lambda p: _png(data.composite_image(p)))),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.add_middleware(LocalOnly, served_host=served_host)
+    return app
+
+
+PORT_TRIES = 20  # a busy port: the next ones are tried
+
+
+def bind(host: str, port: int, tries: int = PORT_TRIES) -> tuple[socket.socket, bool]:
+    """A listening socket on ``host`` at ``port`` or, when that is taken, the next free one
+    (port 0: any); returns it and whether the port moved. One-line error when none is free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    last: OSError | None = None
+    for p in [port] if port == 0 else range(port, min(port + tries, 65536)):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, p))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            if exc.errno != errno.EADDRINUSE:
+                break
+            continue
+        return sock, sock.getsockname()[1] != port and port != 0
+    why = last.strerror if last is not None else "no port"
+    span = f"port {port}" if port == 0 or tries == 1 else f"ports {port}-{port + tries - 1}"
+    raise MaxrfError(f"cannot serve the viewer on {host}, {span} ({why}); try --port")
 
 
 def serve(datastack: str | Path, host: str = "127.0.0.1", port: int = 8765,
           open_browser: bool = True) -> None:
-    """Serve the viewer until Ctrl-C (prints its URL first)."""
+    """Serve the viewer until Ctrl-C: bind first (the next free port when ``port`` is taken),
+    then say where, then open the browser there."""
     import uvicorn
 
-    app = create_app(datastack)
-    url = f"http://{host}:{port}/"
+    app = create_app(datastack, served_host=host)
+    sock, moved = bind(host, port)
+    real = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{real}/"
+    if moved:
+        print(f"port {port} is busy: using {real}", flush=True)
     print(f"maxrf viewer of {datastack} at {url}  (Ctrl-C stops it)", flush=True)
     if open_browser:
         import threading
         import webbrowser
 
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(app, log_level="warning")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled (as uvicorn.run does)
+        pass

@@ -1,0 +1,242 @@
+"""Hostile round 3 (issue #27): each reproduction of the round, through the CLI where it was
+found there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import ROOT, free_port, run_maxrf
+
+from maxrf.datastack import DataStack
+from maxrf.errors import DataStackError
+
+
+@pytest.fixture
+def stack(tmp_path) -> Path:
+    path = tmp_path / "s.datastack"
+    ds = DataStack(path)
+    ds.append(np.arange(1000, dtype=np.float32).reshape(10, 100), "first")
+    ds.append(np.ones((5, 5), np.int32), "second")
+    return path
+
+
+# ---- 1. a leftover journal is never rolled back onto newer content --------------------------
+def test_failed_write_to_a_read_only_datastack_leaves_no_journal(stack):
+    ds = DataStack(stack)
+    before = stack.read_bytes()
+    stack.chmod(0o444)
+    try:
+        if os.access(stack, os.W_OK):  # root: file modes do not stop it; make the open fail
+            pytest.skip("file modes do not restrict this user")
+        with pytest.raises(DataStackError, match="cannot write .*nothing was written"):
+            ds.append(np.zeros(3), "extra")
+    finally:
+        stack.chmod(0o644)
+    assert not ds.journal_path.exists()
+    assert stack.read_bytes() == before
+
+
+def test_failed_open_for_writing_leaves_no_journal(stack, monkeypatch):
+    """The same as the read-only case for any user (root ignores file modes): the file cannot
+    be opened for writing."""
+    import builtins
+
+    ds = DataStack(stack)
+    before = stack.read_bytes()
+    real_open = builtins.open
+
+    def refuse(file, mode="r", *a, **k):
+        if str(file) == str(ds.file) and "+" in mode:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    with pytest.raises(DataStackError, match="Permission denied.*nothing was written"):
+        ds.append(np.zeros(3), "extra")
+    monkeypatch.undo()
+    assert not ds.journal_path.exists()
+    assert stack.read_bytes() == before
+
+
+def test_stale_journal_never_cuts_back_a_newer_file(stack, tmp_path):
+    """The round's reproduction without permissions: a journal left beside the file (here by a
+    real writer killed mid-append), then a newer copy that keeps the file's prefix written over
+    it in place (`cp`: same inode). A read-only `tree` must keep the newer layer."""
+    from test_hostile import _interrupted_append
+
+    newer = tmp_path / "newer.datastack"
+    shutil.copy(stack, newer)
+    DataStack(newer).append(np.arange(9), "extra")
+    _interrupted_append(stack)
+    journal = DataStack(stack).journal_path
+    assert journal.exists()
+    shutil.copyfile(newer, stack)  # in place, same inode; same bytes before the old directory
+    r = run_maxrf("tree", stack)
+    assert r.returncode == 0, r.stderr
+    assert "extra" in r.stdout and "rolled back" not in r.stderr
+    assert stack.read_bytes() == newer.read_bytes()
+    np.testing.assert_array_equal(DataStack(stack).read("extra"), np.arange(9))
+    assert not journal.exists()
+
+
+def test_journal_of_a_torn_append_still_rolls_back(stack):
+    from test_hostile import _interrupted_append
+
+    before = stack.read_bytes()
+    _interrupted_append(stack)
+    r = run_maxrf("check", stack)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert stack.read_bytes() == before
+
+
+# ---- 2, 6, 7. the viewer ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def viewed(tmp_path_factory) -> Path:
+    from maxrf import steps
+    from maxrf.bands import band_layers
+    from maxrf.convert import convert
+    from maxrf.demo import DemoSpec, generate_scan
+
+    folder = tmp_path_factory.mktemp("hostile3-view")
+    generate_scan(folder / "v", DemoSpec(height=24, width=32, seed=3, counts=3000))
+    convert(folder / "v.raw", progress=False)
+    path = folder / "v.datastack"
+    steps.calibrate_layers(path, "Rh")
+    steps.hotmax_layers(path)
+    band_layers(path, progress=False)
+    steps.elementmap_layers(path, progress=False)
+    return path
+
+
+def _client(path: Path):
+    from starlette.testclient import TestClient
+
+    from maxrf.viewer.server import create_app
+
+    return TestClient(create_app(path), base_url="http://127.0.0.1:8765")
+
+
+@pytest.mark.parametrize("host, ok", [
+    ("127.0.0.1:8765", True), ("localhost:8765", True), ("[::1]:8765", True),
+    ("attacker.example:8765", False), ("localhost.attacker.example", False), ("", False),
+])
+def test_viewer_answers_only_its_own_host(viewed, host, ok):
+    with _client(viewed) as c:
+        r = c.get("/api/info", headers={"Host": host})
+    assert (r.status_code == 200) is ok, (host, r.status_code)
+    if not ok:
+        assert r.status_code == 403 and "datastack" not in r.text
+
+
+def test_viewer_refuses_other_origins(viewed):
+    with _client(viewed) as c:
+        assert c.get("/api/info", headers={"Origin": "http://127.0.0.1:8765"}).status_code == 200
+        r = c.get("/api/info", headers={"Origin": "http://attacker.example"})
+        assert r.status_code == 403
+        assert c.get("/", headers={"Origin": "http://evil.example:8765"}).status_code == 403
+
+
+def test_viewer_serves_the_datastack_as_it_is_now(viewed, tmp_path):
+    """A refit while the viewer runs: the next request shows the new maps and elements."""
+    from maxrf import steps
+
+    path = tmp_path / "v.datastack"
+    shutil.copy(viewed, path)
+    with _client(path) as c:
+        first = c.get("/api/info").json()
+        assert len(first["elements"]) > 2
+        steps.elementmap_layers(path, elements=["Pb", "Hg"], progress=False)
+        info = c.get("/api/info").json()
+        assert info["elements"] == ["Pb", "Hg"]
+        assert c.get("/api/map.npy", params={"element": "Pb"}).status_code == 200
+        other = next(e for e in first["elements"] if e not in ("Pb", "Hg"))
+        assert c.get("/api/map.png", params={"element": other}).status_code == 400
+
+
+def _start_view(path: Path, port: int):
+    return subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(path), "--no-browser",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_info(url: str) -> dict:
+    import json
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            return json.loads(urllib.request.urlopen(url + "api/info", timeout=2).read())
+        except (OSError, urllib.error.URLError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_view_on_a_busy_port_moves_to_the_next_free_one(viewed, tmp_path):
+    import socket
+
+    other = tmp_path / "other.datastack"
+    shutil.copy(viewed, other)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = _start_view(other, port)
+        try:
+            first, second = proc.stdout.readline(), proc.stdout.readline()
+            assert f"port {port} is busy" in first, first
+            url = second.split(" at ")[1].split()[0]
+            assert url != f"http://127.0.0.1:{port}/"
+            assert _wait_info(url)["datastack"] == str(other)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def test_view_port_zero_prints_the_real_port(viewed):
+    proc = _start_view(viewed, 0)
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        assert not url.endswith(":0/")
+        _wait_info(url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_view_bad_port_is_one_line(viewed, port):
+    r = run_maxrf("view", viewed, "--no-browser", "--port", port)
+    assert r.returncode == 2 and "TCP port" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_view_and_process_build_the_band_layers_once(tmp_path):
+    """`convert` → `view` (builds bands keyed as the pipeline keys them) → `process`: the bands
+    step finds them."""
+    from maxrf.demo import DemoSpec, generate_scan
+
+    generate_scan(tmp_path / "b", DemoSpec(height=16, width=16, seed=2))
+    assert run_maxrf("convert", tmp_path / "b.raw").returncode == 0
+    stack = tmp_path / "b.datastack"
+    proc = _start_view(stack, free_port())
+    try:
+        assert "building the viewer's band layers" in proc.stdout.readline()
+        _wait_info(proc.stdout.readline().split(" at ")[1].split()[0])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    r = run_maxrf("process", tmp_path / "b.raw", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    names = DataStack(stack).layers
+    assert names.count("maxrf_bandcumsum") == 1 and "maxrf_bandcumsum_" not in names
