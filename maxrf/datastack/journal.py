@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import logging
+import os
 import time
 import zipfile
 from pathlib import Path
