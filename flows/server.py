@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from maxrf.atomic import atomic_write
 from maxrf.errors import MaxrfError
 
@@ -41,11 +43,28 @@ def maxrf_home() -> Path:
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """Where the background server is: its API URL, process id and Prefect home."""
+    """Where the background server is: its API URL, process id and Prefect home, and what
+    identifies that process (its start time and command line: a pid alone may be reused)."""
 
     url: str
     pid: int
     home: str
+    started: float = 0.0  # the process's start time (psutil's create_time)
+    cmdline: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls) -> ServerInfo | None:
+        """The recorded server, or None when there is no readable record."""
+        try:
+            data = json.loads(_state_file().read_text())
+            data["cmdline"] = tuple(data.get("cmdline", ()))
+            return cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self) -> None:
+        record = {**self.__dict__, "cmdline": list(self.cmdline)}
+        atomic_write(_state_file(), lambda tmp: Path(tmp).write_text(json.dumps(record)))
 
     @property
     def ui(self) -> str:
@@ -61,31 +80,73 @@ def _state_file() -> Path:
 
 
 def healthy(url: str, timeout: float = 0.5) -> bool:
-    """True when a Prefect API answers at ``url``."""
+    """True when a Prefect API answers at ``url``: its ``/health`` says ``true`` and
+    ``/admin/version`` gives a version (any other program answering HTTP 200 is not one)."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
+            if r.status != 200 or r.read(64).strip() != b"true":
+                return False
+        with urllib.request.urlopen(f"{url}/admin/version", timeout=timeout) as r:
+            version = json.loads(r.read(256))
+        return r.status == 200 and isinstance(version, str) and version[:1].isdigit()
+    except (OSError, ValueError):
         return False
 
 
+def check_api_url(url: str, timeout: float = 5.0) -> str:
+    """A user's ``PREFECT_API_URL``, checked before Prefect uses it: one line when it is not a
+    URL or no Prefect server answers there (instead of Prefect's long tracebacks)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MaxrfError(f"PREFECT_API_URL={url!r} is not an http(s) URL of a Prefect API "
+                         "(e.g. http://127.0.0.1:4200/api); fix it or unset it")
+    if not healthy(url.rstrip("/"), timeout):
+        raise MaxrfError(f"PREFECT_API_URL={url}: no Prefect server answers there; start it, "
+                         "fix the variable, or unset it to use maxrf's own server")
+    return url
+
+
 def _alive(pid: int) -> bool:
+    """True while our own child ``pid`` exists (used only for a process we started)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return False  # not ours to signal
     return True
 
 
-def current() -> ServerInfo | None:
-    """The background server, when it is running and answering."""
+def _identity(pid: int) -> tuple[float, tuple[str, ...]] | None:
+    """(start time, command line) of a process, None when it is gone or not ours to inspect."""
     try:
-        info = ServerInfo(**json.loads(_state_file().read_text()))
-    except (OSError, ValueError, TypeError):
+        proc = psutil.Process(pid)
+        return proc.create_time(), tuple(proc.cmdline())
+    except (psutil.Error, OSError):
         return None
-    if _alive(info.pid) and healthy(info.url):
+
+
+def is_ours(info: ServerInfo) -> bool:
+    """True only when the recorded pid is still the very process maxrf started: same start time
+    and command line (a pid reused by another program after a reboot or a crash is not)."""
+    found = _identity(info.pid)
+    if found is None or not info.started or not info.cmdline:
+        return False
+    started, cmdline = found
+    return abs(started - info.started) < 0.05 and cmdline == info.cmdline
+
+
+def current() -> ServerInfo | None:
+    """The background server, when its recorded process is still the one maxrf started and it
+    answers as a Prefect server."""
+    info = ServerInfo.load()
+    if info is not None and is_ours(info) and healthy(info.url):
         return info
     return None
 
@@ -125,7 +186,9 @@ def start(timeout: float = START_TIMEOUT_S) -> ServerInfo:
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=folder,
             )  # fmt: skip
-        info = ServerInfo(f"http://127.0.0.1:{port}/api", proc.pid, str(folder))
+        started, cmdline = _identity(proc.pid) or (0.0, ())
+        info = ServerInfo(f"http://127.0.0.1:{port}/api", proc.pid, str(folder), started,
+                          cmdline)
         deadline = time.monotonic() + timeout
         while not healthy(info.url):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -135,7 +198,7 @@ def start(timeout: float = START_TIMEOUT_S) -> ServerInfo:
                     "(set MAXRF_SERVER=temporary to use a temporary one)"
                 )
             time.sleep(0.25)
-        atomic_write(_state_file(), lambda tmp: Path(tmp).write_text(json.dumps(info.__dict__)))
+        info.save()
         return info
 
 
@@ -156,12 +219,12 @@ def _kill(pid: int, grace: float = 10.0) -> None:
 
 
 def stop() -> ServerInfo | None:
-    """Stop the background server; returns what was stopped (None when none ran)."""
-    try:
-        info = ServerInfo(**json.loads(_state_file().read_text()))
-    except (OSError, ValueError, TypeError):
+    """Stop the background server; returns what was stopped (None when none ran). A record whose
+    pid now belongs to another process is only removed: that process is never signalled."""
+    info = ServerInfo.load()
+    if info is None:
         return None
-    running = _alive(info.pid)
+    running = is_ours(info)
     if running:
         _kill(info.pid)
     _state_file().unlink(missing_ok=True)
@@ -173,7 +236,7 @@ def use_server(start_if_needed: bool = True) -> str | None:
     temporary server). Order: ``PREFECT_API_URL``; ``MAXRF_SERVER=temporary`` opts out; a user's
     own server on the default port; maxrf's background server (started when needed)."""
     if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
+        return check_api_url(os.environ["PREFECT_API_URL"])
     if os.environ.get("MAXRF_SERVER", "").lower() == "temporary":
         return None
     info = current()
@@ -190,5 +253,5 @@ def use_server(start_if_needed: bool = True) -> str | None:
 def use_server_before_prefect() -> None:
     """For Python code that imports a flow module: the same shared server as the CLI, when
     Prefect is not imported yet (its settings are read once) and nothing else is configured."""
-    if "prefect" not in sys.modules:
+    if "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL"):
         use_server()

@@ -72,6 +72,9 @@ def plan_blocks(
     ]
 
 
+MAX_LISTED_BAD = 100_000  # glitch pixels listed in the attributes (all are excluded)
+
+
 def _precision_note(sigma: float, bits: int | None) -> str:
     if sigma == 0 or bits is None:
         return "exact (float32 rounding of the smoothing)"
@@ -138,9 +141,14 @@ def process_block(
         out = thread_buffer("cube", flat.shape, np.float32)
         ids = _pixel_ids(block, j, strip.shape[:2])
         odd = _odd_values(strip)
+        bad = glitch_pixels(flat)
+        if bad.size:  # kept in maxrf_raw; zeros in the cube and out of the spectra
+            flat = flat.copy()
+            flat[bad] = 0
         flat, part = smooth_reduce(flat, sigma, precision_bits, ids, out=out)
-        if odd != (0, 0):
-            part = replace(part, nonfinite=odd[0], negative=odd[1])
+        if odd != (0, 0) or bad.size:
+            part = replace(part, nonfinite=odd[0], negative=odd[1],
+                           bad=tuple(int(i) for i in ids[bad]))
         stats = part if stats is None else stats.merge(part)
         cube_part = cube_enc.encode_chunk(start, flat.reshape(strip.shape), "cube")
         if sinks is not None:  # write while the encoded views are valid
@@ -154,6 +162,21 @@ def process_block(
     return stats, block, raw_chunks, cube_chunks
 
 
+def glitch_pixels(flat: np.ndarray) -> np.ndarray:
+    """Indices of (pixels, channels) rows that hold one non-zero value in every channel: a
+    read-out glitch, not a spectrum (one of them flattens the max spectrum of the whole scan).
+    Three sampled channels pick the candidates; only those are checked in full."""
+    c = flat.shape[-1]
+    if c < 3 or not flat.shape[0]:
+        return np.zeros(0, np.intp)
+    first = flat[:, 0]
+    cand = np.flatnonzero((first != 0) & (flat[:, c // 2] == first) & (flat[:, -1] == first))
+    if not cand.size:
+        return cand
+    rows = flat[cand]
+    return cand[np.all(rows == rows[:, :1], axis=1)]
+
+
 def _odd_values(strip: np.ndarray) -> tuple[int, int]:
     """How many values of a strip are NaN/inf and how many are negative (counts never are)."""
     kind = strip.dtype.kind
@@ -164,7 +187,7 @@ def _odd_values(strip: np.ndarray) -> tuple[int, int]:
     return nonfinite, negative
 
 
-def data_warnings(stats: ChannelStats, total: int, dtype: np.dtype) -> list[str]:
+def data_warnings(stats: ChannelStats, total: int, dtype: np.dtype, width: int = 1) -> list[str]:
     """One line per kind of value an X-ray count cannot have (they are smoothed as 0 / as is)."""
     out = []
     if stats.nonfinite:
@@ -177,7 +200,20 @@ def data_warnings(stats: ChannelStats, total: int, dtype: np.dtype) -> list[str]
             f"{stats.negative} of {total} values are negative ({dtype} data): counts cannot be; "
             "check the header's data-type and byte-order"
         )
+    if stats.bad:
+        first = ", ".join(f"({r}, {c})" for r, c in bad_pixels(stats, width)[:5])
+        more = " …" if len(stats.bad) > 5 else ""
+        out.append(
+            f"{len(stats.bad)} pixel(s) hold the same count in every channel (a read-out "
+            f"glitch): {first}{more} (row, col); excluded from the cube, spectra and element "
+            "maps (kept in maxrf_raw)"
+        )
     return out
+
+
+def bad_pixels(stats: ChannelStats, width: int) -> list[list[int]]:
+    """(row, col) of the glitch pixels found by the conversion."""
+    return [[int(i) // width, int(i) % width] for i in stats.bad]
 
 
 def _reduce(parts: list[ChannelStats], height: int, width: int, sigma: float):
@@ -283,7 +319,7 @@ def convert(
         ]
         parts = _run(tasks, scheduler, progress, f"convert {raw.name}", (raw_w, cube_w))
         maxspec, meanspec, maxpix, rawmean, stats = _reduce([p[0] for p in parts], h, w, sigma)
-        odd = data_warnings(stats, h * w * c, header.dtype)
+        odd = data_warnings(stats, h * w * c, header.dtype, w)
         for line in odd:
             warnings.warn(f"{raw}: {line}", DataWarning, stacklevel=2)
         app.write("maxrf_maxspectrum", maxspec)
@@ -293,6 +329,8 @@ def convert(
         meta = {"step": "convert", "params": params, "code_version": step("convert").version}
         if odd:
             meta["warnings"] = odd
+        if stats.bad:
+            meta["bad_pixels"] = bad_pixels(stats, w)[:MAX_LISTED_BAD]
         meta.update(provenance or {})
         meta["duration_s"] = round(time.time() - started, 3)
         for name in app.writers:

@@ -354,6 +354,8 @@ def fit_maps(
     finally:
         if bar is not None:
             bar.close()
+    for r, c in ds.attrs("maxrf_cube").get("maxrf", {}).get("bad_pixels", []):
+        maps[:, r, c], residual[r, c], background[r, c] = 0.0, np.nan, 0.0  # glitch pixels
     seconds = time.time() - started
     return MapResult(maps, residual, background, seconds, h * w / max(seconds, 1e-9))
 

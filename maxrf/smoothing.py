@@ -165,6 +165,7 @@ class ChannelStats:
     raw_total: np.ndarray  # float64
     nonfinite: int = 0  # NaN/inf values seen (float data; smoothed as 0)
     negative: int = 0  # negative values seen (signed or float data)
+    bad: tuple[int, ...] = ()  # ids of glitch pixels (excluded: smoothed as zeros)
 
     def merge(self, other: ChannelStats) -> ChannelStats:
         """Combine two disjoint sets of pixels (ties go to the smaller pixel id)."""
@@ -175,6 +176,7 @@ class ChannelStats:
             self.raw_total + other.raw_total,
             self.nonfinite + other.nonfinite,
             self.negative + other.negative,
+            tuple(sorted(self.bad + other.bad)),
         )
 
 

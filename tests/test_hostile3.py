@@ -240,3 +240,137 @@ def test_view_and_process_build_the_band_layers_once(tmp_path):
     assert r.returncode == 0, r.stderr
     names = DataStack(stack).layers
     assert names.count("maxrf_bandcumsum") == 1 and "maxrf_bandcumsum_" not in names
+
+
+# ---- 3. `maxrf server stop/status` never trust a bare pid ----------------------------------
+def _record_server(home: Path, pid: int, url: str, started: float, cmdline: list[str]) -> None:
+    import json
+
+    folder = home / "prefect-server"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "server.json").write_text(json.dumps(
+        {"url": url, "pid": pid, "home": str(folder), "started": started, "cmdline": cmdline}))
+
+
+@pytest.mark.parametrize("record", ["old-format", "other-start", "other-command"])
+def test_server_stop_never_kills_a_stranger(tmp_path, record):
+    import psutil
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                                start_new_session=True)
+    try:
+        me = psutil.Process(stranger.pid)
+        started, cmdline = me.create_time(), me.cmdline()
+        if record == "old-format":
+            started, cmdline = 0.0, []
+        elif record == "other-start":
+            started -= 3600
+        else:
+            cmdline = [sys.executable, "-m", "prefect", "server", "start"]
+        _record_server(tmp_path, stranger.pid, "http://127.0.0.1:9/api", started, cmdline)
+        env = {"MAXRF_HOME": str(tmp_path)}
+        status = run_maxrf("server", "status", env=env)
+        assert status.returncode == 3 and "no Prefect server running" in status.stdout
+        stop = run_maxrf("server", "stop", env=env)
+        assert stop.returncode == 0 and "no Prefect server running" in stop.stdout, stop.stdout
+        time.sleep(0.3)
+        assert stranger.poll() is None  # still alive: never signalled
+        assert not (tmp_path / "prefect-server" / "server.json").exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+class _NotPrefect:
+    """Any program answering HTTP 200 with a page on every path."""
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                body = b"<html>hello</html>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api"
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_program_answering_200_is_no_prefect_server():
+    from flows.server import healthy
+
+    with _NotPrefect() as other:
+        assert not healthy(other.url)
+
+
+def test_server_status_does_not_vouch_for_a_foreign_server_on_the_port(tmp_path):
+    """The recorded process is gone; whatever answers on its port is not maxrf's server."""
+    with _NotPrefect() as other:
+        _record_server(tmp_path, 2**22 - 1, other.url, 1.0, ["prefect"])
+        r = run_maxrf("server", "status", env={"MAXRF_HOME": str(tmp_path)})
+        assert r.returncode == 3, r.stdout
+
+
+# ---- 10. Prefect connection failures are one line --------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_scan(tmp_path_factory) -> Path:
+    from maxrf.demo import DemoSpec, generate_scan
+
+    folder = tmp_path_factory.mktemp("hostile3-scan")
+    generate_scan(folder / "t", DemoSpec(height=8, width=8, seed=1))
+    return folder / "t.raw"
+
+
+@pytest.mark.parametrize("url", ["dead", "not a url", "http://127.0.0.1:99999/api",
+                                 "ftp://127.0.0.1/api", "not-prefect"])
+def test_bad_prefect_api_url_is_one_line(tiny_scan, tmp_path, url):
+    with _NotPrefect() as other:
+        if url == "dead":
+            url = f"http://127.0.0.1:{free_port()}/api"
+        elif url == "not-prefect":
+            url = other.url
+        r = run_maxrf("process", tiny_scan, "-o", tmp_path / "x.datastack", "--no-plots",
+                      env={"PREFECT_API_URL": url, "MAXRF_HOME": str(tmp_path)}, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "PREFECT_API_URL" in r.stderr
+    assert not (tmp_path / "x.datastack").exists()
+
+
+# ---- 4. one glitch pixel does not make the scan unmappable ------------------------------------
+def test_a_constant_pixel_is_excluded_not_fatal(tmp_path):
+    from helpers import write_scan
+
+    from maxrf.demo import DemoSpec, generate_scan
+    from maxrf.rpl import read_rpl
+
+    generate_scan(tmp_path / "g", DemoSpec(height=24, width=24, seed=4))
+    header = read_rpl(tmp_path / "g.rpl")
+    data = np.fromfile(tmp_path / "g.raw", "<u2").reshape(header.shape)
+    data[5, 7, :] = 900  # a read-out glitch: the same count in every channel
+    data[20, 0, :] = 65535
+    raw = write_scan(tmp_path / "bad", data, energy=header.energy, layout="B")
+    r = run_maxrf("process", raw, "--no-plots", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "2 pixel(s) hold the same count in every channel" in r.stdout + r.stderr
+    assert "(5, 7)" in r.stdout + r.stderr
+    ds = DataStack(tmp_path / "bad.datastack")
+    assert ds.attrs("maxrf_cube")["maxrf"]["bad_pixels"] == [[5, 7], [20, 0]]
+    np.testing.assert_array_equal(ds.read("maxrf_raw")[5, 7], 900)  # the counts are kept
+    assert not ds.read("maxrf_cube")[5, 7].any()
+    maps = ds.read("maxrf_elementmaps")
+    assert maps.shape[0] >= 3 and not maps[:, 5, 7].any() and not maps[:, 20, 0].any()
+    assert "hotmax_spectra" in ds
