@@ -101,7 +101,7 @@ def process_scan(
     converted = convert_scan(
         scan, datastack, sigma, flip_horizontal, flip_vertical, precision_bits, dask_address
     )
-    calibrated = calibrate_energy(converted, datastack, anode, energies)
+    calibrated = calibrate_energy(converted, datastack, anode, energies, tube_kv=tube_kv)
     hot = hotmax_spectra(converted, calibrated, datastack, prominence)
     noise = hotmax_noise(hot, datastack)
     sub = hotmax_subpeaks(noise, datastack)

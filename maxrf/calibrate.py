@@ -86,6 +86,7 @@ class Calibration:
     fano: float | None = None
     supported_kev: tuple[float, float] | None = None  # energies the data pin down
     warnings: list[str] = field(default_factory=list)
+    tube_kv: float = default("tube_kv")
 
     def energies(self) -> np.ndarray:
         ch = np.arange(self.channels, dtype=np.float64)
@@ -109,12 +110,14 @@ class Calibration:
         return float(np.sqrt(np.mean(np.square(r)))) if r else 0.0
 
 
-def _references(anode: str) -> list[tuple[str, float, float]]:
+def _references(anode: str, tube_kv: float = default("tube_kv")
+                ) -> list[tuple[str, float, float]]:
     """(name, energy keV, relative weight) of every line used as a landmark: the detector's noise
     peak at 0 keV, the anode's lines (Rayleigh scatter) and isolated strong pigment lines."""
     anode = str(anode).strip().capitalize()
     refs = [("sensor 0 keV", 0.0, 1.0)]
-    refs += [(f"{anode} {n} (Rayleigh)", e, w) for n, (e, w) in anode_lines(anode).items()]
+    refs += [(f"{anode} {n} (Rayleigh)", e, w)
+             for n, (e, w) in anode_lines(anode, tube_kv).items()]
     neighbours = [  # strong lines only: a weak Kb (Mn Kb next to Fe Ka) barely shifts a fit
         (el, n, e)
         for el in (*REFERENCE_ELEMENTS, *([anode] if anode in ANODES else []))
@@ -162,23 +165,22 @@ def find_spectrum_peaks(y: np.ndarray, max_peaks: int = 30) -> tuple[np.ndarray,
     return peaks[order], prom[order]
 
 
-def _known_lines(anode: str) -> np.ndarray:
+def _known_lines(anode: str, tube_kv: float = default("tube_kv")) -> np.ndarray:
     """Energies of every line a painting scan may show (for judging a candidate axis)."""
-    energies = [0.0] + [e for e, _w in anode_lines(anode).values()]
+    energies = [0.0] + [e for e, _w in anode_lines(anode, tube_kv).values()]
     name = str(anode).strip().capitalize()
     if name in ANODES:  # the tube's own multiplet components (W Lb1 and Lb2 are 0.3 keV apart)
-        comps = line_components(name, name)
-        top = max(c.intensity for c in comps)
-        energies += [c.energy_kev for c in comps if c.intensity >= 0.05 * top]
+        comps = line_components(name, name, tube_kv)
+        top = max((c.intensity for c in comps), default=0.0)
+        energies += [c.energy_kev for c in comps if c.intensity >= 0.05 * top > 0]
     for el in NEIGHBOUR_ELEMENTS:
         energies += [e for e, w in element_lines(el).values() if w >= 0.1 and e > 1.0]
     return np.array(sorted(set(energies)))
 
 
-def _compton_windows(anode: str) -> list[tuple[float, float]]:
-    return [
-        (compton_energy(e, 175.0), compton_energy(e, 40.0)) for e, _ in anode_lines(anode).values()
-    ]
+def _compton_windows(anode: str, tube_kv: float = default("tube_kv")) -> list[tuple[float, float]]:
+    return [(compton_energy(e, 175.0), compton_energy(e, 40.0))
+            for e, _ in anode_lines(anode, tube_kv).values()]
 
 
 def _scores(gains, offsets, peaks, weight, known, windows, tol_kev) -> np.ndarray:
@@ -193,30 +195,32 @@ def _scores(gains, offsets, peaks, weight, known, windows, tol_kev) -> np.ndarra
     return (np.where(explained, weight, -weight)).sum(axis=1)
 
 
-def _explained_fraction(y: np.ndarray, coef: np.ndarray, anode: str) -> float:
+def _explained_fraction(y: np.ndarray, coef: np.ndarray, anode: str,
+                        tube_kv: float = default("tube_kv")) -> float:
     """Share of the strongest peaks' weight that known lines (or Compton) explain on this axis."""
     peaks, prom = find_spectrum_peaks(y, max_peaks=15)
     if peaks.size == 0:
         return 0.0
     weight = 1.0 + np.log1p(100 * prom / prom.max())
     e = _axis(coef, peaks.astype(float))
-    known = _known_lines(anode)
+    known = _known_lines(anode, tube_kv)
     ok = np.min(np.abs(e[:, None] - known[None, :]), axis=1) <= max(1.5 * coef[1], 0.05)
-    for lo, hi in _compton_windows(anode):
+    for lo, hi in _compton_windows(anode, tube_kv):
         ok |= (e >= lo) & (e <= hi)
     return float(weight[ok].sum() / weight.sum())
 
 
-def initial_guess(y, anode: str, refs) -> tuple[float, float]:
+def initial_guess(y, anode: str, refs, tube_kv: float = default("tube_kv")) -> tuple[float, float]:
     """Search (gain, offset): put the anode's main line on one of the strongest peaks and any known
     line on another; keep the axis that explains the most (and the strongest) peaks."""
     peaks, prom = find_spectrum_peaks(y, max_peaks=20)
     if peaks.size < 2:
         raise CalibrationError(f"found {peaks.size} peak(s); need at least 2 to calibrate")
     weight = 1.0 + np.log1p(100 * prom / prom.max())
-    known = _known_lines(anode)
-    windows = _compton_windows(anode)
-    anode_e = max(anode_lines(anode).values(), key=lambda v: v[1])[0]
+    known = _known_lines(anode, tube_kv)
+    windows = _compton_windows(anode, tube_kv)
+    tube = anode_lines(anode, tube_kv)  # none excited: pin the sensor peak (0 keV) instead
+    anode_e = max(tube.values(), key=lambda v: v[1])[0] if tube else 0.0
     best, best_axis = -np.inf, None
     for i in range(peaks.size):
         for j in range(peaks.size):
@@ -325,14 +329,44 @@ def calibrate(
     """Calibrate the channel axis of ``spectrum`` (best: the mean spectrum of the raw counts,
     with ``counts_scale`` = number of pixels so that it counts photons). Landmarks give a robust
     start; with ``refine`` the whole spectrum is then fitted with the spectrum model (seen
-    through the same smoothing), and the better axis of the two by χ² is kept."""
+    through the same smoothing), and the better axis of the two by χ² is kept. A header axis
+    that the landmarks cannot confirm (too few of them, e.g. a low voltage that excites no tube
+    line) is kept, with a warning, when it explains the spectrum's strongest peaks."""
     y = _check_spectrum(spectrum)
-    refs = _references(anode)
+    try:
+        return _calibrate(y, anode, header, smoothing_sigma, refine, counts_scale, tube_kv)
+    except CalibrationError as exc:
+        if header is None:
+            raise
+        why = exc.reason.split(". ")[0]
+        coef = np.array([header.offset_kev, header.gain_kev, 0.0])
+        explained = _explained_fraction(y, coef, anode, tube_kv)
+        if explained < MIN_EXPLAINED:
+            raise CalibrationError(
+                f"{why}; the header's axis explains only {explained:.0%} of the strongest "
+                "peaks either. Check the anode and tube voltage, or give energies=(start_kev, "
+                "stop_kev)") from None
+    cal = Calibration(header.offset_kev, header.gain_kev, 0.0, y.size, anode, "header",
+                      tube_kv=float(tube_kv))
+    cal.warnings.append(f"landmarks could not confirm the axis ({why}); "
+                        f"the header's calibration is kept (it explains {explained:.0%} of the "
+                        "strongest peaks)")
+    _compton(y, cal, smoothing_sigma)
+    if refine:
+        refine_axis(y * counts_scale, cal, tube_kv, smoothing_sigma, pixels=counts_scale)
+    _support(cal)
+    cal.header_agreement_ev = 0.0
+    return cal
+
+
+def _calibrate(y, anode, header, smoothing_sigma, refine, counts_scale, tube_kv) -> Calibration:
+    """The landmark calibration (then the whole-spectrum refinement) of a checked spectrum."""
+    refs = _references(anode, tube_kv)
     if header is not None:
         gain, offset = header.gain_kev, header.offset_kev
         method = "landmarks (started from the header calibration)"
     else:
-        gain, offset = initial_guess(y, anode, refs)
+        gain, offset = initial_guess(y, anode, refs, tube_kv)
         method = "landmarks (automatic search)"
     coef = np.array([offset, gain, 0.0])
     marks: list[Landmark] = []
@@ -343,7 +377,7 @@ def calibrate(
             break
         coef = _fit_axis(marks, quadratic=False)
         coef = np.append(coef, 0.0)[:3]
-    explained = _explained_fraction(y, coef, anode) if len(marks) >= 3 else 0.0
+    explained = _explained_fraction(y, coef, anode, tube_kv) if len(marks) >= 3 else 0.0
     if len(marks) < 3 or explained < MIN_EXPLAINED:
         got = ", ".join(f"{m.name} at ch {m.channel:.1f}" for m in marks) or "none"
         why = (
@@ -368,6 +402,7 @@ def calibrate(
         anode=anode,
         method=method,
         landmarks=marks,
+        tube_kv=float(tube_kv),
     )
     if cal.rms_residual_ev > 1000 * TOLERANCE_KEV:
         raise CalibrationError(
@@ -418,7 +453,10 @@ def _two_gauss(x, a1, m1, s1, a2, m2, s2, b0, b1):
 def _compton(y: np.ndarray, cal: Calibration, smoothing_sigma: float) -> None:
     """Fit the Compton peak of the anode's main line next to its Rayleigh peak (one joint fit of
     two Gaussians on a linear background) and derive the scatter angle."""
-    _name, (e0, _w) = max(anode_lines(cal.anode).items(), key=lambda kv: kv[1][1])
+    tube = anode_lines(cal.anode, cal.tube_kv)
+    if not tube:  # the voltage excites no tube line: no Rayleigh/Compton pair to fit
+        return
+    _name, (e0, _w) = max(tube.items(), key=lambda kv: kv[1][1])
     e_lo, e_hi = compton_energy(e0, 175.0), compton_energy(e0, 40.0)
     rayleigh = next((m for m in cal.landmarks if abs(m.energy_kev - e0) < 1e-6), None)
     if rayleigh is None:
@@ -460,6 +498,7 @@ def manual_calibration(
     energies: tuple[float, float] | None = None,
     gain_kev: float | None = None,
     offset_kev: float = 0.0,
+    tube_kv: float = default("tube_kv"),
 ) -> Calibration:
     """A user-given axis: ``energies=(start, stop)`` for the first/last channel, or gain/offset."""
     if energies is not None:
@@ -473,7 +512,7 @@ def manual_calibration(
         gain, offset = float(gain_kev), float(offset_kev)
     else:
         raise CalibrationError("manual calibration needs energies=(start, stop) or a gain")
-    return Calibration(offset, gain, 0.0, channels, anode, "manual")
+    return Calibration(offset, gain, 0.0, channels, anode, "manual", tube_kv=float(tube_kv))
 
 
 EXTRAPOLATION_KEV = 8.0  # warn when the axis reaches this far past the last strong line
@@ -537,9 +576,10 @@ def refine_axis(
     # The whole-spectrum fit models the Compton shoulder that pulls the landmark's two-Gaussian
     # fit down in energy (111° for a planted 110°); it is trusted where the Compton peak stands
     # at least a resolution width below its Rayleigh line (not for Cr: 76 eV at 110°).
-    e0 = max(anode_lines(cal.anode).values(), key=lambda v: v[1])[0]
+    tube = anode_lines(cal.anode, tube_kv)
+    e0 = max(tube.values(), key=lambda v: v[1])[0] if tube else 0.0
     shift = e0 - compton_energy(e0, best.instrument.angle_deg)
-    if cal.scatter_angle_deg and shift >= float(best.instrument.fwhm_kev(e0)):
+    if tube and cal.scatter_angle_deg and shift >= float(best.instrument.fwhm_kev(e0)):
         cal.refinement["landmark_scatter_angle_deg"] = round(float(cal.scatter_angle_deg), 2)
         cal.scatter_angle_deg = float(best.instrument.angle_deg)
     strong = [e for e, name, a in _strong_lines(best) if a > 0]

@@ -58,6 +58,7 @@ def cmd_demo_scan(args: argparse.Namespace) -> int:
         gain=args.gain,
         offset=args.offset,
         anode=args.anode,
+        tube_kv=args.tube_kv,
         angle=args.angle,
         counts=args.counts,
         hotspots=args.hotspots,
@@ -81,6 +82,7 @@ def _add_demo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gain", type=float, default=0.010002, help="keV per channel")
     p.add_argument("--offset", type=float, default=-0.956, help="keV at channel 0")
     p.add_argument("--anode", default=default("anode"), help="tube anode: Rh, Mo, Ag, W, Cr, Cu")
+    p.add_argument("--tube-kv", type=float, default=default("tube_kv"), help="tube voltage, kV")
     p.add_argument("--angle", type=float, default=110.0, help="scatter angle in degrees")
     p.add_argument("--counts", type=float, default=2000.0, help="mean counts per spectrum")
     p.add_argument("--hotspots", type=int, default=3)

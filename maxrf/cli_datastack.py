@@ -61,7 +61,9 @@ def cmd_maps(args: argparse.Namespace) -> int:
     from . import steps
     from .elementmaps import parse_elements
     from .errors import MaxrfError
-    from .mapexport import export_all
+    from .mapexport import export_all, parse_color
+    from .params import check_parameters
+    from .pipeline import default
 
     ds = DataStack(args.file)
     ds.require_file()
@@ -71,11 +73,20 @@ def cmd_maps(args: argparse.Namespace) -> int:
     colors = args.colors.split(",") if args.colors else None
     if rgb is not None and not 1 <= len(rgb) <= 4:
         raise MaxrfError(f"--rgb takes 1 to 4 elements, got {len(rgb)}")
+    for color in colors or []:  # every mistake before any work or file
+        parse_color(color)
+    # the tube the scan was calibrated with, unless given
+    cal = (ds.attrs("maxrf_energies").get("calibration", {}) if "maxrf_energies" in ds else {})
+    anode = args.anode if args.anode is not None else cal.get("anode", default("anode"))
+    tube_kv = args.tube_kv if args.tube_kv is not None else cal.get("tube_kv",
+                                                                      default("tube_kv"))
+    check_parameters(anode=anode, tube_kv=tube_kv, elements=chosen, add_elements=add,
+                     drop_elements=drop)
     fresh = chosen is None and add is None and drop is None and not args.refit
     if fresh and "maxrf_elementmaps" in ds:
         print(f"using the element maps in {ds.path} (--refit or --elements to fit again)")
     else:
-        steps.elementmap_layers(ds.path, args.anode, args.tube_kv, chosen, add, drop,
+        steps.elementmap_layers(ds.path, anode, tube_kv, chosen, add, drop,
                                 scheduler=args.dask, progress=None)
     attrs = DataStack(ds.path).attrs("maxrf_elementmaps")
     maps = DataStack(ds.path).read("maxrf_elementmaps")
@@ -130,8 +141,9 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("maps", help="fit per-pixel element maps into a datastack and export them")
     p.add_argument("file", help="SCAN.datastack (converted and calibrated)")
-    p.add_argument("--anode", default="Rh", help="tube anode (Rh, Mo, Ag, W, Cr, Cu) or keV")
-    p.add_argument("--tube-kv", type=float, default=50.0, help="tube voltage, kV")
+    p.add_argument("--anode", help="tube anode (Rh, Mo, Ag, W, Cr, Cu) or keV "
+                   "(default: the calibration's)")
+    p.add_argument("--tube-kv", type=float, help="tube voltage, kV (default: the calibration's)")
     p.add_argument("--elements", metavar="LIST", help="elements to map, e.g. Pb,Hg,As")
     p.add_argument("--add-elements", metavar="LIST", help="map these too")
     p.add_argument("--drop-elements", metavar="LIST", help="never map these")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .lines import anode_lines, compton_energy, element_lines
+from .lines import anode_lines, compton_energy, element_lines, tube_series
 from .rpl import EnergyCalibration, format_rpl
 
 # Element, region shape and relative strength of the "paint layers" of a demo painting.
@@ -144,20 +144,23 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
     add("continuum", kramers / max(kramers.sum(), 1e-12))
     # The tube's lines, scattered: Rayleigh (multiplet by radiative rates) and Compton (Doppler
     # broadened, with a low-energy shoulder from bound electrons).
-    anode = anode_lines(spec.anode)
+    anode = anode_lines(spec.anode, spec.tube_kv)
     try:
         tube = [(float(spec.anode), 1.0)]
     except ValueError:
         z_anode = xl.SymbolToAtomicNumber(spec.anode)
-        fam = "L" if spec.anode == "W" else "K"
-        # electron impact ionises the subshells much as photons of ~0.6 x the voltage do
-        # (at least just above the shell's edge: a 30 kV tube still excites Rh K, edge 23.2 keV)
-        edge = xl.EdgeEnergy(z_anode, xl.L1_SHELL if fam == "L" else xl.K_SHELL)
-        e_exc = min(max(0.6 * spec.tube_kv, 1.1 * edge), spec.tube_kv)
-        tube = [(en, w) for f, en, w in _multiplets(z_anode, [(e_exc, 1.0)])
-                if f == fam and en < spec.tube_kv]
-        top = max(w for _e, w in tube)
-        tube = [(en, w / top) for en, w in tube if w > 1e-3 * top]
+        fam = tube_series(spec.anode, spec.tube_kv)  # K (L for W), lower below that edge
+        tube = []
+        if fam is not None:
+            # electron impact ionises the subshells much as photons of ~0.6 x the voltage do
+            # (at least just above the shell's edge: 30 kV still excites Rh K, edge 23.2 keV)
+            shell = {"K": xl.K_SHELL, "L": xl.L3_SHELL, "M": xl.M5_SHELL}[fam]
+            e_exc = min(max(0.6 * spec.tube_kv, 1.1 * xl.EdgeEnergy(z_anode, shell)),
+                        spec.tube_kv)
+            tube = [(en, w) for f, en, w in _multiplets(z_anode, [(e_exc, 1.0)])
+                    if f == fam and en < spec.tube_kv]
+            top = max((w for _e, w in tube), default=0.0)
+            tube = [(en, w / top) for en, w in tube if w > 1e-3 * top]
     scatter = lines_row(tube)
     for energy, weight in tube:
         compton = float(compton_energy(energy, spec.angle))
@@ -170,11 +173,15 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
     add("scatter", scatter)
     # Elements excited by the anode's main line (by the continuum above it, when their edge is
     # higher), each line weighted by its cross section and its family's strength.
-    main = max(tube, key=lambda t: t[1])[0]
+    # (a voltage below every tube line: the continuum near 2/3 of the voltage excites them)
+    main = max(tube, key=lambda t: t[1])[0] if tube else 0.67 * spec.tube_kv
     for element in [p[0] for p in PIGMENTS] + list(HOTSPOT_ELEMENTS):
         z = xl.SymbolToAtomicNumber(element)
         excitation = [(main, 1.0), (min(1.35 * main, spec.tube_kv * 0.8), 0.5),
                       (min(1.9 * main, spec.tube_kv * 0.95), 0.2)]
+        if main < 0.4 * spec.tube_kv:  # a low voltage: the continuum does most of the work
+            excitation += [(0.5 * spec.tube_kv, 0.6), (0.7 * spec.tube_kv, 0.4),
+                           (0.9 * spec.tube_kv, 0.2)]
         lines = [(en, w * SERIES_STRENGTH[f]) for f, en, w in _multiplets(z, excitation)
                  if MIN_LINE_KEV < en < spec.tube_kv * 0.95]
         top = max((w for _e, w in lines), default=1.0)

@@ -111,6 +111,16 @@ def parse_elements(text: str | list[str] | None) -> list[str] | None:
     return out
 
 
+def anode_conflict(elements: list[str] | None, anode: str | float) -> str | None:
+    """Why the tube's own anode cannot be mapped (its lines are the scattered tube radiation the
+    model fits as Rayleigh/Compton), or None when ``elements`` does not include it."""
+    name = str(anode).strip().capitalize()
+    if name in (elements or []):
+        return (f"{name} is the tube's anode: its lines are modelled as scattered tube radiation "
+                f"(Rayleigh and Compton), not mapped as an element; leave {name} out")
+    return None
+
+
 def _instrument(ds: DataStack, anode: str | float, tube_kv: float) -> tuple[Instrument, tuple]:
     cal = ds.attrs("maxrf_energies").get("calibration", {})
     try:
@@ -177,6 +187,8 @@ def prepare(
         if el not in chosen:
             chosen.append(el)
     chosen = [el for el in chosen if el not in set(drop or [])]
+    if (why := anode_conflict(chosen, inst.anode)) is not None:
+        raise ElementMapError(why, ds.path)
     unusable = [el for el in chosen if not usable_elements([el], energies, inst, fit_range)]
     if unusable:
         lo, hi = fit_range

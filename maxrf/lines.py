@@ -16,9 +16,11 @@ from .pipeline import (
 
 ELECTRON_REST_KEV = 510.99895
 
-def anode_lines(anode: str | float) -> dict[str, tuple[float, float]]:
+def anode_lines(anode: str | float, tube_kv: float | None = None) -> dict[str, tuple[float, float]]:
     """Energy and relative intensity of the main lines of a tube anode (K lines; L for W), or of
-    a monochromatic beam when ``anode`` is an energy in keV."""
+    a monochromatic beam when ``anode`` is an energy in keV. With ``tube_kv``, the series the
+    voltage excites: below the K edge (Rh at 10 kV) the L lines, below the L3 edge the M lines,
+    and none when it excites no line at all (the beam is then only the continuum)."""
     try:  # a number: monochromatic excitation at that energy (keV), e.g. a synchrotron beam
         energy = float(anode)
     except (TypeError, ValueError):
@@ -30,8 +32,29 @@ def anode_lines(anode: str | float) -> dict[str, tuple[float, float]]:
     key = anode.strip().capitalize()
     if key not in ANODES:
         raise ValueError(f"unknown anode {anode!r} (expected one of: {', '.join(ANODES)})")
-    series = "L" if key == "W" else "K"
+    series = tube_series(key, tube_kv)
+    if series is None:
+        return {}
     return {n: v for n, v in element_lines(key, None).items() if n[0] == series}
+
+
+def tube_series(anode: str, tube_kv: float | None = None) -> str | None:
+    """The anode's line series a tube shows: K (L for W), or the next one down when the voltage
+    is below that series' edge; None when the voltage excites none."""
+    import xraylib as xl
+
+    order = ("L", "M") if anode == "W" else ("K", "L", "M")
+    if tube_kv is None:
+        return order[0]
+    z = xl.SymbolToAtomicNumber(anode)
+    edges = {"K": xl.K_SHELL, "L": xl.L3_SHELL, "M": xl.M5_SHELL}
+    for series in order:
+        try:
+            if float(tube_kv) > xl.EdgeEnergy(z, edges[series]):
+                return series
+        except ValueError:
+            continue
+    return None
 
 
 def element_lines(
@@ -150,14 +173,14 @@ def excitation_spectrum(anode: str | float = default("anode"), tube_kv: float = 
         mono = float(anode)
     except (TypeError, ValueError):
         mono = None
+    if not 5.0 <= float(tube_kv) <= 150.0:  # checked for a beam's energy too: never silent
+        raise ValueError(f"tube voltage {tube_kv} kV is out of range (5-150 kV)")
     if mono is not None:
         anode_lines(mono)  # range check
         return np.array([mono]), np.array([1.0])
-    if not 5.0 <= float(tube_kv) <= 150.0:
-        raise ValueError(f"tube voltage {tube_kv} kV is out of range (5-150 kV)")
-    lines = anode_lines(anode)
-    e_lines = np.array([e for e, _w in lines.values() if e < tube_kv])
-    w_lines = np.array([w for e, w in lines.values() if e < tube_kv])
+    lines = anode_lines(anode, tube_kv)
+    e_lines = np.array([e for e, _w in lines.values() if e < tube_kv], dtype=np.float64)
+    w_lines = np.array([w for e, w in lines.values() if e < tube_kv], dtype=np.float64)
     e_cont = np.linspace(1.0, float(tube_kv), 120, endpoint=False)[1:]
     w_cont = tube_kv / e_cont - 1.0
     # A continuum carrying ~1.5x the lines' photons (typical of a side-window tube + optics).

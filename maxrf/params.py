@@ -23,7 +23,7 @@ def check_parameters(
 ) -> None:
     from .convert import MAX_SIGMA
     from .datastack.layers import PRECISION_BITS
-    from .elementmaps import parse_elements
+    from .elementmaps import anode_conflict, parse_elements
     from .lines import excitation_spectrum
 
     def fail(name: str, why: str) -> None:
@@ -57,6 +57,8 @@ def check_parameters(
     for name, value in (("elements", elements), ("add_elements", add_elements),
                         ("drop_elements", drop_elements)):
         try:
-            parse_elements(value)
+            parsed = parse_elements(value)
         except MaxrfError as exc:
             fail(name, exc.reason)
+        if name != "drop_elements" and (why := anode_conflict(parsed, anode)) is not None:
+            fail(name, why)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .fitting import fit_nonlinear, nnls_weighted, poisson_weights
-from .lines import anode_lines, compton_energy, line_components
+from .lines import ANODES, anode_lines, compton_energy, line_components, tube_series
 from .spectrum_model import FAMILIES, Instrument, SpectrumModel, build_model
 
 # Elements a painting may show (anode excluded automatically): the candidates for proposals.
@@ -38,7 +38,12 @@ def default_fit_range(energies: np.ndarray, inst: Instrument) -> tuple[float, fl
     """From 1 keV to just above the highest Rayleigh line, or further, up to twice that line and
     half the tube voltage (a W tube's L lines end at 11 keV, its continuum excites far above);
     never past the axis end or the voltage."""
-    top = max(e for e, _w in anode_lines(inst.anode).values())
+    lines = anode_lines(inst.anode, inst.tube_kv)
+    name = str(inst.anode).strip().capitalize()
+    if not lines or (name in ANODES and tube_series(name, inst.tube_kv) != tube_series(name)):
+        # a voltage below the tube's main lines: its continuum excites up to the voltage
+        return 1.0, float(min(energies[-1], 0.95 * inst.tube_kv))
+    top = max(e for e, _w in lines.values())
     hi = max(top * 1.08 + 0.5, min(0.5 * inst.tube_kv, 2 * top))
     return 1.0, float(min(energies[-1], hi, inst.tube_kv))
 
@@ -46,7 +51,9 @@ def default_fit_range(energies: np.ndarray, inst: Instrument) -> tuple[float, fl
 def scatter_zone(inst: Instrument) -> tuple[float, float]:
     """Energies (keV) of the anode's scattered lines: from the Compton peak of its lowest main
     line at 180° to three resolution widths above its highest Rayleigh line."""
-    e = [v[0] for v in anode_lines(inst.anode).values()]
+    e = [v[0] for v in anode_lines(inst.anode, inst.tube_kv).values()]
+    if not e:  # no tube line excited: nothing scattered to stay clear of
+        return (float("inf"), float("inf"))
     lo = float(compton_energy(min(e), 180.0))
     return lo - 3 * float(inst.fwhm_kev(lo)), max(e) + 3 * float(inst.fwhm_kev(max(e)))
 

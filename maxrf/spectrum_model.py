@@ -23,7 +23,7 @@ import numpy as np
 from scipy.interpolate import BSpline
 from scipy.special import erf, erfc, erfcx
 
-from .lines import anode_lines, compton_energy, line_codes, line_components
+from .lines import anode_lines, compton_energy, line_codes, line_components, tube_series
 from .pipeline import default
 
 EPSILON_SI_KEV = 0.00365  # energy per electron-hole pair in silicon
@@ -199,11 +199,13 @@ def tube_lines(anode: str, tube_kv: float) -> dict[str, tuple[np.ndarray, np.nda
         pass
     import xraylib as xl
 
-    main = "L" if str(anode).strip().capitalize() == "W" else "K"  # as anode_lines
+    main = tube_series(str(anode).strip().capitalize(), tube_kv)  # as anode_lines
+    if main is None:  # the voltage excites none of the anode's lines: continuum only
+        return {}
     z = xl.SymbolToAtomicNumber(anode)
     codes = {name: code for name, _fam, code in line_codes()}
     # electron impact ionises the subshells much as photons of ~0.6 x the voltage do
-    edge = xl.EdgeEnergy(z, xl.L1_SHELL if main == "L" else xl.K_SHELL)
+    edge = xl.EdgeEnergy(z, {"K": xl.K_SHELL, "L": xl.L3_SHELL, "M": xl.M5_SHELL}[main])
     e_exc = min(max(0.6 * tube_kv, 1.1 * edge), tube_kv)
     out = {}
     for comp in line_components(anode, anode, tube_kv):
@@ -234,6 +236,8 @@ def scatter_templates(
     each): the tube's lines, their subshells weighted by ``shares`` (else the prior), or with
     ``split`` one set per subshell (``rayleigh-L3`` …) when the tube has several."""
     fams = tube_lines(inst.anode, inst.tube_kv)
+    if not fams:  # no tube line is excited: the continuum scatters, modelled by the background
+        return {}
     if split and len(fams) > 1:
         groups = {f"-{f}": {f: 1.0} for f in fams}
     else:

@@ -40,9 +40,11 @@ def calibrate_layers(
     energies: tuple[float, float] | None = None,
     use_header: bool = True,
     provenance: dict | None = None,
+    tube_kv: float = default("tube_kv"),
 ) -> dict[str, str]:
     """Write ``maxrf_energies`` (with the full calibration in its attributes) and
-    ``compton_peak_energy``. ``energies=(start, stop)`` overrides the automatic calibration."""
+    ``compton_peak_energy``. ``energies=(start, stop)`` overrides the automatic calibration;
+    ``tube_kv`` sets which of the tube's lines scatter (and so which landmarks exist)."""
     started = time.time()
     ds = DataStack(datastack)
     if "maxrf_rawmeanspectrum" in ds:  # unsmoothed: sharper landmarks (≤ 3 eV even at 1024 ch)
@@ -51,16 +53,18 @@ def calibrate_layers(
         mean = ds.read("maxrf_sumspectrum")
         sigma = ds.attrs("maxrf_cube").get("maxrf", {}).get("params", {}).get("sigma", 7.0)
     if energies is not None:
-        cal = cal_mod.manual_calibration(mean.size, str(anode), energies=energies)
+        cal = cal_mod.manual_calibration(mean.size, str(anode), energies=energies,
+                                         tube_kv=float(tube_kv))
     else:
         header = _header_calibration(ds) if use_header else None
         try:
             h, w = ds.array("maxrf_cube").shape[:2]
             cal = cal_mod.calibrate(mean, anode=anode, header=header, smoothing_sigma=sigma,
-                                    counts_scale=float(h * w))
+                                    counts_scale=float(h * w), tube_kv=float(tube_kv))
         except MaxrfError as exc:
             raise type(exc)(exc.reason, ds.path) from None
-    params = {"anode": str(anode), "energies": energies, "use_header": use_header}
+    params = {"anode": str(anode), "energies": energies, "use_header": use_header,
+              "tube_kv": float(tube_kv)}
     attrs = _meta("calibrate", step("calibrate").version, params, provenance, started)
     compton = np.float64(np.nan if cal.compton_kev is None else cal.compton_kev)
     with ds.appending() as app:

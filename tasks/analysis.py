@@ -20,6 +20,7 @@ def calibrate_energy(
     anode: str = default("anode"),
     energies: tuple[float, float] | None = default("energies"),
     use_header: bool = default("use_header"),
+    tube_kv: float = default("tube_kv"),
 ):
     """``maxrf_energies`` + ``compton_peak_energy`` from the mean spectrum's landmarks."""
     inputs = dict(locals())
@@ -28,7 +29,7 @@ def calibrate_energy(
         inputs,
         datastack,
         lambda prov: steps.calibrate_layers(
-            datastack, anode, energies, use_header, provenance=prov
+            datastack, anode, energies, use_header, provenance=prov, tube_kv=tube_kv
         ),
     )
 

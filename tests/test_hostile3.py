@@ -374,3 +374,73 @@ def test_a_constant_pixel_is_excluded_not_fatal(tmp_path):
     maps = ds.read("maxrf_elementmaps")
     assert maps.shape[0] >= 3 and not maps[:, 5, 7].any() and not maps[:, 20, 0].any()
     assert "hotmax_spectra" in ds
+
+
+# ---- 5, 11. the tube: voltages and the anode's own element ------------------------------------
+@pytest.mark.parametrize("args, words", [
+    (["--anode", "17.4", "--tube-kv", "-5"], "tube voltage -5.0 kV is out of range"),
+    (["--tube-kv", "0"], "out of range"),
+    (["--elements", "Rh,Fe"], "Rh is the tube's anode"),
+    (["--anode", "W", "--add-elements", "W"], "W is the tube's anode"),
+])
+def test_tube_parameters_are_checked_before_any_work(tiny_scan, tmp_path, args, words):
+    out = tmp_path / "never.datastack"
+    r = run_maxrf("process", tiny_scan, "-o", out, "--no-plots", *args,
+                  env={"MAXRF_SERVER": "temporary"})
+    assert r.returncode == 2 and words in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("anode, kv", [("Rh", 12.0), ("Mo", 15.0)])
+def test_low_voltage_scans_are_mapped(tmp_path, anode, kv):
+    """Below the anode's K (W: L) edge the tube shows its lower series (or only continuum);
+    the chain calibrates (header axis kept when the landmarks are too few) and maps."""
+    from maxrf.demo import DemoSpec, generate_scan
+
+    generate_scan(tmp_path / "lk", DemoSpec(height=20, width=20, anode=anode, tube_kv=kv,
+                                            layout="B", seed=5))
+    r = run_maxrf("process", tmp_path / "lk.raw", "--no-plots", "--anode", anode,
+                  "--tube-kv", str(kv))
+    assert r.returncode == 0, r.stderr
+    ds = DataStack(tmp_path / "lk.datastack")
+    assert ds.attrs("maxrf_energies")["calibration"]["tube_kv"] == kv
+    elements = ds.attrs("maxrf_elementmaps")["elements"]
+    truth = np.load(tmp_path / "lk.truth.npz")
+    # elements whose main line lies among the tube's own scattered lines (Ar and K under Rh L)
+    # need 3x the significance; the others must all be there
+    from maxrf.lines import element_lines
+    from maxrf.spectrum_fit import scatter_zone
+    from maxrf.spectrum_model import Instrument
+
+    lo, hi = scatter_zone(Instrument(anode=anode, tube_kv=kv))
+
+    def clear(el: str) -> bool:
+        main = max(((e, w) for e, w in element_lines(el, kv).values() if e > 1.0),
+                   key=lambda x: x[1], default=(0.0, 0.0))[0]
+        return not lo - 0.2 <= main <= hi + 0.2
+
+    strong = {str(e) for e, m in zip(truth["elements"], truth["maps"], strict=True)
+              if m.mean() >= 20 and clear(str(e))}
+    assert strong and strong <= set(elements), (strong, elements)
+    assert ds.read("maxrf_elementmaps").max() > 0
+
+
+@pytest.mark.parametrize("args", [["--tube-kv", "10"], ["--anode", "Mo", "--tube-kv", "12"],
+                                  ["--anode", "W", "--tube-kv", "6"]])
+def test_maps_at_a_voltage_below_the_tube_lines_never_crash(viewed, tmp_path, args):
+    path = tmp_path / "v.datastack"
+    shutil.copy(viewed, path)
+    r = run_maxrf("maps", path, "--refit", *args)
+    assert "Traceback" not in r.stderr
+    assert r.returncode == 0 or len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_maps_refuses_the_anode_in_one_line(viewed, tmp_path):
+    path = tmp_path / "v.datastack"
+    shutil.copy(viewed, path)
+    r = run_maxrf("maps", path, "--elements", "Rh,Pb")
+    assert r.returncode == 2 and "Rh is the tube's anode" in r.stderr
+    r = run_maxrf("maps", path, "--rgb", "Pb,Hg", "--colors", "red,nope", "--export",
+                  tmp_path / "out")
+    assert r.returncode == 2 and "nope" in r.stderr and not (tmp_path / "out").exists()
