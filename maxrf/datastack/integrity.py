@@ -55,7 +55,26 @@ def _expected_chunk_keys(meta: dict) -> Iterator[str]:
         yield enc.encode_chunk_key(coords)
 
 
-def _layer_problems(name: str, meta_bytes: bytes, present: set[str]) -> list[str]:
+def _max_chunk_bytes(meta: dict, chunks: list[int]) -> int:
+    """The most bytes one stored chunk of this layer can take: its values uncompressed plus any
+    codec's framing (a member that inflates past this is no chunk of the layer: a zip bomb)."""
+    import numpy as np
+
+    try:
+        itemsize = np.dtype(str(meta.get("data_type"))).itemsize
+    except TypeError:
+        itemsize = 16
+    raw = math.prod(chunks) * max(itemsize, 1)
+    return raw + raw // 8 + (64 << 10)
+
+
+def _layer_problems(name: str, meta_bytes: bytes, present: set[str],
+                    sizes: dict[str, int] | None = None, junk: set[str] | None = None
+                    ) -> list[str]:
+    """What is wrong with one layer: its metadata, missing chunks, members outside its chunk
+    grid, members larger than a chunk can be (``sizes``: each member's uncompressed size).
+    With ``junk``, members outside the grid are collected there instead of reported (recover
+    leaves them out and keeps the layer)."""
     try:
         meta = json.loads(meta_bytes)
     except ValueError:
@@ -75,10 +94,25 @@ def _layer_problems(name: str, meta_bytes: bytes, present: set[str]) -> list[str
     held = sum(1 for n in present if n.startswith(f"{name}/") and n != f"{name}/zarr.json")
     if expected > held:  # never enumerate a crafted 1e9 x 1e9 grid
         return [f"{name}: {expected - held} chunk(s) missing (declares {expected}, holds {held})"]
-    missing = [k for k in _expected_chunk_keys(meta) if f"{name}/{k}" not in present]
+    expected_keys = {f"{name}/{k}" for k in _expected_chunk_keys(meta)}
+    missing = sorted(expected_keys - present)
     if missing:
         return [f"{name}: {len(missing)} chunk(s) missing (first: {missing[0]})"]
-    return []
+    problems = []
+    extra = sorted(n for n in present if n.startswith(f"{name}/") and n != f"{name}/zarr.json"
+                   and n not in expected_keys)
+    if extra and junk is not None:
+        junk.update(extra)
+    elif extra:
+        problems.append(f"{name}: {len(extra)} member(s) outside its chunk grid "
+                        f"(first: {extra[0]})")
+    if sizes:
+        limit = _max_chunk_bytes(meta, chunks)
+        big = sorted(n for n in expected_keys if sizes.get(n, 0) > limit)
+        if big:
+            problems.append(f"{name}: {len(big)} chunk(s) larger than a chunk can be "
+                            f"(first: {big[0]}, {sizes[big[0]]} bytes > {limit})")
+    return problems
 
 
 def check(path: str | Path) -> CheckReport:
@@ -93,17 +127,32 @@ def check(path: str | Path) -> CheckReport:
         names = [i.filename for i in infos]
         if len(set(names)) != len(names):
             report.problems.append("duplicate zip entries (repack to clean up)")
-        for info in infos:
-            try:
-                with zf.open(info) as f:
-                    while f.read(1 << 20):
-                        pass
-            except (zipfile.BadZipFile, zlib.error, OSError) as exc:
-                report.problems.append(f"{info.filename}: {exc}")
+        sizes = {i.filename: i.file_size for i in infos}
         present = set(names)
         report.layers = layer_names(names)
+        meta: dict[str, bytes] = {}
+        for info in infos:
+            if info.file_size > MAX_INFLATED:
+                report.problems.append(f"{info.filename}: {info.file_size} bytes inflated "
+                                       "(larger than any chunk: not read)")
+                continue
+            why = _local_header_disagrees(snap.fileobj, info)
+            if why:
+                report.problems.append(f"{info.filename}: {why}")
+                continue
+            try:
+                with zf.open(info) as f:
+                    data = [piece for piece in iter(lambda f=f: f.read(1 << 20), b"")]
+                    if info.filename.endswith("/zarr.json"):
+                        meta[info.filename] = b"".join(data)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+                report.problems.append(f"{info.filename}: {exc}")
         for name in report.layers:
-            report.problems += _layer_problems(name, zf.read(f"{name}/zarr.json"), present)
+            key = f"{name}/zarr.json"
+            if key not in meta:
+                report.problems.append(f"{name}: metadata unreadable")
+                continue
+            report.problems += _layer_problems(name, meta[key], present, sizes)
         orphans = {n.split("/")[0] for n in names if "/" in n} - set(report.layers)
         for o in sorted(orphans):
             report.problems.append(f"{o}: chunks without metadata")
@@ -111,6 +160,28 @@ def check(path: str | Path) -> CheckReport:
 
 
 MAX_INFLATED = 1 << 30  # a deflated entry larger than this when inflated is not salvaged
+
+
+def _local_header_disagrees(fileobj, info: zipfile.ZipInfo) -> str | None:
+    """Why the entry's local header does not match its directory entry (CRC, sizes, name), as
+    ``recover`` (which reads local headers) would find; None when they agree."""
+    fileobj.seek(info.header_offset)
+    head = fileobj.read(30)
+    if len(head) < 30 or head[:4] != _LOCAL:
+        return "no local header where the directory says"
+    (_, _, flags, _method, _, _, crc, csize, usize, nlen, _xlen) = struct.unpack(
+        "<IHHHHHIIIHH", head)
+    name = fileobj.read(nlen).decode("utf-8", "replace")
+    if name != info.filename:
+        return f"local header names {name!r}"
+    if flags & 0x08:
+        return None  # sizes and CRC in a data descriptor
+    if crc != info.CRC:
+        return "local header CRC differs from the directory's"
+    if 0xFFFFFFFF not in (csize, usize) and (csize, usize) != (info.compress_size,
+                                                                info.file_size):
+        return "local header sizes differ from the directory's"
+    return None
 PIECE = 1 << 24
 
 
@@ -239,8 +310,10 @@ def recover(
                 return b"" if e.usize > limit else b"".join(_pieces(data, e))
 
             present = set(entries)
+            sizes = {n: e.usize for n, e in entries.items()}
+            junk: set[str] = set()  # members outside a layer's chunk grid: never copied
             for name in layer_names(list(entries)):
-                if _layer_problems(name, content(f"{name}/zarr.json"), present):
+                if _layer_problems(name, content(f"{name}/zarr.json"), present, sizes, junk):
                     dropped.append(name)
                 else:
                     kept.append(name)
@@ -251,7 +324,8 @@ def recover(
                 zf.writestr("zarr.json", root or json.dumps(ROOT_META).encode())
                 for layer in kept:
                     for n, e in entries.items():
-                        if n.startswith(layer + "/") and n != f"{layer}/zarr.json":
+                        if (n.startswith(layer + "/") and n != f"{layer}/zarr.json"
+                                and n not in junk):
                             with zf.open(n, "w", force_zip64=e.usize > 2**31) as out:
                                 for piece in _pieces(data, e):
                                     out.write(piece)

@@ -15,6 +15,7 @@ import os
 import stat
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -207,7 +208,8 @@ class DataStack:
             raise LayerNotFoundError(f"no layer {name!r}", self.path)
         try:
             return snap.group[key]
-        except (ValueError, TypeError, KeyError) as exc:  # unreadable metadata (JSON, fields)
+        except (ValueError, TypeError, KeyError, zipfile.BadZipFile, zlib.error, EOFError,
+                OSError) as exc:  # unreadable metadata (JSON, fields, CRC, zip records)
             why = " ".join(str(exc).split())[:120]
             raise DataStackError(
                 f"layer {key!r}: damaged metadata ({why}); try 'maxrf recover'", self.path
@@ -217,7 +219,12 @@ class DataStack:
         """A layer as numpy (or dask with ``compute=False``, chunked as stored)."""
         arr = self.array(name, latest)
         if compute:
-            return arr[...]
+            try:
+                return arr[...]
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                why = " ".join(str(exc).split())[:120]
+                raise DataStackError(f"layer {name!r}: damaged chunk data ({why}); try "
+                                     "'maxrf recover'", self.path) from None
         import dask.array as da
 
         return da.from_zarr(arr, chunks=arr.chunks)
