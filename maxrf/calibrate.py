@@ -56,6 +56,8 @@ ISOLATION_KEV = 0.12  # a landmark closer than this to another reference line is
 TOLERANCE_KEV = 0.04  # a landmark must land this close to its line after the fit
 OUTLIER_KEV = 0.012  # a landmark further than this from the fit of the others is dropped
 MIN_EXPLAINED = 0.75  # share (by prominence weight) of the strongest peaks a valid axis explains
+CONFIDENT = 0.75  # independent checks: at or above, the axis is accepted silently
+DOUBTFUL = 0.5  # below CONFIDENT: accepted with a warning; below this: refused
 
 
 @dataclass
@@ -86,6 +88,8 @@ class Calibration:
     fano: float | None = None
     supported_kev: tuple[float, float] | None = None  # energies the data pin down
     warnings: list[str] = field(default_factory=list)
+    confidence: float | None = None  # independent checks of the final axis (0-1)
+    checks: dict | None = None  # what the checks found (peaks placed, unexplained, scatter)
     tube_kv: float = default("tube_kv")
 
     def energies(self) -> np.ndarray:
@@ -159,7 +163,11 @@ def find_spectrum_peaks(y: np.ndarray, max_peaks: int = 30) -> tuple[np.ndarray,
     if peaks.size == 0:
         return peaks, peaks.astype(float)
     prom = props["prominences"]
-    keep = prom >= max(prom.max() * 2e-3, 0.0)
+    # the detector's noise/pulser peak at 0 keV (the lowest channels) can be 1000x any line
+    # (PyMca's XRFSpectrum.mca): lines are judged against the strongest peak above it
+    low = peaks < 0.1 * y.size
+    top = prom[~low].max() if (~low).any() else prom.max()
+    keep = prom >= top * 2e-3
     peaks, prom = peaks[keep], prom[keep]
     order = np.argsort(prom)[::-1][:max_peaks]
     return peaks[order], prom[order]
@@ -210,9 +218,12 @@ def _explained_fraction(y: np.ndarray, coef: np.ndarray, anode: str,
     return float(weight[ok].sum() / weight.sum())
 
 
-def initial_guess(y, anode: str, refs, tube_kv: float = default("tube_kv")) -> tuple[float, float]:
-    """Search (gain, offset): put the anode's main line on one of the strongest peaks and any known
-    line on another; keep the axis that explains the most (and the strongest) peaks."""
+def candidate_axes(y, anode: str, refs, tube_kv: float = default("tube_kv"),
+                   n: int = 10) -> list[tuple[float, float]]:
+    """(gain, offset) starts, best first: put the anode's main line on one of the strongest peaks
+    and any known line on another; rank the axes by how many (and how strong) peaks they explain
+    and keep ``n`` distinct ones (a Compton peak far stronger than its Rayleigh line can win the
+    first place on a wrong axis: the landmarks then decide)."""
     peaks, prom = find_spectrum_peaks(y, max_peaks=20)
     if peaks.size < 2:
         raise CalibrationError(f"found {peaks.size} peak(s); need at least 2 to calibrate")
@@ -221,7 +232,7 @@ def initial_guess(y, anode: str, refs, tube_kv: float = default("tube_kv")) -> t
     windows = _compton_windows(anode, tube_kv)
     tube = anode_lines(anode, tube_kv)  # none excited: pin the sensor peak (0 keV) instead
     anode_e = max(tube.values(), key=lambda v: v[1])[0] if tube else 0.0
-    best, best_axis = -np.inf, None
+    found: list[tuple[float, float, float]] = []
     for i in range(peaks.size):
         for j in range(peaks.size):
             dc = float(peaks[i] - peaks[j])
@@ -235,15 +246,21 @@ def initial_guess(y, anode: str, refs, tube_kv: float = default("tube_kv")) -> t
             g, o = gains[ok], offsets[ok]
             scores = _scores(g, o, peaks, weight, known, windows, np.maximum(1.5 * g, 0.05))
             k = int(np.argmax(scores))
-            if scores[k] > best:
-                best, best_axis = float(scores[k]), (float(g[k]), float(o[k]))
-    if best_axis is None or best <= 0:
-        found = ", ".join(f"ch {p}" for p in sorted(peaks[:12]))
+            if scores[k] > 0:
+                found.append((float(scores[k]), float(g[k]), float(o[k])))
+    out: list[tuple[float, float]] = []
+    for _score, g, o in sorted(found, reverse=True):
+        if all(abs(g - g2) > 0.01 * g2 or abs(o - o2) > 0.05 for g2, o2 in out):
+            out.append((g, o))
+        if len(out) == n:
+            break
+    if not out:
+        shown = ", ".join(f"ch {p}" for p in sorted(peaks[:12]))
         raise CalibrationError(
-            f"no axis explains the peaks for a {anode} anode (peaks at {found}); "
+            f"no axis explains the peaks for a {anode} anode (peaks at {shown}); "
             "check the anode, or give energies=(start_kev, stop_kev)"
         )
-    return best_axis
+    return out
 
 
 def _gauss(x, a, mu, s, b0, b1):
@@ -333,61 +350,93 @@ def calibrate(
     that the landmarks cannot confirm (too few of them, e.g. a low voltage that excites no tube
     line) is kept, with a warning, when it explains the spectrum's strongest peaks."""
     y = _check_spectrum(spectrum)
+    cal, why = None, ""
     try:
-        return _calibrate(y, anode, header, smoothing_sigma, refine, counts_scale, tube_kv)
+        cal = _calibrate(y, anode, header, smoothing_sigma, refine, counts_scale, tube_kv)
     except CalibrationError as exc:
         if header is None:
             raise
         why = exc.reason.split(". ")[0]
-        coef = np.array([header.offset_kev, header.gain_kev, 0.0])
-        explained = _explained_fraction(y, coef, anode, tube_kv)
-        if explained < MIN_EXPLAINED:
+    if header is not None:
+        # the instrument's own axis is a candidate of its own, judged by the same checks
+        h_conf, _ = check_axis(y, (header.offset_kev, header.gain_kev, 0.0), anode, tube_kv,
+                               smoothing_sigma)
+        l_conf = -1.0 if cal is None else check_axis(
+            y, (cal.offset_kev, cal.gain_kev, cal.quadratic_kev), anode, tube_kv,
+            smoothing_sigma)[0]
+        if cal is None and h_conf < DOUBTFUL:
             raise CalibrationError(
-                f"{why}; the header's axis explains only {explained:.0%} of the strongest "
-                "peaks either. Check the anode and tube voltage, or give energies=(start_kev, "
-                "stop_kev)") from None
+                f"{why}; the header's axis fails the checks too (confidence {h_conf:.2f}). "
+                "Check the anode and tube voltage, or give energies=(start_kev, stop_kev)")
+        if cal is None or h_conf > l_conf + 0.1:
+            reason = (f"landmarks could not confirm an axis ({why})" if cal is None else
+                      f"it places the peaks better than the landmark axis ({h_conf:.2f} vs "
+                      f"{l_conf:.2f})")
+            cal = _header_calibration(y, anode, header, smoothing_sigma, refine, counts_scale,
+                                      tube_kv, reason)
+    _judge(y, cal, smoothing_sigma)
+    return cal
+
+
+def _header_calibration(y, anode, header, smoothing_sigma, refine, counts_scale, tube_kv,
+                        reason: str) -> Calibration:
+    """The header's axis kept as it is (the reason recorded), with Compton and support."""
     cal = Calibration(header.offset_kev, header.gain_kev, 0.0, y.size, anode, "header",
                       tube_kv=float(tube_kv))
-    cal.warnings.append(f"landmarks could not confirm the axis ({why}); "
-                        f"the header's calibration is kept (it explains {explained:.0%} of the "
-                        "strongest peaks)")
+    cal.warnings.append(f"the header's calibration is kept: {reason}")
     _compton(y, cal, smoothing_sigma)
-    if refine:
+    if refine:  # the model's resolution and angle; the axis stays the header's
+        axis = (cal.offset_kev, cal.gain_kev, cal.quadratic_kev)
         refine_axis(y * counts_scale, cal, tube_kv, smoothing_sigma, pixels=counts_scale)
+        cal.offset_kev, cal.gain_kev, cal.quadratic_kev = axis
+        cal.method = "header"
     _support(cal)
     cal.header_agreement_ev = 0.0
     return cal
+
+
+def _landmark_axis(y, start, refs, anode, tube_kv, smoothing_sigma):
+    """Locate the reference lines from a start axis and refit, three times; returns the axis,
+    its landmarks and the share of the strongest peaks it explains."""
+    coef = np.array([start[0], start[1], 0.0])
+    marks: list[Landmark] = []
+    for _ in range(3):
+        marks = _reject_outliers(_locate(y, coef, refs, smoothing_sigma))
+        if len(marks) < 3:
+            break
+        coef = np.append(_fit_axis(marks, quadratic=False), 0.0)[:3]
+    explained = _explained_fraction(y, coef, anode, tube_kv) if len(marks) >= 3 else 0.0
+    return coef, marks, explained
 
 
 def _calibrate(y, anode, header, smoothing_sigma, refine, counts_scale, tube_kv) -> Calibration:
     """The landmark calibration (then the whole-spectrum refinement) of a checked spectrum."""
     refs = _references(anode, tube_kv)
     if header is not None:
-        gain, offset = header.gain_kev, header.offset_kev
+        starts = [(header.gain_kev, header.offset_kev)]
         method = "landmarks (started from the header calibration)"
     else:
-        gain, offset = initial_guess(y, anode, refs, tube_kv)
+        starts = candidate_axes(y, anode, refs, tube_kv)
         method = "landmarks (automatic search)"
-    coef = np.array([offset, gain, 0.0])
-    marks: list[Landmark] = []
-    for _ in range(3):
-        marks = _locate(y, coef, refs, smoothing_sigma)
-        marks = _reject_outliers(marks)
-        if len(marks) < 3:
-            break
-        coef = _fit_axis(marks, quadratic=False)
-        coef = np.append(coef, 0.0)[:3]
-    explained = _explained_fraction(y, coef, anode, tube_kv) if len(marks) >= 3 else 0.0
-    if len(marks) < 3 or explained < MIN_EXPLAINED:
+    failures, passed = [], []
+    for gain, offset in starts:  # the best-scored start whose landmarks explain the peaks
+        coef, marks, explained = _landmark_axis(y, (offset, gain), refs, anode, tube_kv,
+                                                smoothing_sigma)
+        if len(marks) >= 3 and explained >= MIN_EXPLAINED:
+            conf = check_axis(y, coef, anode, tube_kv, smoothing_sigma)[0]
+            passed.append((-conf, len(passed), coef, marks))
+            if conf >= 0.9:  # and passes the independent checks well: look no further
+                break
+            continue
         got = ", ".join(f"{m.name} at ch {m.channel:.1f}" for m in marks) or "none"
-        why = (
-            f"found {len(marks)} landmark(s) ({got}); need 3"
-            if len(marks) < 3
-            else f"the axis from {got} explains only {explained:.0%} of the strongest peaks"
-        )
+        failures.append(
+            f"found {len(marks)} landmark(s) ({got}); need 3" if len(marks) < 3
+            else f"the axis from {got} explains only {explained:.0%} of the strongest peaks")
+    if not passed:
         raise CalibrationError(
-            f"{why}. Check the anode ({anode}) or give energies=(start_kev, stop_kev)"
+            f"{failures[0]}. Check the anode ({anode}) or give energies=(start_kev, stop_kev)"
         )
+    _conf, _i, coef, marks = min(passed, key=lambda p: p[:2])
     if len(marks) >= 5:
         quad = _fit_axis(marks, quadratic=True)
         if _rms(marks, quad) < 0.5 * _rms(marks, coef) and abs(quad[2]) * y.size**2 < 0.2:
@@ -600,6 +649,101 @@ def _strong_lines(fit) -> list[tuple[float, str, float]]:
         if a * row.max() > 25 * np.sqrt(max(a * row.max(), 1.0)):  # a clear peak
             out.append((peak, name, float(a)))
     return out
+
+
+def check_axis(y: np.ndarray, coef, anode: str, tube_kv: float = default("tube_kv"),
+               smoothing_sigma: float = 0.0) -> tuple[float, dict]:
+    """Independent checks of an axis, not the ones that chose it: (1) the strongest peaks away
+    from 0 keV and the tube's scatter must each lie on a known line (or its Si escape) within
+    the detector's resolution; (2) the tube's strongest line must stand on a peak of its
+    Rayleigh scatter (the highest-energy of the Compton/Rayleigh pair). Returns the confidence
+    (0-1: the weaker of the two) and what was found."""
+    coef = np.asarray(coef, dtype=np.float64)
+    peaks, prom = find_spectrum_peaks(y, max_peaks=20)
+    e = _axis(coef, peaks.astype(float))
+    gain = float(coef[1])
+    tube = anode_lines(anode, tube_kv)
+    hi_e = max((v[0] for v in tube.values()), default=None)
+    lo_e = min((v[0] for v in tube.values()), default=None)
+    zone = ((float(compton_energy(lo_e, 180.0)) - 0.3, hi_e + 0.3) if tube
+            else (np.inf, np.inf))
+    keep = (e > 0.9) & ~((e >= zone[0]) & (e <= zone[1]))
+    known = _known_lines(anode, tube_kv)
+    known = np.unique(np.r_[known, known[known > 2.5] - 1.74])  # Si escape peaks
+    fwhm = np.sqrt(0.0715**2 + 2.3548**2 * 0.00365 * 0.115 * np.clip(e, 0, None))
+    tol = np.hypot(0.5 * fwhm, max(2 * gain, smoothing_sigma * gain)) + 0.01
+    dist = np.min(np.abs(e[:, None] - known[None, :]), axis=1) if known.size else np.inf + e
+    weight = 1.0 + np.log1p(100 * prom / max(prom[keep].max(), 1e-12)) if keep.any() else prom
+    placed = dist <= tol
+    fluo = float(weight[keep & placed].sum() / weight[keep].sum()) if keep.any() else 1.0
+    unexplained = sorted(round(float(x), 2) for x in e[keep & ~placed])
+    # each strong tube line stands on a peak, and no unexplained peak lies just above it where
+    # its Rayleigh would be if the "line" were really its Compton peak (Compton >> Rayleigh)
+    scatter, where, top = 1.0, [], None
+    lines = [(en, w) for en, w in tube.values()
+             if _axis(coef, 0.0) < en < _axis(coef, float(y.size - 1))]
+    if lines:
+        strongest = max(w for _e, w in lines)
+        top = round(max(lines, key=lambda v: v[1])[0], 3)
+        tube_e = np.array([en for en, _w in tube.values()])
+        ok_w = total_w = 0.0
+        for en, w in lines:
+            if w < 0.3 * strongest:
+                continue
+            width = float(np.sqrt(0.0715**2 + 2.3548**2 * 0.00365 * 0.115 * en)) + 2 * gain
+            near = np.abs(e - en) <= width
+            shift = en - float(compton_energy(en, 180.0))
+            above = (e > en + width) & (e <= en + shift + width)
+            above &= np.min(np.abs(e[:, None] - tube_e[None, :]), axis=1) > width
+            for other in tube_e[tube_e > en]:  # Compton peaks of higher tube lines (Rh Kb)
+                above &= ~((e >= compton_energy(other, 180.0) - width)
+                           & (e <= compton_energy(other, 40.0) + width))
+            if near.any():  # a real Rayleigh above a Compton peak is not a speck beside it
+                above &= prom >= 0.1 * prom[near].max()
+            total_w += w
+            if near.any() and not above.any():
+                ok_w += w
+            else:
+                where.append(round(float(en), 3))
+        scatter = ok_w / total_w if total_w else 1.0
+    # a peak that dominates the spectrum from its lowest channels is the detector's noise (or
+    # pulser) peak: 0 keV
+    sensor = 1.0
+    low = peaks < 0.05 * y.size
+    if low.any():
+        noise_peak = peaks[low][np.argmax(prom[low])]
+        if prom[low].max() >= 0.5 * prom.max():  # a peak that dominates the spectrum
+            sensor = float(abs(_axis(coef, float(noise_peak))) <= max(0.1, 3 * gain))
+    checks = {"fluorescence_placed": round(fluo, 3), "unexplained_kev": unexplained[:8],
+              "tube_lines_misplaced_kev": where, "tube_line_kev": top,
+              "scatter_placed": round(scatter, 3), "zero_peak_placed": sensor}
+    return min(fluo, scatter, sensor), checks
+
+
+def _judge(y: np.ndarray, cal: Calibration, smoothing_sigma: float) -> None:
+    """Confidence of the final axis from independent checks: a warning below CONFIDENT, a
+    refusal (naming what disagrees) below DOUBTFUL. Never a silent wrong axis."""
+    coef = np.array([cal.offset_kev, cal.gain_kev, cal.quadratic_kev])
+    conf, checks = check_axis(y, coef, cal.anode, cal.tube_kv, smoothing_sigma)
+    cal.confidence, cal.checks = round(conf, 3), checks
+    if conf >= CONFIDENT:
+        return
+    what = []
+    if checks["scatter_placed"] < 1:
+        what.append("the tube's scattered line(s) at "
+                    + ", ".join(f"{x:g}" for x in checks["tube_lines_misplaced_kev"])
+                    + " keV land on no peak of their own (or on a Compton peak)")
+    if checks["fluorescence_placed"] < CONFIDENT:
+        what.append(f"only {checks['fluorescence_placed']:.0%} of the strongest peaks lie on "
+                    "known lines (unexplained: "
+                    + ", ".join(f"{x:g}" for x in checks["unexplained_kev"][:5]) + " keV)")
+    why = "; ".join(what)
+    if conf < DOUBTFUL:
+        raise CalibrationError(
+            f"the energy axis fails its checks ({why}): check the anode and tube voltage, or "
+            "give the axis with --energies START,STOP (keV of the first and last channel)")
+    cal.warnings.append(f"the energy axis is uncertain (confidence {conf:.2f}: {why}); check "
+                        "it, or give it with --energies START,STOP")
 
 
 def _support(cal: Calibration) -> None:
