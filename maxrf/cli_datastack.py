@@ -95,6 +95,8 @@ def cmd_maps(args: argparse.Namespace) -> int:
           + (f", fitted at {speed} spectra/s" if speed else ""))
     for el, m in zip(attrs["elements"], maps, strict=True):
         print(f"  {el:<3} mean {m.mean():9.2f}  max {m.max():10.1f} counts/pixel")
+    for warning in attrs.get("warnings", []):
+        print(f"  warning: {warning}")
     if args.export or rgb:
         folder = Path(args.export or ds.path.with_suffix(".maps"))
         out = export_all(ds.path, folder, rgb, colors)

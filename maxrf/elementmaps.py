@@ -70,6 +70,8 @@ class MapModel:
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
     mean_chi2: float = float("nan")
     tube_shares: dict[str, float] | None = None
+    regions: list[dict] = field(default_factory=list)  # the mean fit's misfit by energy
+    warnings: list[str] = field(default_factory=list)
 
     def attrs(self) -> dict:
         return {
@@ -80,6 +82,8 @@ class MapModel:
             "family_shares": self.shares,
             "tube_subshell_shares": self.tube_shares,
             "mean_spectrum_reduced_chi2": self.mean_chi2,
+            "mean_spectrum_residual_by_energy": self.regions,
+            "warnings": self.warnings,
             "proposed": None if self.proposal is None else {
                 el: {"significance": round(self.proposal.significance[el], 1),
                      "counts_per_pixel": round(self.proposal.counts[el], 3),
@@ -224,8 +228,45 @@ def prepare(
     floor = max(float(np.percentile(positive, WEIGHT_FLOOR_PERCENTILE)) if positive.size else 1.0,
                 1e-3)
     weights = 1.0 / np.maximum(expected, floor)
+    regions = residual_regions(energies[sel], ysum[sel], a @ t)
     return MapModel(chosen, model, sel, weights, fit_range, proposal, shares, fit.chi2_reduced,
-                    tube)
+                    tube, regions, misfit_warnings(regions))
+
+
+CHI2_WARN = 3.0  # a mean-spectrum fit whose reduced χ² (overall or in a region) is above this
+
+
+def residual_regions(energies: np.ndarray, counts: np.ndarray, fitted: np.ndarray,
+                     width_kev: float = 1.0) -> list[dict]:
+    """The summed spectrum's fit, judged by energy: per ``width_kev`` region its reduced χ²
+    (Poisson) and the counts it over (−) or under (+) predicts, as a share of the region's."""
+    chi = (counts - fitted) ** 2 / np.maximum(fitted, 1.0)
+    out = []
+    lo = np.floor(energies[0] / width_kev) * width_kev
+    while lo < energies[-1]:
+        m = (energies >= lo) & (energies < lo + width_kev)
+        if m.sum() >= 3:
+            total = float(counts[m].sum())
+            out.append({"kev": [round(float(lo), 2), round(float(lo + width_kev), 2)],
+                        "reduced_chi2": round(float(chi[m].mean()), 2),
+                        "residual_share": round(float((counts[m] - fitted[m]).sum())
+                                                / max(total, 1.0), 4)})
+        lo += width_kev
+    return out
+
+
+def misfit_warnings(regions: list[dict]) -> list[str]:
+    """One line naming where the mean spectrum is badly fitted (the worst regions first)."""
+    bad = sorted((r for r in regions if r["reduced_chi2"] > CHI2_WARN),
+                 key=lambda r: -r["reduced_chi2"])
+    if not bad:
+        return []
+    where = ", ".join(f"{r['kev'][0]:g}-{r['kev'][1]:g} keV (chi2 {r['reduced_chi2']:g}, "
+                      f"{'under' if r['residual_share'] > 0 else 'over'}-fitted by "
+                      f"{abs(r['residual_share']):.1%})" for r in bad[:3])
+    return [f"the model fits the mean spectrum poorly at {where}: maps of elements with lines "
+            "there are less certain (see maxrf_elementmaps attrs "
+            "'mean_spectrum_residual_by_energy')"]
 
 
 @dataclass
@@ -233,6 +274,7 @@ class MapResult:
     maps: np.ndarray  # elements × height × width, float32
     residual: np.ndarray  # height × width reduced χ²
     background: np.ndarray  # height × width counts of scatter + continuum
+    sigma: np.ndarray  # elements × height × width, one-sigma counts (Poisson)
     seconds: float
     spectra_per_s: float
 
@@ -269,7 +311,8 @@ class _Fitter:
         # one (whose variance the weights are) their variance is s·diag(G⁻¹).
         ginv = np.linalg.pinv(self.solver.gram)
         self.ginv_el = np.ascontiguousarray(ginv[:, self.el])
-        self.limit = detection_sigma * np.sqrt(np.maximum(np.diag(ginv)[self.el], 0.0))
+        self.sd = np.sqrt(np.maximum(np.diag(ginv)[self.el], 0.0))  # of the mean pixel
+        self.limit = detection_sigma * self.sd
         self.buffer: np.ndarray | None = None  # float32 spectra, reused block after block
 
     def detected(self, b: np.ndarray, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -298,8 +341,10 @@ class _Fitter:
         red = chi2 / self.dof * np.minimum(self.mean_total / total, 1e3)
         maps = x[:, self.el].T.reshape(len(self.el), *shape)
         bg = x[:, self.bg].sum(axis=1).reshape(shape)
-        return maps.astype(np.float32), red.reshape(shape).astype(np.float32), bg.astype(
-            np.float32)
+        # one sigma of each element's counts: the mean pixel's, scaled by this pixel's counts
+        sigma = (self.sd[:, None] * np.sqrt(total / self.mean_total)[None, :]).reshape(maps.shape)
+        return (maps.astype(np.float32), red.reshape(shape).astype(np.float32),
+                bg.astype(np.float32), sigma.astype(np.float32))
 
 
 def _fit_block(path: str, block, mm: MapModel):
@@ -323,13 +368,15 @@ def fit_maps(
     maps = np.zeros((n_el, h, w), np.float32)
     residual = np.zeros((h, w), np.float32)
     background = np.zeros((h, w), np.float32)
+    sigma = np.zeros((n_el, h, w), np.float32)
     blocks = _blocks(h, w)
     started = time.time()
     bar = _progress_bar(h * w, progress, f"element maps {ds.path.name}")
 
     def put(block, out) -> None:
         r0, r1, c0, c1 = block
-        maps[:, r0:r1, c0:c1], residual[r0:r1, c0:c1], background[r0:r1, c0:c1] = out
+        (maps[:, r0:r1, c0:c1], residual[r0:r1, c0:c1], background[r0:r1, c0:c1],
+         sigma[:, r0:r1, c0:c1]) = out
         if bar is not None:
             bar.update((r1 - r0) * (c1 - c0))
 
@@ -368,8 +415,9 @@ def fit_maps(
             bar.close()
     for r, c in ds.attrs("maxrf_cube").get("maxrf", {}).get("bad_pixels", []):
         maps[:, r, c], residual[r, c], background[r, c] = 0.0, np.nan, 0.0  # glitch pixels
+        sigma[:, r, c] = np.nan
     seconds = time.time() - started
-    return MapResult(maps, residual, background, seconds, h * w / max(seconds, 1e-9))
+    return MapResult(maps, residual, background, sigma, seconds, h * w / max(seconds, 1e-9))
 
 
 def roi_maps(datastack: str | Path, elements: list[str], width_fwhm: float = 1.0) -> np.ndarray:

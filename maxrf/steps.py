@@ -183,6 +183,9 @@ def elementmap_layers(
         app.write("maxrf_elementmaps_atomnums", z, attrs={"elements": mm.elements})
         app.write("maxrf_elementmaps_residual", result.residual,
                   attrs={"statistic": "reduced chi-square per pixel"})
+        app.write("maxrf_elementmaps_sigma", result.sigma, chunks=plane,
+                  attrs={"units": "counts per pixel, one standard deviation (Poisson)",
+                         "elements": mm.elements})
         app.write("maxrf_elementmaps_background", result.background,
                   attrs={"units": "counts of scatter and continuum per pixel"})
         app.write("maxrf_elementmaps_model", em.model_layer(mm),

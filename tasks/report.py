@@ -195,4 +195,6 @@ def _warnings(ds: DataStack) -> list[str]:
         out += ds.attrs("maxrf_cube").get("maxrf", {}).get("warnings", [])
     if "maxrf_energies" in ds:
         out += ds.attrs("maxrf_energies").get("calibration", {}).get("warnings", [])
+    if "maxrf_elementmaps" in ds:
+        out += ds.attrs("maxrf_elementmaps").get("warnings", [])
     return list(out)

@@ -243,3 +243,39 @@ def test_masked_solve_is_the_nnls_without_those_components():
         exact[k] = nnls((t[k] * sw).T, y[p] * sw)[0]
         np.testing.assert_allclose(x[p], exact, rtol=1e-3, atol=1e-2)
     assert (x[~free] == 0).all()
+
+
+def test_sigma_layer_matches_the_scatter_of_the_maps(rh_stack):
+    """maxrf_elementmaps_sigma (one sigma per pixel and element): the fitted counts scatter
+    around the planted ones by about that much (z-scores with a standard deviation near 1)."""
+    ds = DataStack(rh_stack)
+    elements = ds.attrs("maxrf_elementmaps")["elements"]
+    maps, sigma = ds.read("maxrf_elementmaps"), ds.read("maxrf_elementmaps_sigma")
+    assert sigma.shape == maps.shape and sigma.dtype == np.float32 and (sigma > 0).all()
+    assert ds.attrs("maxrf_elementmaps_sigma")["elements"] == elements
+    truth = truth_of(rh_stack)
+    spread = {}
+    for el, t in truth.items():
+        if el in elements and t.mean() >= 20:
+            i = elements.index(el)
+            z = (maps[i] - t) / sigma[i]
+            spread[el] = float(z.std())
+    assert len(spread) >= 4, spread
+    assert all(0.5 <= s <= 1.6 for s in spread.values()), spread
+    assert 0.9 <= float(np.median(list(spread.values()))) <= 1.15, spread
+
+
+def test_mean_fit_misfit_by_energy_and_its_warning(rh_stack):
+    from maxrf.elementmaps import misfit_warnings, residual_regions
+
+    attrs = DataStack(rh_stack).attrs("maxrf_elementmaps")
+    regions = attrs["mean_spectrum_residual_by_energy"]
+    assert len(regions) >= 15 and all(r["reduced_chi2"] < 3 for r in regions), regions
+    assert attrs["warnings"] == []
+    # a misfit at 3.7 keV (a Ca Kα the model under-predicts by 10 %) is named
+    e = np.linspace(1, 25, 2400)
+    model = 20000 * np.exp(-0.5 * ((e - 3.69) / 0.06) ** 2) + 50.0
+    counts = model.copy()
+    counts[(e > 3.5) & (e < 3.9)] *= 1.1
+    lines = misfit_warnings(residual_regions(e, counts, model))
+    assert len(lines) == 1 and "3-4 keV" in lines[0] and "under-fitted" in lines[0], lines
