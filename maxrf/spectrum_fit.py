@@ -15,9 +15,9 @@ from .spectrum_model import FAMILIES, Instrument, SpectrumModel, build_model
 # Elements a painting may show (anode excluded automatically): the candidates for proposals.
 CANDIDATES = (
     "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
-    "Zn", "As", "Se", "Br", "Rb", "Sr", "Zr", "Mo", "Ag", "Cd", "Sn", "Sb", "I", "Ba", "W",
-    "Pt", "Au", "Hg", "Pb", "Bi",
-)  # fmt: skip
+    "Zn", "Ga", "Ge", "As", "Se", "Br", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Ag", "Cd", "Sn", "Sb",
+    "I", "Ba", "W", "Pt", "Au", "Hg", "Tl", "Pb", "Bi",
+)  # fmt: skip  (Ga, Ge, Y, Nb, Tl: in reference standards such as PyMca's XRFSpectrum.mca)
 WEAK_SUBSHELLS = ("L1", "L2")
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 MIN_COUNTS_PER_PIXEL = 0.5  # and, found in a sum of pixels, this many counts per pixel
@@ -76,26 +76,71 @@ def usable_elements(
     return out
 
 
-def significance(templates: np.ndarray, y: np.ndarray, weights: np.ndarray):
+# How far a line family's share may move from its cross-section value when proposing elements
+# (one standard deviation, relative): absorption in the paint changes Lβ/Lα (L2, L1 vs L3) by
+# tens of per cent, M vs L by far more (left free). Without it a dominant Pb L3 family took the
+# whole 10.5 keV peak from As Kα on PyMca's XRFSpectrum.mca.
+FAMILY_RATIO_SIGMA = {"L1": 0.35, "L2": 0.35}
+
+
+def family_priors(names: list[str], inst: Instrument, e_max: float
+                  ) -> list[tuple[int, int, float, float]]:
+    """``(family row, main family row, nominal ratio, relative sigma)`` of the families whose
+    share is held near its cross-section value (rows named ``El-Fam``)."""
+    from .spectrum_model import nominal_family_shares
+
+    index = {n: i for i, n in enumerate(names)}
+    out = []
+    for el in dict.fromkeys(n.split("-")[0] for n in names if "-" in n):
+        shares = nominal_family_shares(el, inst, e_max, merge_m=True)
+        main = f"{el}-L3"
+        if main not in index or not shares.get("L3"):
+            continue
+        for fam, rel in FAMILY_RATIO_SIGMA.items():
+            if f"{el}-{fam}" in index and shares.get(fam):
+                out.append((index[f"{el}-{fam}"], index[main], shares[fam] / shares["L3"], rel))
+    return out
+
+
+def _with_priors(templates, y, weights, a, priors):
+    """The system with one pseudo-observation per prior: (x_f − r·x_main) = 0 ± rel·r·x_main,
+    its scale taken from the amplitudes ``a`` of a first fit."""
+    extra_t = np.zeros((templates.shape[0], len(priors)))
+    extra_w = np.empty(len(priors))
+    for p, (i, j, ratio, rel) in enumerate(priors):
+        extra_t[i, p], extra_t[j, p] = 1.0, -ratio
+        extra_w[p] = 1.0 / max(rel * ratio * max(a[j], a[i] / max(ratio, 1e-9), 1.0), 1e-9) ** 2
+    return (np.hstack([templates, extra_t]), np.r_[y, np.zeros(len(priors))],
+            np.r_[weights, extra_w])
+
+
+def significance(templates: np.ndarray, y: np.ndarray, weights: np.ndarray,
+                 priors: list[tuple[int, int, float, float]] | None = None):
     """NNLS amplitudes and each one's significance: amplitude / standard error, the error from
     the active components' covariance, scaled by the reduced χ² where the component has its
     lines when that is above 1 (a misfit of, say, the Compton peak must not read as an element
-    whose lines lie under it)."""
+    whose lines lie under it). ``priors`` hold line families near their cross-section ratios
+    (:func:`family_priors`)."""
     a = nnls_weighted(templates, y, weights)
+    t_all, w_all = templates, weights
+    if priors:
+        t_all, y_all, w_all = _with_priors(templates, y, weights, a, priors)
+        a = nnls_weighted(t_all, y_all, w_all)
     resid2 = (y - a @ templates) ** 2 * weights
     chi2 = float(np.sum(resid2))
     active = np.flatnonzero(a > 0)
     z = np.zeros_like(a)
     if active.size:
-        t = templates[active]
-        cov = np.linalg.pinv((t * weights) @ t.T)
-        dof = max(y.size - active.size, 1)
+        t = t_all[active]
+        cov = np.linalg.pinv((t * w_all) @ t.T)
         for k, i in enumerate(active):
             row = templates[i]
-            where = row > 0.05 * row.max()
+            # the misfit where this component has its lines, flanks included (a component that
+            # patches a misfit leaves it in the flanks), not the whole spectrum's: a bad Compton
+            # peak must not hide a trace element at 6 keV
+            where = row > 1e-3 * row.max()
             local = float(resid2[where].mean()) if where.any() else 0.0
-            scale = max(chi2 / dof, local, 1.0)
-            z[i] = a[i] / np.sqrt(max(cov[k, k], 1e-300) * scale)
+            z[i] = a[i] / np.sqrt(max(cov[k, k], 1e-300) * max(local, 1.0))
     return a, z, chi2
 
 
@@ -108,14 +153,18 @@ class Proposal:
 
 
 def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], background: list[int],
-           need: np.ndarray, floor: float, names: list[str]):
+           need: np.ndarray, floor: float, names: list[str], inst: Instrument | None = None,
+           e_max: float = 0.0):
     """Drop element families (rows ``keep`` of ``t``; the ``background`` rows stay) until every
     one left stands: significance ≥ ``need``, amplitude ≥ ``floor``, and an L1/L2 family only
     beside its element's L3 family: an element's L3 lines (Lα) are always its strongest L lines,
     so L1/L2 lines alone only mimic neighbours (Cd Lβ1 on K Kα) and would hold lines that no
     proposed element explains."""
     for _ in range(len(keep) + 1):
-        a, z, _chi2 = significance(t[keep + background], y, w)
+        rows = keep + background
+        priors = (family_priors([names[k] if k < len(names) else "" for k in rows], inst, e_max)
+                  if inst is not None else None)
+        a, z, _chi2 = significance(t[rows], y, w, priors)
         za, aa = z[: len(keep)], a[: len(keep)]
         ok = (za >= need[keep]) & (aa >= floor)
         standing = {names[k] for k, good in zip(keep, ok, strict=True) if good}
@@ -173,7 +222,7 @@ def propose(
         y = np.asarray(y, dtype=np.float64)[sl]
         floor = max(min_counts, min_per_pixel * pixels)
         keep, a, za, aa, ok = _prune(t_all, y, poisson_weights(y), list(range(n_el)),
-                                     background, need, floor, fam_names)
+                                     background, need, floor, fam_names, inst, hi)
         for i, k in enumerate(keep):
             if not ok[i]:
                 continue

@@ -169,6 +169,18 @@ def element_template(
     return row / total if total > 0 else row
 
 
+def nominal_family_shares(element: str, inst: Instrument, e_max: float,
+                          merge_m: bool = False) -> dict[str, float]:
+    """Each line family's share of ``element``'s counts by cross section (no matrix): the
+    centre of the bounds a fit lets the shares move within."""
+    sums: dict[str, float] = {}
+    for family, lines_ in element_family_lines(element, inst, e_max).items():
+        key = "M" if merge_m and family.startswith("M") else family
+        sums[key] = sums.get(key, 0.0) + sum(x.intensity for x in lines_)
+    total = sum(sums.values())
+    return {f: v / total for f, v in sums.items()} if total > 0 else {}
+
+
 def family_templates(
     element: str, edges: np.ndarray, inst: Instrument, e_max: float | None = None,
     merge_m: bool = False,
