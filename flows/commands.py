@@ -35,7 +35,8 @@ def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:
 
     scan = open_scan(kwargs["raw_path"])
     datastack = kwargs.get("output") or str(scan.raw.with_suffix(".datastack"))
-    steps = (pipeline.step("convert"),) if maps is None else pipeline.chain(maps)
+    steps = ((pipeline.step("convert"),) if maps is None
+             else pipeline.chain(maps, livetime=bool(kwargs.get("pulser_hz"))))
     chain = pipeline.cached_chain(datastack, scan.key(kwargs.get("fingerprint", "quick")),
                                   kwargs, steps)
     if chain is None:
@@ -157,9 +158,12 @@ def cmd_process(args: argparse.Namespace) -> int:
         "elements": _elements(args.elements),
         "add_elements": _elements(args.add_elements),
         "drop_elements": _elements(args.drop_elements),
+        "pulser_hz": args.pulser_hz,
+        "dwell_ms": args.dwell_ms,
     }
     checked = ("sigma", "anode", "tube_kv", "precision_bits", "prominence", "energies",
-               "fingerprint", "elements", "add_elements", "drop_elements")
+               "fingerprint", "elements", "add_elements", "drop_elements", "pulser_hz",
+               "dwell_ms")
     check_parameters(**{k: kwargs[k] for k in checked})  # one line, before Prefect starts
     return _run_or_reuse("process_scan", kwargs, maps=not args.no_maps, rerun=args.rerun)
 

@@ -17,6 +17,7 @@ from tasks.bands import band_layers  # noqa: E402
 from tasks.convert import convert_scan  # noqa: E402
 from tasks.elementmaps import element_maps  # noqa: E402
 from tasks.header import check_parameters, read_header  # noqa: E402
+from tasks.livetime import live_time  # noqa: E402
 from tasks.plots import make_plots  # noqa: E402
 from tasks.report import publish_report  # noqa: E402
 
@@ -44,7 +45,8 @@ CONVERT_PARAMS = ("raw_path", "output", "sigma", "flip_horizontal", "flip_vertic
                   "precision_bits", "fingerprint", "dask_address")
 PROCESS_PARAMS = ("raw_path", "output", "sigma", "anode", "flip_horizontal", "flip_vertical",
                   "precision_bits", "prominence", "energies", "fingerprint", "dask_address",
-                  "plots", "maps", "tube_kv", "elements", "add_elements", "drop_elements")
+                  "plots", "maps", "tube_kv", "elements", "add_elements", "drop_elements",
+                  "pulser_hz", "dwell_ms")
 
 
 @flow(name="convert-scan", log_prints=True, flow_run_name=_run_name("convert-scan"))
@@ -90,12 +92,15 @@ def process_scan(
     elements: list[str] | None = default("elements"),
     add_elements: list[str] | None = default("add_elements"),
     drop_elements: list[str] | None = default("drop_elements"),
+    pulser_hz: float | None = default("pulser_hz"),
+    dwell_ms: float | None = default("dwell_ms"),
 ) -> dict:
     datastack = output or default_output(raw_path)
     check_parameters(
         sigma=sigma, anode=anode, tube_kv=tube_kv, precision_bits=precision_bits,
         prominence=prominence, energies=energies, fingerprint=fingerprint, elements=elements,
-        add_elements=add_elements, drop_elements=drop_elements,
+        add_elements=add_elements, drop_elements=drop_elements, pulser_hz=pulser_hz,
+        dwell_ms=dwell_ms,
     )
     scan = read_header(raw_path, fingerprint)
     converted = convert_scan(
@@ -105,7 +110,10 @@ def process_scan(
     hot = hotmax_spectra(converted, calibrated, datastack, prominence)
     noise = hotmax_noise(hot, datastack)
     sub = hotmax_subpeaks(noise, datastack)
-    done = [converted, calibrated, hot, noise, sub, band_layers(converted, datastack)]
+    banded = band_layers(converted, datastack)
+    done = [converted, calibrated, hot, noise, sub, banded]
+    if pulser_hz:
+        done.append(live_time(calibrated, banded, datastack, pulser_hz, dwell_ms))
     if maps:
         done.append(
             element_maps(

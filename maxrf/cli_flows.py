@@ -88,6 +88,8 @@ def add_commands(sub, flows_command) -> None:
     p.add_argument("--no-plots", action="store_true")
     _map_options(p)
     p.add_argument("--no-maps", action="store_true", help="stop before the element maps")
+    p.add_argument("--pulser-hz", type=float, metavar="HZ", help=_help("pulser_hz"))
+    p.add_argument("--dwell-ms", type=float, metavar="MS", help=_help("dwell_ms"))
     p.set_defaults(func=flows_command("process"))
 
     p = sub.add_parser("convert", help="convert a scan: raw, cube, spectra (Prefect flow)")

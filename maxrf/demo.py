@@ -62,6 +62,9 @@ class DemoSpec:
     layout: str = "A"
     noise_fwhm_kev: float = 0.0715  # electronic noise; gives ~140 eV FWHM at 5.9 keV
     fano: float = 0.115
+    pulser_hz: float = 0.0  # a zero-energy pulser (Bruker M6: 10 kHz); 0: the noise peak only
+    dwell_ms: float = 30.0  # real time per pixel (with a pulser: sets the pulser's counts)
+    dead_us: float = 1.0  # dead time per event: ~6 % at 2000 counts in 30 ms (an M6 pixel)
     extra: dict = field(default_factory=dict)
 
 
@@ -215,7 +218,7 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
     rng = np.random.default_rng([spec.seed, 1])
     h, w = spec.height, spec.width
     maps = np.zeros((len(names), h, w), np.float32)
-    maps[names.index("sensor")] = 0.02
+    maps[names.index("sensor")] = 0.0 if spec.pulser_hz > 0 else 0.02  # the pulser replaces it
     maps[names.index("continuum")] = 0.25
     maps[names.index("scatter")] = 0.06 * (0.9 + 0.2 * rng.random((h, w)))
     for element, kind, strength in PIGMENTS:
@@ -258,6 +261,24 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
     return maps, hotspots
 
 
+def _pulser(spec: DemoSpec, names: list[str], flat_maps: np.ndarray, templates: np.ndarray):
+    """With a pulser: (pulses per pixel, live time per pixel in s, the zero peak's channels,
+    their share of its counts). The dead fraction grows with each pixel's count rate."""
+    if spec.pulser_hz <= 0:
+        return None
+    dwell = spec.dwell_ms / 1000.0
+    rate = (flat_maps.T @ templates.sum(axis=1).astype(np.float64)) / dwell  # counts per s
+    dead = np.clip(1.0 - np.exp(-rate * spec.dead_us * 1e-6), 0.0, 0.8)
+    live = dwell * (1.0 - dead)
+    e = spec.offset + spec.gain * np.arange(spec.channels)
+    sigma = spec.noise_fwhm_kev / 2.3548
+    chans = np.flatnonzero(np.abs(e) <= 5 * sigma)
+    if chans.size == 0:
+        raise ValueError("a pulser needs the axis to hold 0 keV (offset below zero)")
+    profile = np.exp(-0.5 * (e[chans] / sigma) ** 2)
+    return int(round(spec.pulser_hz * dwell)), live, chans, profile / profile.sum()
+
+
 def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int = 2) -> dict:
     """Write ``PREFIX.raw``, ``PREFIX.rpl``, ``PREFIX.truth.json`` and ``PREFIX.truth.npz`` (the
     planted element maps, expected counts per pixel); return the truth dict."""
@@ -280,10 +301,17 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
     # keep malloc from growing its arenas: RSS stays ~200 MB whatever the scan size)
     item = dtype.itemsize
 
+    pulser = _pulser(spec, names, flat_maps, templates32)
+
     def work(i: int, fd: int) -> None:
         lo, hi = i * block, min(n_pix, (i + 1) * block)
         expected = flat_maps[:, lo:hi].T @ templates32
-        counts = np.random.default_rng([spec.seed, 2, i]).poisson(expected)
+        rng = np.random.default_rng([spec.seed, 2, i])
+        counts = rng.poisson(expected)
+        if pulser is not None:  # each pulse survives the dead time like a photon
+            shots, live, chans, profile = pulser
+            kept = rng.binomial(shots, live[lo:hi] / (spec.dwell_ms / 1000.0))
+            counts[:, chans] += rng.multinomial(kept, profile)
         if dtype.kind == "u":
             counts = np.minimum(counts, np.iinfo(dtype).max)
         counts = counts.astype(dtype)
@@ -312,8 +340,11 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
     elements = [n for n in names if n not in ("sensor", "continuum", "scatter")]
     idx = [names.index(n) for n in elements]
     element_counts = maps[idx] * templates32[idx].sum(axis=1)[:, None, None]
+    extra_truth = {} if pulser is None else {"livetime_s": pulser[1].reshape(spec.height,
+                                                                            spec.width)}
     np.savez_compressed(
-        f"{prefix}.truth.npz", elements=np.array(elements), maps=element_counts.astype(np.float32)
+        f"{prefix}.truth.npz", elements=np.array(elements), maps=element_counts.astype(np.float32),
+        **extra_truth,
     )
     truth = {
         **{k: v for k, v in asdict(spec).items() if k != "extra"},

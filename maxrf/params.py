@@ -20,6 +20,8 @@ def check_parameters(
     elements: list[str] | None = None,
     add_elements: list[str] | None = None,
     drop_elements: list[str] | None = None,
+    pulser_hz: float | None = None,
+    dwell_ms: float | None = None,
 ) -> None:
     from .convert import MAX_SIGMA
     from .datastack.layers import PRECISION_BITS
@@ -52,6 +54,10 @@ def check_parameters(
                              f"{energies!r}")
         if not (math.isfinite(start) and math.isfinite(stop) and stop > start):
             fail("energies", f"the last channel's energy must exceed the first's, got {energies}")
+    for name, value in (("pulser_hz", pulser_hz), ("dwell_ms", dwell_ms)):
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)
+                                      and value > 0):
+            fail(name, f"must be a positive number or empty, got {value!r}")
     if fingerprint not in FINGERPRINTS:
         fail("fingerprint", f"must be one of {', '.join(FINGERPRINTS)}, got {fingerprint!r}")
     for name, value in (("elements", elements), ("add_elements", add_elements),

@@ -63,6 +63,11 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           'Elements to map, e.g. ["Pb", "Hg", "As"]; empty: proposed from the data.'),
     Param("add_elements", None, "Elements to map besides the proposed ones."),
     Param("drop_elements", None, "Elements never to map."),
+    Param("pulser_hz", None,
+          "The detector's zero-peak pulser rate in Hz (Bruker M6: 10000); gives each pixel's "
+          "live time (maxrf_livetime). Empty: no pulser, no live time."),
+    Param("dwell_ms", None,
+          "The time per pixel in ms (with a pulser: the dead-time map); empty: unknown."),
     Param("plots", True, "Draw the PNG plots beside the datastack."),
     Param("maps", True, "Fit the element maps (the last step)."),
     Param("folder", None, "The folder the scanner writes .raw/.rpl pairs into."),
@@ -112,6 +117,8 @@ STEPS: tuple[Step, ...] = (
          "sub-peaks above the noise lines"),
     Step("bands", "2", ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums"), (),
          ("convert",), "the viewer's band layers"),
+    Step("livetime", "1", ("maxrf_livetime", "maxrf_deadtime"), ("pulser_hz", "dwell_ms"),
+         ("calibrate", "bands"), "live time per pixel from the zero-peak pulser"),
     Step("element-maps", "5",
          ("maxrf_elementmaps", "maxrf_elementmaps_atomnums", "maxrf_elementmaps_residual",
           "maxrf_elementmaps_sigma",
@@ -131,10 +138,11 @@ def step(name: str) -> Step:
         raise MaxrfError(f"no step {name!r} (steps: {', '.join(_BY_NAME)})") from None
 
 
-def chain(maps: bool = True) -> tuple[Step, ...]:
-    """The steps ``process_scan`` runs, in order (without the element maps when ``maps`` is
-    False)."""
-    return tuple(s for s in STEPS if maps or s.name != "element-maps")
+def chain(maps: bool = True, livetime: bool = False) -> tuple[Step, ...]:
+    """The steps ``process_scan`` runs, in order (the element maps unless ``maps`` is False, the
+    live time only with a pulser)."""
+    skip = ({"element-maps"} if not maps else set()) | ({"livetime"} if not livetime else set())
+    return tuple(s for s in STEPS if s.name not in skip)
 
 
 def default(name: str) -> Any:

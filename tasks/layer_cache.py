@@ -25,7 +25,7 @@ from maxrf.pipeline import step as pipeline_step
 
 # Which task argument carries each upstream step's reference.
 UPSTREAM_ARG = {"scan": "scan", "convert": "converted", "calibrate": "calibrated",
-                "hotmax": "hot", "hotmax-noise": "noise"}
+                "hotmax": "hot", "hotmax-noise": "noise", "bands": "banded"}
 
 
 @dataclass(frozen=True)
