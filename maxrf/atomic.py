@@ -5,8 +5,10 @@ repack, new datastacks, plots, exports, CSV, ledgers)."""
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ def atomic_write(
     the temporary file (``.NAME.TAG-XXXX.tmp``) so a later run can tell what was interrupted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(path)
     prefix = f".{path.name}.{tag}-" if tag else f".{path.name}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -35,6 +38,23 @@ def atomic_write(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+STALE_TMP_S = 600.0  # a temporary file untouched this long belongs to a writer that died
+
+
+def sweep_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files earlier writes of ``path`` left when killed (a live writer
+    keeps touching its own); returns what was removed."""
+    now, gone = time.time(), []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+                gone.append(tmp)
+        except OSError:
+            continue
+    return gone
 
 
 def _mode_for(path: Path) -> int:

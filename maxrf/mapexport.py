@@ -198,8 +198,22 @@ def export_all(datastack: str | Path, folder: str | Path, rgb: list[str] | None 
     elements, maps = read_maps(datastack)
     folder = Path(folder)
     scan = Path(datastack).stem
+    manifest = folder / MANIFEST
+    try:
+        before = set(json.loads(manifest.read_text()).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        before = set()
     out = write_tiffs(elements, maps, folder) + write_pngs(elements, maps, folder, scan)
     if rgb:
         out.append(write_composite(elements, maps, rgb, folder / f"rgb_{'-'.join(rgb)}.png",
                                    colors))
+    names = sorted(p.name for p in out)
+    for stale in before - set(names):  # an earlier export's files of elements no longer mapped
+        if "/" not in stale and not stale.startswith("."):
+            (folder / stale).unlink(missing_ok=True)
+    record = json.dumps({"datastack": str(datastack), "files": names}, indent=1)
+    atomic_write(manifest, lambda tmp: Path(tmp).write_text(record))
     return out
+
+
+MANIFEST = "maxrf-export.json"  # what the last export wrote here (removed when no longer made)

@@ -37,6 +37,24 @@ def scan_id(raw: Path, rpl: Path) -> str:
     return "scan-" + scan_fingerprint(raw, rpl, "quick")
 
 
+ZERO_TAIL_PATIENCE_S = 600.0  # a full-size .raw whose end is still empty: waited for this long
+
+
+def _unfilled(raw: Path, header) -> str:
+    """Why a ``.raw`` of the right size may still be being filled (a scanner that preallocates
+    the file): most of it unallocated (sparse), or its last pixel's spectrum all zeros."""
+    st = raw.stat()
+    if st.st_size > 1 << 20 and st.st_blocks * 512 < 0.5 * st.st_size:
+        return "most of the file is not written yet (sparse, preallocated)"
+    if header.record_by == "vector":
+        record = header.depth * header.data_length
+        with open(raw, "rb") as f:
+            f.seek(max(0, st.st_size - record))
+            if not any(f.read(record)):
+                return "its last pixel is still zeros (a preallocated file being filled?)"
+    return ""
+
+
 def survey(folder: str | Path, pattern: str = "*.raw", settle_s: float = 10.0) -> list[ScanStatus]:
     """The status of every ``.raw`` matching ``pattern`` in ``folder`` (not recursive)."""
     folder = Path(folder)
@@ -65,6 +83,10 @@ def survey(folder: str | Path, pattern: str = "*.raw", settle_s: float = 10.0) -
         newest = max(raw.stat().st_mtime, rpl.stat().st_mtime)
         if now - newest < settle_s:
             out.append(ScanStatus(str(raw), "unsettled", f"changed {now - newest:.0f} s ago"))
+            continue
+        unfilled = _unfilled(raw, header)
+        if unfilled and now - newest < max(ZERO_TAIL_PATIENCE_S, 10 * settle_s):
+            out.append(ScanStatus(str(raw), "incomplete", unfilled))
             continue
         out.append(ScanStatus(str(raw), "complete", "", scan_id(raw, rpl)))
     raws = {Path(st.raw).with_suffix("").name for st in out}

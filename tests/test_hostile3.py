@@ -543,3 +543,64 @@ def test_damaged_metadata_records_are_one_line(stack, tmp_path, where):
     except DataStackError:
         pass
     assert names  # the file had both layers
+
+
+# ---- also found: a preallocated full-size .raw being filled is not complete -------------------
+def test_a_preallocated_raw_being_filled_is_not_complete(tmp_path):
+    from maxrf.demo import DemoSpec, generate_scan
+    from maxrf.scans import survey
+
+    generate_scan(tmp_path / "f", DemoSpec(height=16, width=16, seed=2))
+    raw = tmp_path / "f.raw"
+    data = raw.read_bytes()
+    half = len(data) // 2
+    raw.write_bytes(data[:half] + bytes(len(data) - half))  # full size, second half zeros
+    for p in (raw, tmp_path / "f.rpl"):
+        os.utime(p, (time.time() - 60, time.time() - 60))
+    status = {s.raw: s for s in survey(tmp_path, settle_s=10)}[str(raw)]
+    assert status.state == "incomplete" and "zeros" in status.reason
+    sparse = tmp_path / "s.raw"  # a sparse preallocation: nothing written yet
+    shutil.copy(tmp_path / "f.rpl", tmp_path / "s.rpl")
+    with open(sparse, "wb") as f:
+        f.truncate(len(data))
+    for p in (sparse, tmp_path / "s.rpl"):
+        os.utime(p, (time.time() - 60, time.time() - 60))
+    status = {s.raw: s for s in survey(tmp_path, settle_s=10)}[str(sparse)]
+    assert status.state == "incomplete", status
+    raw.write_bytes(data)  # filled
+    os.utime(raw, (time.time() - 60, time.time() - 60))
+    assert {s.raw: s for s in survey(tmp_path, settle_s=10)}[str(raw)].state == "complete"
+
+
+def test_temporaries_of_killed_writers_are_swept(tmp_path):
+    from maxrf.atomic import STALE_TMP_S, atomic_write
+
+    target = tmp_path / "s.spectra.png"
+    old = tmp_path / ".s.spectra.png.abc123.tmp"  # a plot killed mid-write, long ago
+    fresh = tmp_path / ".s.spectra.png.def456.tmp"  # another writer, at work now
+    other = tmp_path / ".t.png.xyz.tmp"
+    for p in (old, fresh, other):
+        p.write_bytes(b"")
+    past = time.time() - STALE_TMP_S - 60
+    os.utime(old, (past, past))
+    os.utime(other, (past, past))
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(b"png"))
+    assert not old.exists() and fresh.exists() and other.exists()
+    assert target.read_bytes() == b"png"
+
+
+def test_a_second_export_removes_maps_no_longer_made(viewed, tmp_path):
+    from maxrf import steps
+    from maxrf.mapexport import export_all
+
+    path = tmp_path / "v.datastack"
+    shutil.copy(viewed, path)
+    out = tmp_path / "maps"
+    first = {p.name for p in export_all(path, out)}
+    steps.elementmap_layers(path, elements=["Pb", "Fe"], progress=False)
+    second = {p.name for p in export_all(path, out)}
+    on_disk = {p.name for p in out.iterdir()} - {"maxrf-export.json"}
+    assert on_disk == second and first - second, (first, second)
+    (out / "mine.txt").write_text("a user's file")
+    export_all(path, out)
+    assert (out / "mine.txt").exists()  # only files an export made are ever removed
