@@ -65,6 +65,8 @@ def cmd_demo_scan(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         record_by=args.record_by,
         layout=args.layout,
+        layers=args.layers,
+        pulser_hz=args.pulser_hz,
     )
     try:
         generate_scan(args.prefix, spec)
@@ -89,6 +91,11 @@ def _add_demo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="<u2", help="numpy dtype of the raw file")
     p.add_argument("--record-by", default="vector", choices=["vector", "image"])
     p.add_argument("--layout", default="A", choices=["A", "B", "lispix"], help="header layout")
+    p.add_argument("--layers", action="store_true",
+                   help="paint over paint (Pb under ochre, Hg under azurite): line ratios vary "
+                   "pixel by pixel")
+    p.add_argument("--pulser-hz", type=float, default=0.0,
+                   help="a zero-energy pulser at this rate (live time per pixel in the truth)")
 
 
 def _flows_command(name: str):

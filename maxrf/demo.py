@@ -38,6 +38,13 @@ PIGMENTS = (
 # Family strengths relative to the xraylib cross sections (M lines: absorbed on the way out).
 SERIES_STRENGTH = {"K": 1.0, "L": 1.0, "M": 0.15}
 HOTSPOT_ELEMENTS = ("Sr", "Au", "Ti", "Zn", "Co", "Sn")
+# With ``layers``: (element under, pigment over it, its compound, mass thickness g/cm² where that
+# pigment is thickest): ochre over lead white absorbs Pb Lα 45 %, Lβ 30 %, Pb M all but wholly;
+# azurite over vermilion likewise Hg. Line ratios then change pixel by pixel.
+OVERLAYERS = (
+    ("Pb", "Fe", "Fe2O3", 0.006),
+    ("Hg", "Cu", "Cu3C2H2O8", 0.004),
+)
 MIN_LINE_KEV = 1.0  # air and the detector window absorb lower lines
 COMPTON_SHOULDER = 0.3  # share of a Compton peak in its low-energy shoulder
 
@@ -62,6 +69,7 @@ class DemoSpec:
     layout: str = "A"
     noise_fwhm_kev: float = 0.0715  # electronic noise; gives ~140 eV FWHM at 5.9 keV
     fano: float = 0.115
+    layers: bool = False  # paint over paint: Pb under ochre, Hg under azurite (OVERLAYERS)
     pulser_hz: float = 0.0  # a zero-energy pulser (Bruker M6: 10 kHz); 0: the noise peak only
     dwell_ms: float = 30.0  # real time per pixel (with a pulser: sets the pulser's counts)
     dead_us: float = 1.0  # dead time per event: ~6 % at 2000 counts in 30 ms (an M6 pixel)
@@ -178,18 +186,48 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
     # higher), each line weighted by its cross section and its family's strength.
     # (a voltage below every tube line: the continuum near 2/3 of the voltage excites them)
     main = max(tube, key=lambda t: t[1])[0] if tube else 0.67 * spec.tube_kv
+    info["excitation_kev"] = main
+    layered = {under for under, _over, _c, _t in OVERLAYERS} if spec.layers else set()
     for element in [p[0] for p in PIGMENTS] + list(HOTSPOT_ELEMENTS):
-        z = xl.SymbolToAtomicNumber(element)
-        excitation = [(main, 1.0), (min(1.35 * main, spec.tube_kv * 0.8), 0.5),
-                      (min(1.9 * main, spec.tube_kv * 0.95), 0.2)]
-        if main < 0.4 * spec.tube_kv:  # a low voltage: the continuum does most of the work
-            excitation += [(0.5 * spec.tube_kv, 0.6), (0.7 * spec.tube_kv, 0.4),
-                           (0.9 * spec.tube_kv, 0.2)]
-        lines = [(en, w * SERIES_STRENGTH[f]) for f, en, w in _multiplets(z, excitation)
-                 if MIN_LINE_KEV < en < spec.tube_kv * 0.95]
-        top = max((w for _e, w in lines), default=1.0)
-        add(element, lines_row([(en, w / top) for en, w in lines if w > 1e-3 * top]))
+        lines = _element_lines(spec, element, main)
+        if element in layered:  # one row per 1-keV band: absorbed per pixel by the overlayer
+            for k in sorted({int(en) for en, _w in lines}):
+                add(f"{element}@{k}", lines_row([(en, w) for en, w in lines if int(en) == k]))
+        else:
+            add(element, lines_row(lines))
     return names, np.asarray(rows, dtype=np.float64), info
+
+
+def _element_lines(spec: DemoSpec, element: str, main: float) -> list[tuple[float, float]]:
+    """(energy, relative intensity) of every line of ``element`` the demo plants: cross
+    sections at the excitation (the main tube line, the continuum above it)."""
+    import xraylib as xl
+
+    z = xl.SymbolToAtomicNumber(element)
+    excitation = [(main, 1.0), (min(1.35 * main, spec.tube_kv * 0.8), 0.5),
+                  (min(1.9 * main, spec.tube_kv * 0.95), 0.2)]
+    if main < 0.4 * spec.tube_kv:  # a low voltage: the continuum does most of the work
+        excitation += [(0.5 * spec.tube_kv, 0.6), (0.7 * spec.tube_kv, 0.4),
+                       (0.9 * spec.tube_kv, 0.2)]
+    lines = [(en, w * SERIES_STRENGTH[f]) for f, en, w in _multiplets(z, excitation)
+             if MIN_LINE_KEV < en < spec.tube_kv * 0.95]
+    top = max((w for _e, w in lines), default=1.0)
+    return [(en, w / top) for en, w in lines if w > 1e-3 * top]
+
+
+def _attenuation(spec: DemoSpec, fields: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The share of a band row (``Pb@10``: Pb's lines in 10-11 keV) that leaves the paint: its
+    element lies under an overlayer whose mass thickness follows that pigment's map (``layers``),
+    so line ratios (Lβ/Lα, M/L) change pixel by pixel as in a real layer stack."""
+    import xraylib as xl
+
+    element, band = name.split("@")
+    for under, over, compound, mass_thickness in OVERLAYERS:
+        if under == element:
+            cover = fields[over] / max(float(fields[over].max()), 1e-9)
+            mu = xl.CS_Total_CP(compound, int(band) + 0.5)  # cm²/g at the band's centre
+            return np.exp(-mu * mass_thickness * cover).astype(np.float32)
+    return np.ones_like(fields[element])
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
@@ -221,17 +259,23 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
     maps[names.index("sensor")] = 0.0 if spec.pulser_hz > 0 else 0.02  # the pulser replaces it
     maps[names.index("continuum")] = 0.25
     maps[names.index("scatter")] = 0.06 * (0.9 + 0.2 * rng.random((h, w)))
+    fields: dict[str, np.ndarray] = {}
     for element, kind, strength in PIGMENTS:
         if kind.startswith("over:"):  # only where the other pigment lies
-            under = maps[names.index(kind[5:])]
+            under = fields[kind[5:]]
             blobs = np.clip((_smooth_field(rng, h, w, "blobs") - 0.35) / 0.65, 0, 1)
             field_ = blobs * (under > 0.25 * under.max())
         elif kind.startswith("with:"):  # follows the other pigment, plus a share of its own
-            other = maps[names.index(kind[5:])]
+            other = fields[kind[5:]]
             field_ = 0.7 * other / max(other.max(), 1e-9) + 0.3 * _smooth_field(rng, h, w, "blobs")
         else:
             field_ = _smooth_field(rng, h, w, kind)
-        maps[names.index(element)] = strength * field_
+        fields[element] = strength * field_
+    for i, name in enumerate(names):
+        if name in fields:
+            maps[i] = fields[name]
+        elif "@" in name:  # a band of an element under a paint layer
+            maps[i] = fields[name.split("@")[0]] * _attenuation(spec, fields, name)
     hotspots = []
     e_max = spec.offset + spec.gain * spec.channels
     candidates = [el for el in HOTSPOT_ELEMENTS if element_lines(el)]
@@ -337,9 +381,13 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
     )
     Path(f"{prefix}.rpl").write_bytes(rpl_text.encode())
     # Truth maps: expected counts per pixel of all lines of each element (escapes included).
-    elements = [n for n in names if n not in ("sensor", "continuum", "scatter")]
-    idx = [names.index(n) for n in elements]
-    element_counts = maps[idx] * templates32[idx].sum(axis=1)[:, None, None]
+    rows = [n for n in names if n not in ("sensor", "continuum", "scatter")]
+    elements = list(dict.fromkeys(n.split("@")[0] for n in rows))  # band rows: their element
+    per_row = maps[[names.index(n) for n in rows]] * templates32[
+        [names.index(n) for n in rows]].sum(axis=1)[:, None, None]
+    element_counts = np.zeros((len(elements), spec.height, spec.width), np.float32)
+    for n, counts in zip(rows, per_row, strict=True):
+        element_counts[elements.index(n.split("@")[0])] += counts
     extra_truth = {} if pulser is None else {"livetime_s": pulser[1].reshape(spec.height,
                                                                             spec.width)}
     np.savez_compressed(

@@ -279,3 +279,39 @@ def test_mean_fit_misfit_by_energy_and_its_warning(rh_stack):
     counts[(e > 3.5) & (e < 3.9)] *= 1.1
     lines = misfit_warnings(residual_regions(e, counts, model))
     assert len(lines) == 1 and "3-4 keV" in lines[0] and "under-fitted" in lines[0], lines
+
+
+@pytest.fixture(scope="module")
+def layered_stack(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("layers")
+    path = make_stack(folder, DemoSpec(height=64, width=96, seed=3, counts=4000, layers=True))
+    steps.elementmap_layers(path)
+    return path
+
+
+def test_layer_stacks_change_line_ratios_pixel_by_pixel(layered_stack):
+    """The generator's paint over paint: Pb under ochre loses its M lines and some L, by pixel."""
+    from maxrf.demo import _attenuation
+
+    fields = {"Pb": np.ones((2, 2), np.float32), "Fe": np.array([[0, 1], [0.5, 1]], np.float32)}
+    m = _attenuation(DemoSpec(), fields, "Pb@2")  # Pb M (2.3 keV) under ochre
+    lb = _attenuation(DemoSpec(), fields, "Pb@12") / _attenuation(DemoSpec(), fields, "Pb@10")
+    assert m[0, 0] == 1 and m[0, 1] < 0.02  # bare lead white vs thickest ochre
+    assert lb[0, 0] == 1 and lb[0, 1] > 1.1  # Lβ/Lα grows where ochre lies over it
+    truth = truth_of(layered_stack)
+    assert truth["Pb"].mean() > 20
+
+
+def test_layered_scan_maps_every_planted_element_within_10_percent(layered_stack):
+    """Per-pixel line ratios that the one-ratio-per-scan model cannot follow: every planted
+    element is still proposed and its total within 10 % (false traces of Zn and Br from Hg's
+    Ll/Lα change across azurite's Cu K edge are a known gap: docs/performance.md)."""
+    ds = DataStack(layered_stack)
+    elements, maps = ds.attrs("maxrf_elementmaps")["elements"], ds.read("maxrf_elementmaps")
+    for el, t in truth_of(layered_stack).items():
+        if t.mean() >= 5:
+            assert el in elements, (el, elements)
+            a = accuracy(maps[elements.index(el)], t)
+            assert abs(a["total_ratio"] - 1) <= 0.10, (el, a)
+            if t.mean() >= 20 and el != "As":
+                assert a["rel_rmse"] <= 0.15, (el, a)
