@@ -130,17 +130,19 @@ def significance(templates: np.ndarray, y: np.ndarray, weights: np.ndarray,
     chi2 = float(np.sum(resid2))
     active = np.flatnonzero(a > 0)
     z = np.zeros_like(a)
+    overall = chi2 / max(y.size - active.size, 1)
     if active.size:
         t = t_all[active]
         cov = np.linalg.pinv((t * w_all) @ t.T)
         for k, i in enumerate(active):
             row = templates[i]
             # the misfit where this component has its lines, flanks included (a component that
-            # patches a misfit leaves it in the flanks), not the whole spectrum's: a bad Compton
-            # peak must not hide a trace element at 6 keV
+            # patches a misfit leaves it in the flanks); the whole spectrum's only as its square
+            # root: a bad Ca K or Compton peak (reduced chi2 90 on a real M6 scan) must not hide
+            # every trace element, yet an imperfect model must not read as new elements
             where = row > 1e-3 * row.max()
             local = float(resid2[where].mean()) if where.any() else 0.0
-            z[i] = a[i] / np.sqrt(max(cov[k, k], 1e-300) * max(local, 1.0))
+            z[i] = a[i] / np.sqrt(max(cov[k, k], 1e-300) * max(local, np.sqrt(overall), 1.0))
     return a, z, chi2
 
 
