@@ -104,12 +104,17 @@ def family_priors(names: list[str], inst: Instrument, e_max: float
 
 def _with_priors(templates, y, weights, a, priors):
     """The system with one pseudo-observation per prior: (x_f − r·x_main) = 0 ± rel·r·x_main,
-    its scale taken from the amplitudes ``a`` of a first fit."""
+    its scale taken from the amplitudes ``a`` of a first fit. Where the model misfits the data
+    (reduced χ² above 1) the data's weights overstate what they know, so the priors are
+    weighted up by the same factor: a misfit must not buy a ratio far from physics."""
+    dof = max(y.size - int(np.count_nonzero(a)), 1)
+    misfit = max(float(np.sum((y - a @ templates) ** 2 * weights)) / dof, 1.0)
     extra_t = np.zeros((templates.shape[0], len(priors)))
     extra_w = np.empty(len(priors))
     for p, (i, j, ratio, rel) in enumerate(priors):
         extra_t[i, p], extra_t[j, p] = 1.0, -ratio
-        extra_w[p] = 1.0 / max(rel * ratio * max(a[j], a[i] / max(ratio, 1e-9), 1.0), 1e-9) ** 2
+        scale = max(rel * ratio * max(a[j], a[i] / max(ratio, 1e-9), 1.0), 1e-9)
+        extra_w[p] = misfit / scale**2
     return (np.hstack([templates, extra_t]), np.r_[y, np.zeros(len(priors))],
             np.r_[weights, extra_w])
 
