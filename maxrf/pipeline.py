@@ -192,7 +192,9 @@ def cached_chain(
     ds = DataStack(datastack)
     keys = chain_keys(scan_key, params)
     out = []
-    for s in STEPS if steps is None else steps:
+    if steps is None:
+        steps = chain(livetime=bool(params.get("pulser_hz")))
+    for s in steps:
         found = {layer: find_by_key(ds, layer, keys[s.name]) for layer in s.layers}
         if not all(found.values()):
             return None

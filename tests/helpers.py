@@ -69,3 +69,31 @@ def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+def two_layer_stack(path: Path) -> Path:
+    """A small datastack of two layers (``first`` float32 10 x 100, ``second`` int32 5 x 5)."""
+    from maxrf.datastack import DataStack
+
+    ds = DataStack(path)
+    ds.append(np.arange(1000, dtype=np.float32).reshape(10, 100), "first")
+    ds.append(np.ones((5, 5), np.int32), "second")
+    return path
+
+
+def viewer_stack(folder: Path, spec) -> Path:
+    """A generated scan through convert, calibrate, hotmax, bands and element maps: what the
+    viewer shows."""
+    from maxrf import steps
+    from maxrf.bands import band_layers
+    from maxrf.convert import convert
+    from maxrf.demo import generate_scan
+
+    generate_scan(folder / "v", spec)
+    convert(folder / "v.raw", progress=False)
+    path = folder / "v.datastack"
+    steps.calibrate_layers(path, spec.anode)
+    steps.hotmax_layers(path)
+    band_layers(path, progress=False)
+    steps.elementmap_layers(path, progress=False)
+    return path

@@ -61,12 +61,12 @@ def test_rerun_is_cached_and_byte_identical(prefect_api, scan):
     assert not any(cached(first).values())
     before = scan.with_suffix(".datastack").read_bytes()
     second = process_scan(str(scan), plots=False)
-    assert all(cached(second).values()) and len(cached(second)) == len(pipeline.STEPS)
+    assert all(cached(second).values()) and len(cached(second)) == len(pipeline.chain())
     assert scan.with_suffix(".datastack").read_bytes() == before
     # the tasks ran the table's steps, in its order, with the keys the table gives
     keys = pipeline.chain_keys(open_scan(scan).key(), {})
     assert [(s["step"], s["key"]) for s in first["steps"]] == [
-        (s.name, keys[s.name]) for s in pipeline.STEPS]
+        (s.name, keys[s.name]) for s in pipeline.chain()]
     assert pipeline.cached_chain(scan.with_suffix(".datastack"), open_scan(scan).key(), {})
     assert not pipeline.cached_chain(scan.with_suffix(".datastack"), open_scan(scan).key(),
                                      {"sigma": 5.0})
@@ -260,7 +260,8 @@ def test_wiped_database_keeps_the_layer_cache(scan, tmp_path, prefect_server):
         out2, err2 = second.communicate(timeout=300)
         assert second.returncode == 0, err2[-3000:]
         steps = [line for line in out2.splitlines() if line.startswith("  step")]
-        assert len(steps) == len(pipeline.STEPS) and all(line.endswith("cached") for line in steps)
+        assert len(steps) == len(pipeline.chain()) and all(line.endswith("cached")
+                                                           for line in steps)
         assert "the run in the Prefect UI: http://127.0.0.1:" in out2
         assert "started a Prefect server for maxrf in the background" in out2
         assert entries(scan.with_suffix(".datastack")) == before
@@ -333,8 +334,8 @@ def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path, prefect_server
     outs = [r.communicate(timeout=300) for r in runs]
     assert all(r.returncode == 0 for r in runs), [o[1][-2000:] for o in outs]
     layers = DataStack(scan.with_suffix(".datastack")).layers
-    assert all(not n.endswith("_") for n in layers) and len(layers) == 26
-    assert sum(o[0].count("computed") for o in outs) == len(pipeline.STEPS)  # each step once
+    assert all(not n.endswith("_") for n in layers) and len(layers) == 27
+    assert sum(o[0].count("computed") for o in outs) == len(pipeline.chain())  # each step once
 
 
 def test_process_and_watch_on_one_new_scan_at_once(tmp_path, prefect_server):

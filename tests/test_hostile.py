@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, run_maxrf
+from helpers import ROOT, run_maxrf, two_layer_stack
 
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
@@ -46,11 +46,7 @@ def lock_held_elsewhere(path: Path, seconds: float = 20):
 
 @pytest.fixture
 def stack(tmp_path) -> Path:
-    path = tmp_path / "a.datastack"
-    ds = DataStack(path)
-    ds.append(np.arange(1000, dtype=np.float32).reshape(10, 100), "first")
-    ds.append(np.ones((5, 5), np.int32), "second")
-    return path
+    return two_layer_stack(tmp_path / "a.datastack")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, free_port, run_maxrf
+from helpers import ROOT, free_port, run_maxrf, two_layer_stack, viewer_stack
 
 from maxrf.datastack import DataStack
 from maxrf.errors import DataStackError
@@ -22,11 +22,7 @@ from maxrf.errors import DataStackError
 
 @pytest.fixture
 def stack(tmp_path) -> Path:
-    path = tmp_path / "s.datastack"
-    ds = DataStack(path)
-    ds.append(np.arange(1000, dtype=np.float32).reshape(10, 100), "first")
-    ds.append(np.ones((5, 5), np.int32), "second")
-    return path
+    return two_layer_stack(tmp_path / "s.datastack")
 
 
 # ---- 1. a leftover journal is never rolled back onto newer content --------------------------
@@ -101,20 +97,10 @@ def test_journal_of_a_torn_append_still_rolls_back(stack):
 # ---- 2, 6, 7. the viewer ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def viewed(tmp_path_factory) -> Path:
-    from maxrf import steps
-    from maxrf.bands import band_layers
-    from maxrf.convert import convert
-    from maxrf.demo import DemoSpec, generate_scan
+    from maxrf.demo import DemoSpec
 
-    folder = tmp_path_factory.mktemp("hostile3-view")
-    generate_scan(folder / "v", DemoSpec(height=24, width=32, seed=3, counts=3000))
-    convert(folder / "v.raw", progress=False)
-    path = folder / "v.datastack"
-    steps.calibrate_layers(path, "Rh")
-    steps.hotmax_layers(path)
-    band_layers(path, progress=False)
-    steps.elementmap_layers(path, progress=False)
-    return path
+    return viewer_stack(tmp_path_factory.mktemp("hostile3-view"),
+                        DemoSpec(height=24, width=32, seed=3, counts=3000))
 
 
 def _client(path: Path):
@@ -396,14 +382,18 @@ def test_tube_parameters_are_checked_before_any_work(tiny_scan, tmp_path, args, 
 def test_low_voltage_scans_are_mapped(tmp_path, anode, kv):
     """Below the anode's K (W: L) edge the tube shows its lower series (or only continuum);
     the chain calibrates (header axis kept when the landmarks are too few) and maps."""
+    from maxrf import steps
+    from maxrf.convert import convert
     from maxrf.demo import DemoSpec, generate_scan
 
     generate_scan(tmp_path / "lk", DemoSpec(height=20, width=20, anode=anode, tube_kv=kv,
                                             layout="B", seed=5))
-    r = run_maxrf("process", tmp_path / "lk.raw", "--no-plots", "--anode", anode,
-                  "--tube-kv", str(kv))
-    assert r.returncode == 0, r.stderr
-    ds = DataStack(tmp_path / "lk.datastack")
+    convert(tmp_path / "lk.raw", progress=False)
+    path = tmp_path / "lk.datastack"
+    steps.calibrate_layers(path, anode, tube_kv=kv)
+    steps.hotmax_layers(path)
+    steps.elementmap_layers(path, anode, kv, progress=False)
+    ds = DataStack(path)
     assert ds.attrs("maxrf_energies")["calibration"]["tube_kv"] == kv
     elements = ds.attrs("maxrf_elementmaps")["elements"]
     truth = np.load(tmp_path / "lk.truth.npz")

@@ -14,7 +14,7 @@ from maxrf.livetime import per_live_second, zero_peak_channels
 
 
 def test_live_time_from_the_pulser_peak(tmp_path):
-    generate_scan(tmp_path / "p", DemoSpec(height=24, width=32, seed=8, counts=4000,
+    generate_scan(tmp_path / "p", DemoSpec(height=16, width=24, seed=8, counts=4000,
                                            pulser_hz=10_000, dwell_ms=30))
     r = run_maxrf("process", tmp_path / "p.raw", "--no-plots", "--pulser-hz", "10000",
                   "--dwell-ms", "30")

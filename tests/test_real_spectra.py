@@ -28,15 +28,33 @@ def _axis_error_ev(energies: np.ndarray, axis: tuple[float, float], lo: float, h
     return float(np.abs(energies - ref)[sel].max() * 1000)
 
 
-@pytest.mark.parametrize("shape, counts, dtype", [((4, 4), None, "<u4"),
-                                                  ((32, 32), 5000, "<u2")])
-def test_xrf_spectrum_scan_through_the_cli(tmp_path, shape, counts, dtype):
-    """The round's reproduction: 400 eV off with no warning (4 x 4 whole spectra), refused at
-    5000 counts/pixel. Now within 40 eV of the peaks' own axis over 5-15 keV, or refused."""
+def _chain(raw, anode: str, maps: bool = True) -> DataStack:
+    """The core chain (what `maxrf process` runs, without Prefect) on a scan."""
+    from maxrf import steps
+    from maxrf.convert import convert
+
+    convert(raw, progress=False)
+    path = raw.with_suffix(".datastack")
+    steps.calibrate_layers(path, anode)
+    if maps:
+        steps.hotmax_layers(path)
+        steps.elementmap_layers(path, anode=anode, progress=False)
+    return DataStack(path)
+
+
+@pytest.mark.parametrize("shape, counts, dtype, cli", [((4, 4), None, "<u4", True),
+                                                       ((32, 32), 5000, "<u2", False)])
+def test_xrf_spectrum_scan(tmp_path, shape, counts, dtype, cli):
+    """The round's reproduction: 400 eV off with no warning (4 x 4 whole spectra, through the
+    CLI), refused at 5000 counts/pixel. Now within 40 eV of the peaks' own axis over 5-15 keV,
+    and the identified elements proposed."""
     raw = write_scan(tmp_path / "xrf", scan_of(xrf_spectrum(), shape, counts), dtype=dtype)
-    r = run_maxrf("process", raw, "--anode", "17.5", "--no-plots")
-    assert r.returncode == 0, r.stderr
-    ds = DataStack(tmp_path / "xrf.datastack")
+    if cli:
+        r = run_maxrf("process", raw, "--anode", "17.5", "--no-plots")
+        assert r.returncode == 0, r.stderr
+        ds = DataStack(tmp_path / "xrf.datastack")
+    else:
+        ds = _chain(raw, "17.5")
     cal = ds.attrs("maxrf_energies")["calibration"]
     assert _axis_error_ev(ds.read("maxrf_energies"), xrf_reference_axis(), 5, 15) <= 40, cal
     assert cal["confidence"] >= 0.75
@@ -82,9 +100,7 @@ def test_a_right_header_axis_is_never_refused(tmp_path):
     offset, gain = xrf_reference_axis()
     raw = write_scan(tmp_path / "h", scan_of(xrf_spectrum(), (4, 4)), dtype="<u4", layout="B",
                      energy=EnergyCalibration(offset, gain))
-    r = run_maxrf("process", raw, "--anode", "17.5", "--no-plots", "--no-maps")
-    assert r.returncode == 0, r.stderr
-    energies = DataStack(tmp_path / "h.datastack").read("maxrf_energies")
+    energies = _chain(raw, "17.5", maps=False).read("maxrf_energies")
     assert _axis_error_ev(energies, (offset, gain), 5, 15) <= 40
 
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser import browser
-from helpers import ROOT
+from helpers import ROOT, viewer_stack
 
-from maxrf import steps
-from maxrf.bands import BandReader, band_layers
+from maxrf.bands import BandReader
 from maxrf.convert import convert
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
@@ -24,15 +23,8 @@ from maxrf.demo import DemoSpec, generate_scan
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("view")
-    generate_scan(folder / "v", DemoSpec(height=40, width=72, seed=6, counts=3000))
-    convert(folder / "v.raw", progress=False)
-    path = folder / "v.datastack"
-    steps.calibrate_layers(path, "Rh")
-    steps.hotmax_layers(path)
-    band_layers(path, progress=False)
-    steps.elementmap_layers(path, progress=False)
-    return path
+    return viewer_stack(tmp_path_factory.mktemp("view"),
+                        DemoSpec(height=40, width=72, seed=6, counts=3000))
 
 
 @pytest.fixture(scope="module")
