@@ -42,6 +42,10 @@ def cmd_info(args: argparse.Namespace) -> int:
                 else f"{energy.offset_kev:+.4f}keV + {energy.gain_kev:.6f} keV/ch [{energy.source}]"
             )
         )
+        if header.depth_axis is not None:
+            axis = header.depth_axis
+            print(f"depth axis {axis['origin']:g} + {axis['scale']:g} {axis['units']} per "
+                  f"channel [{axis['source']}] (not energy: 'convert' refuses it)")
     if args.check:
         check_raw_size(header, raw)
     return 0

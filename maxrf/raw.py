@@ -95,6 +95,9 @@ def open_scan(path: str | Path, rpl_path: str | Path | None = None) -> Scan:
     one entry point to a scan (``MaxrfError`` subclasses name the file when it is not right)."""
     raw, rpl = scan_paths(path, rpl_path)
     header = read_rpl(rpl)
+    if header.depth_axis is not None and header.energy is None:
+        raise HeaderError(f"the depth axis is not energy (units {header.depth_axis['units']}): "
+                          "not an XRF spectrum cube", rpl)
     check_raw_size(header, raw)
     return Scan(raw, rpl, header)
 

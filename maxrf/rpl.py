@@ -59,6 +59,7 @@ class RplHeader:
     record_by: str
     energy: EnergyCalibration | None
     raw: dict[str, str] = field(default_factory=dict)
+    depth_axis: dict | None = None  # a calibrated depth axis that is not energy (scale, units)
 
     @property
     def dtype(self) -> np.dtype:
@@ -91,6 +92,7 @@ class RplHeader:
             "raw_bytes_expected": self.raw_bytes_expected,
             "energy": None if self.energy is None else self.energy.to_dict(),
             "energy_source": None if self.energy is None else self.energy.source,
+            "depth_axis": self.depth_axis,
             "keys": dict(self.raw),
         }
 
@@ -114,8 +116,9 @@ def parse_rpl_text(text: str, path: Path | None = None) -> dict[str, str]:
         line = line.split(";", 1)[0].strip()
         if not line:
             continue
-        if "\t" in line:
-            key, _, value = line.partition("\t")
+        if "\t" in line:  # key<TAB>value[<TAB>more fields]: the spec ignores extra fields
+            key, *fields = line.split("\t")
+            value = next((f for f in fields if f.strip()), "")
         else:
             parts = line.split(None, 1)
             key, value = parts[0], parts[1] if len(parts) > 1 else ""
@@ -172,12 +175,27 @@ def _kev_factor(gain: float, units: str | None) -> float:
     return 1e-3 if abs(gain) > 0.5 else 1.0
 
 
+ENERGY_UNITS = ("ev", "kev")
+
+
+def _depth_axis(keys: dict[str, str], path: Path | None) -> dict | None:
+    """A calibrated depth axis in other units than energy (an image stack in metres, a time
+    series): described by ``info``, refused by the conversion."""
+    for gain_key, origin_key, units_key in _CALIBRATION_KEYS:
+        units = keys.get(units_key)
+        if gain_key in keys and units is not None and units.strip().lower() not in ENERGY_UNITS:
+            return {"scale": _float(keys, gain_key, path),
+                    "origin": _float(keys, origin_key, path) if origin_key in keys else 0.0,
+                    "units": units.strip(), "source": gain_key}
+    return None
+
+
 def _energy(keys: dict[str, str], path: Path | None) -> EnergyCalibration | None:
     for gain_key, origin_key, units_key in _CALIBRATION_KEYS:
         if gain_key in keys:
             units = keys.get(units_key)
-            if units is not None and units.strip().lower() not in ("ev", "kev"):
-                raise HeaderError(f"unknown {units_key} {units!r} (expected eV or keV)", path)
+            if units is not None and units.strip().lower() not in ENERGY_UNITS:
+                continue  # not an energy axis (see _depth_axis)
             gain = _float(keys, gain_key, path)
             if gain <= 0:
                 raise HeaderError(f"'{gain_key}' must be positive, got {keys[gain_key]!r}", path)
@@ -228,6 +246,7 @@ def header_from_keys(keys: dict[str, str], path: Path | None = None) -> RplHeade
         record_by=record_by,
         energy=_energy(keys, path),
         raw=dict(keys),
+        depth_axis=_depth_axis(keys, path),
     )
 
 

@@ -89,7 +89,6 @@ def test_ev_per_chan_and_dont_care(tmp_path):
         (lambda t: t.replace("vector", "dont-care"), "dont-care means a 2-D image"),
         (lambda t: t + "depthscaleincrement    abc\r\n", "'depthscaleincrement' must be a number"),
         (lambda t: t + "depth-scale\t0\r\n", "'depth-scale' must be positive"),
-        (lambda t: t + "depth-scale\t1\r\ndepth-units\tmm\r\n", "unknown depth-units 'mm'"),
         (lambda t: "", "empty header"),
         (lambda t: "\x00\x01\x02binary", "binary file"),
     ],
@@ -114,3 +113,37 @@ def test_underscored_keys_and_utf16(tmp_path):
 def test_missing_header_file(tmp_path):
     with pytest.raises(ScanNotFoundError, match="header file not found"):
         read_rpl(tmp_path / "nope.rpl")
+
+
+def test_extra_tab_fields_after_a_value_are_ignored(tmp_path):
+    """The Ripple spec allows fields after a value (``width<TAB>3<TAB>note``)."""
+    text = ("key\tvalue\nwidth\t3\tpixels across\nheight\t2\t\tnote\ndepth\t4\noffset\t0\n"
+            "data-length\t2\ndata-type\tunsigned\tcounts\nbyte-order\tlittle-endian\n"
+            "record-by\tvector\tone spectrum per pixel\n")
+    (tmp_path / "t.rpl").write_text(text)
+    h = read_rpl(tmp_path / "t.rpl")
+    assert (h.width, h.height, h.depth, h.data_type, h.record_by) == (3, 2, 4, "unsigned",
+                                                                      "vector")
+
+
+def test_a_depth_axis_that_is_not_energy_is_described_and_refused(tmp_path):
+    import json
+
+    from helpers import run_maxrf
+
+    text = ("width\t4\nheight\t3\ndepth\t5\noffset\t0\ndata-length\t2\ndata-type\tunsigned\n"
+            "byte-order\tlittle-endian\nrecord-by\tvector\ndepth-scale\t0.000002\n"
+            "depth-origin\t0.001\ndepth-units\tm\n")
+    (tmp_path / "z.rpl").write_text(text)
+    (tmp_path / "z.raw").write_bytes(bytes(4 * 3 * 5 * 2))
+    h = read_rpl(tmp_path / "z.rpl")
+    assert h.energy is None and h.depth_axis["units"] == "m"
+    assert h.depth_axis["scale"] == 2e-6
+    info = run_maxrf("info", tmp_path / "z.rpl")
+    assert info.returncode == 0 and "not energy" in info.stdout and " m per channel" in info.stdout
+    as_json = json.loads(run_maxrf("info", tmp_path / "z.rpl", "--json").stdout)
+    assert as_json["depth_axis"]["units"] == "m"
+    r = run_maxrf("convert", tmp_path / "z.raw", env={"MAXRF_SERVER": "temporary"})
+    assert r.returncode == 2 and "the depth axis is not energy (units m)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "z.datastack").exists()
