@@ -25,56 +25,60 @@ def read_maps(datastack: str | Path) -> tuple[list[str], np.ndarray]:
     return list(ds.attrs("maxrf_elementmaps")["elements"]), ds.read("maxrf_elementmaps")
 
 
-def to_uint16(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """Counts → uint16 with one scale (counts = value / scale), the maximum at 65535."""
-    image = np.asarray(image, dtype=np.float64)  # rounding in float64: error ≤ half a level
-    top = float(np.nanmax(image)) if image.size else 0.0
-    scale = 65535.0 / top if top > 0 else 1.0
-    return np.round(np.clip(image, 0, None) * scale).astype(np.uint16), scale
-
-
 def write_tiffs(elements: list[str], maps: np.ndarray, folder: Path) -> list[Path]:
-    """``EL.tif`` per element and ``elementmaps.tif`` (one page per element), 16-bit; the
-    scale from counts is in each page's ImageDescription (JSON)."""
-    from PIL import Image
+    """``EL.tif`` per element and ``elementmaps.tif`` (a stack, one slice per element labelled
+    with its symbol): 32-bit float counts per pixel in ImageJ's format, so Fiji/ImageJ show
+    counts, not grey levels."""
+    import tifffile
 
-    pages, out = [], []
+    out = []
     for el, m in zip(elements, maps, strict=True):
-        u16, scale = to_uint16(m)
-        desc = json.dumps({"element": el, "units": "counts", "counts_per_value": 1 / scale})
-        img = Image.fromarray(u16)
-        img.encoderinfo = {}
-        pages.append((img, desc))
-        out.append(atomic_write(folder / f"{el}.tif",
-                                 lambda p, i=img, d=desc: i.save(p, format="TIFF",
-                                                                 tiffinfo={270: d})))
-    if pages:
-        first, desc = pages[0]
+        desc = json.dumps({"element": el, "units": "counts per pixel"})
+
+        def one(p, m=m, el=el, desc=desc):
+            tifffile.imwrite(p, np.asarray(m, np.float32), imagej=True,
+                             metadata={"Labels": [el], "Info": desc}, description=None)
+
+        out.append(atomic_write(folder / f"{el}.tif", one))
+    if len(elements):
+        stack = np.asarray(maps, np.float32)
 
         def save_all(p):
-            first.save(p, format="TIFF", save_all=True, tiffinfo={270: desc},
-                       append_images=[i for i, _d in pages[1:]])
+            tifffile.imwrite(p, stack, imagej=True,
+                             metadata={"axes": "ZYX", "Labels": list(elements),
+                                       "Info": json.dumps({"units": "counts per pixel",
+                                                           "elements": list(elements)})})
 
         out.append(atomic_write(folder / "elementmaps.tif", save_all))
     return out
 
 
 def read_tiff(path: str | Path) -> np.ndarray:
-    """A TIFF written by ``write_tiffs`` back in counts (first page)."""
-    from PIL import Image
+    """A TIFF written by ``write_tiffs`` back in counts (its first slice)."""
+    import tifffile
 
-    with Image.open(path) as img:
-        desc = json.loads(img.tag_v2.get(270, "{}"))
-        return np.asarray(img, dtype=np.float64) * desc.get("counts_per_value", 1.0)
+    data = tifffile.imread(path)
+    return np.asarray(data[0] if data.ndim == 3 else data, dtype=np.float64)
 
 
 def equalize(image: np.ndarray) -> np.ndarray:
-    """Histogram equalisation to [0, 1] (ranks of the values)."""
-    flat = image.ravel()
-    order = np.argsort(flat, kind="stable")
-    ranks = np.empty_like(order, dtype=np.float64)
-    ranks[order] = np.linspace(0, 1, flat.size)
-    return ranks.reshape(image.shape)
+    """Histogram equalisation to [0, 1]: each value's share of the positive values at or below
+    it (equal values share one level; absent, ≤ 0, stays 0)."""
+    flat = np.asarray(image, dtype=np.float64).ravel()
+    out = np.zeros_like(flat)
+    pos = flat > 0
+    if pos.any():
+        v = np.sort(flat[pos])
+        out[pos] = np.searchsorted(v, flat[pos], "right") / v.size
+    return out.reshape(np.shape(image))
+
+
+def equalized_ticks(image: np.ndarray, levels=(0.25, 0.5, 0.75, 1.0)) -> tuple[list, list]:
+    """Colour-bar ticks of an equalised map: 0 (absent) and the counts at each level."""
+    v = np.sort(np.asarray(image, dtype=np.float64)[np.asarray(image) > 0])
+    if not v.size:
+        return [0.0], ["0"]
+    return [0.0, *levels], ["0", *(f"{np.quantile(v, q):.3g}" for q in levels)]
 
 
 def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = "") -> list[Path]:
@@ -96,13 +100,17 @@ def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = 
             if kind == "linear":
                 fig.colorbar(im, ax=ax, shrink=0.8, label="counts per pixel")
             else:
-                cb = fig.colorbar(im, ax=ax, shrink=0.8, label="counts per pixel (percentiles)")
-                qs = np.quantile(m, [0, 0.25, 0.5, 0.75, 1])
-                cb.set_ticks([0, 0.25, 0.5, 0.75, 1])
-                cb.set_ticklabels([f"{q:.3g}" for q in qs])
+                cb = fig.colorbar(im, ax=ax, shrink=0.8,
+                                  label="counts per pixel (equalised; absent = 0)")
+                ticks, labels = equalized_ticks(m)
+                cb.set_ticks(ticks)
+                cb.set_ticklabels(labels)
             out.append(_save(fig, folder / f"{el}_{kind}.png"))
     out.append(plot_grid(elements, maps, folder / "elementmaps_grid.png", scan))
     return out
+
+
+EXPORT_DPI = 300  # figures that can be printed and published
 
 
 def _save(fig, path: Path, key: str | None = None) -> Path:
@@ -112,7 +120,7 @@ def _save(fig, path: Path, key: str | None = None) -> Path:
 
     def write(p):
         meta = {KEY_FIELD: key} if key else None
-        fig.savefig(p, dpi=100, bbox_inches="tight", format="png", metadata=meta)
+        fig.savefig(p, dpi=EXPORT_DPI, bbox_inches="tight", format="png", metadata=meta)
 
     try:
         return atomic_write(path, write)

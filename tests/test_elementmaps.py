@@ -22,7 +22,7 @@ from maxrf.elementmaps import (
     prepare,
     roi_maps,
 )
-from maxrf.mapexport import export_all, read_tiff, to_uint16
+from maxrf.mapexport import equalize, equalized_ticks, export_all, read_tiff
 from maxrf.spectrum_model import Instrument, build_model, channel_edges, element_template
 
 
@@ -161,15 +161,17 @@ def test_cli_exports_tiffs_pngs_and_composite(rh_stack, tmp_path):
     elements, maps = ds.attrs("maxrf_elementmaps")["elements"], ds.read("maxrf_elementmaps")
     for el, m in zip(elements, maps, strict=True):
         back = read_tiff(tmp_path / "out" / f"{el}.tif")
-        u16, scale = to_uint16(m)
-        np.testing.assert_allclose(back, u16 / scale, rtol=1e-12)
-        assert np.abs(back - m).max() <= 0.501 / scale  # float32 maps: rounding to 1 level
+        np.testing.assert_array_equal(back, m)  # float32 counts, exactly
         assert (tmp_path / "out" / f"{el}_linear.png").stat().st_size > 1000
         assert (tmp_path / "out" / f"{el}_equalized.png").stat().st_size > 1000
+    import tifffile
     from PIL import Image
 
-    with Image.open(tmp_path / "out" / "elementmaps.tif") as img:
-        assert img.n_frames == len(elements)
+    with tifffile.TiffFile(tmp_path / "out" / "elementmaps.tif") as tif:
+        assert tif.is_imagej and tif.imagej_metadata["Labels"] == elements  # slice labels
+        np.testing.assert_array_equal(tif.asarray(), maps)
+    with Image.open(tmp_path / "out" / f"{elements[0]}_linear.png") as img:
+        assert round(img.info["dpi"][0]) >= 299
     with Image.open(tmp_path / "out" / "rgb_Pb-Hg-Cu.png") as img:
         rgb = np.asarray(img)
     assert rgb.shape == (*maps.shape[1:], 3) and rgb[..., 0].max() == 255
@@ -317,3 +319,16 @@ def test_layered_scan_maps_every_planted_element_within_10_percent(layered_stack
             assert abs(a["total_ratio"] - 1) <= (0.20 if el == "As" else 0.10), (el, a)
             if t.mean() >= 20 and el != "As":
                 assert a["rel_rmse"] <= 0.15, (el, a)
+
+
+def test_equalized_maps_keep_absent_at_zero_and_ties_together():
+    """The old ranks of tied zeros in raster order made absent regions smooth gradients."""
+    m = np.zeros((4, 6), np.float32)
+    m[1, 1:4] = 5.0  # three equal values
+    m[2, 2] = 50.0
+    e = equalize(m)
+    assert (e[m == 0] == 0).all()  # absent stays black, no gradient
+    assert len(set(e[m == 5].tolist())) == 1 and e[2, 2] == 1.0
+    ticks, labels = equalized_ticks(m)
+    assert ticks[0] == 0 and labels[0] == "0" and labels[-1] == "50"  # real counts
+    assert equalize(np.zeros((3, 3))).max() == 0 and equalized_ticks(np.zeros(3))[1] == ["0"]
