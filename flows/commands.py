@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flows.server import use_server
 from maxrf.errors import MaxrfError
+from maxrf.viewer import view_command
 
 
 def use_running_server() -> bool:
@@ -42,8 +43,9 @@ def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:
     if chain is None:
         return None
     rows = [{"step": r["step"], "cached": True, "key": r["key"]} for r in chain]
-    return {"tree": DataStack(datastack).tree(), "steps": rows, "plots": [],
-            "view": f"maxrf view {Path(datastack).resolve()}"}
+    return {"datastack": datastack, "tree": DataStack(datastack).tree(), "steps": rows,
+            "plots": [],
+            "view": view_command(datastack)}
 
 
 def _run(flow, **kwargs) -> dict:
@@ -105,8 +107,12 @@ def _scan_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
-def _print_summary(result: dict) -> None:
-    print(result["tree"])
+def _print_summary(result: dict, verbose: bool = False, view: bool = True) -> None:
+    if verbose:
+        print(result["tree"])
+    else:  # the whole layer table is for -v / `maxrf tree`
+        first = result["tree"].splitlines()[0] if result.get("tree") else ""
+        print(f"{first}  (layers: maxrf tree {result.get('datastack', '')} or -v)".strip())
     for step in result["steps"]:
         how = "cached" if step["cached"] else f"computed in {step['duration_s']} s"
         print(f"  step {step['step']:<13} {how}")
@@ -114,7 +120,7 @@ def _print_summary(result: dict) -> None:
         print(f"  plot {png}")
     for warning in result.get("warnings", []):
         print(f"  warning: {warning}")
-    if result.get("view"):
+    if view and result.get("view"):
         print(f"look at it: {result['view']}")
 
 
@@ -125,15 +131,16 @@ def _flow(name: str):
     return getattr(flows.process_scan, name)
 
 
-def _run_or_reuse(flow_name: str, kwargs: dict, maps: bool | None, rerun: bool) -> int:
+def _run_or_reuse(flow_name: str, kwargs: dict, maps: bool | None, rerun: bool,
+                  verbose: bool = False) -> int:
     """Run the flow; with no server to record it in, skip it when every layer is cached."""
     if not use_running_server() and not rerun:
         done = _all_cached(kwargs, maps)
         if done:
-            _print_summary(done)
+            _print_summary(done, verbose)
             print("every step is cached: nothing to run (--rerun records a Prefect run anyway)")
             return 0
-    _print_summary(_run(_flow(flow_name), **kwargs))
+    _print_summary(_run(_flow(flow_name), **kwargs), verbose)
     return 0
 
 
@@ -165,7 +172,8 @@ def cmd_process(args: argparse.Namespace) -> int:
                "fingerprint", "elements", "add_elements", "drop_elements", "pulser_hz",
                "dwell_ms")
     check_parameters(**{k: kwargs[k] for k in checked})  # one line, before Prefect starts
-    return _run_or_reuse("process_scan", kwargs, maps=not args.no_maps, rerun=args.rerun)
+    return _run_or_reuse("process_scan", kwargs, maps=not args.no_maps, rerun=args.rerun,
+                         verbose=args.verbose)
 
 
 def _elements(text: str | None) -> list[str] | None:
@@ -175,7 +183,8 @@ def _elements(text: str | None) -> list[str] | None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    return _run_or_reuse("convert_scan_flow", _scan_kwargs(args), maps=None, rerun=args.rerun)
+    return _run_or_reuse("convert_scan_flow", _scan_kwargs(args), maps=None, rerun=args.rerun,
+                         verbose=args.verbose)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -248,9 +257,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ),
         )
     result = _run(process_scan, raw_path=f"{prefix}.raw", anode=_anode(args.anode))
-    _print_summary(result)
+    _print_summary(result, args.verbose, view=False)
     _compare_with_truth(result["datastack"], Path(f"{prefix}.truth.json"))
     print(f"ground truth: {prefix}.truth.json; run again to see every step cached")
+    print(f"look at it: {result['view']}")
     return 0
 
 
@@ -280,7 +290,8 @@ def _compare_with_truth(datastack: str, truth_path: Path) -> None:
     if "maxrf_elementmaps" in ds and planted.exists():
         from maxrf.elementmaps import compare_with_truth
 
-        print("element maps vs the planted ones (4x4-binned; counts per pixel):")
+        print("element maps vs the planted ones (counts per pixel; total = fitted/planted, r and "
+              "rel. RMSE on 4x4 bins; a hot-spot-only element's RMSE is large by nature):")
         for row in compare_with_truth(datastack, planted):
             print("  " + row)
 
@@ -313,7 +324,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         tail = (done.stderr or done.stdout).strip().splitlines()
         raise MaxrfError(f"prefect deploy failed: {tail[-1] if tail else done.returncode}")
     print(f"deployed process-scan, process-scan-on-event and watch-scans (folder {folder}) "
-          f"to work pool {args.pool!r}; start a worker: prefect worker start --pool {args.pool}")
+          f"to work pool {args.pool!r}; start a worker: PREFECT_API_URL="
+          f"{os.environ.get('PREFECT_API_URL', '')} prefect worker start --pool {args.pool}")
     return 0
 
 

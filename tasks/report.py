@@ -9,6 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from maxrf.datastack import DataStack
+from maxrf.viewer import view_command
 
 
 def artifact_key(datastack: str, what: str) -> str:
@@ -97,7 +98,7 @@ def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = 
         key=artifact_key(datastack, "steps"),
         description="Steps of this run (cached = reused from the datastack)",
     )
-    view = f"maxrf view {Path(datastack).resolve()}"
+    view = view_command(datastack)
     md = (
         f"# {Path(datastack).name}\n\n**Look at it:** `{view}` (opens the viewer at "
         f"http://127.0.0.1:8765/: element maps, click a pixel for its spectrum, drag an energy "
