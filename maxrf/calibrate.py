@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .detector import fwhm_kev
 from .errors import CalibrationError, SpectrumError
 from .lines import (
     ANODES,
@@ -294,7 +295,7 @@ def fit_peak(y: np.ndarray, center: float, sigma_ch: float) -> tuple[float, floa
 
 
 def _detector_sigma_ch(energy: float, gain: float, smoothing_sigma: float) -> float:
-    fwhm = np.sqrt(0.0715**2 + 2.3548**2 * 0.00385 * 0.115 * max(energy, 0.0))
+    fwhm = fwhm_kev(energy)
     return float(np.hypot(fwhm / 2.3548 / gain, smoothing_sigma))
 
 
@@ -670,7 +671,7 @@ def check_axis(y: np.ndarray, coef, anode: str, tube_kv: float = default("tube_k
     keep = (e > 0.9) & ~((e >= zone[0]) & (e <= zone[1]))
     known = _known_lines(anode, tube_kv)
     known = np.unique(np.r_[known, known[known > 2.5] - 1.74])  # Si escape peaks
-    fwhm = np.sqrt(0.0715**2 + 2.3548**2 * 0.00365 * 0.115 * np.clip(e, 0, None))
+    fwhm = fwhm_kev(e)
     tol = np.hypot(0.5 * fwhm, max(2 * gain, smoothing_sigma * gain)) + 0.01
     dist = np.min(np.abs(e[:, None] - known[None, :]), axis=1) if known.size else np.inf + e
     weight = 1.0 + np.log1p(100 * prom / max(prom[keep].max(), 1e-12)) if keep.any() else prom
@@ -690,7 +691,7 @@ def check_axis(y: np.ndarray, coef, anode: str, tube_kv: float = default("tube_k
         for en, w in lines:
             if w < 0.3 * strongest:
                 continue
-            width = float(np.sqrt(0.0715**2 + 2.3548**2 * 0.00365 * 0.115 * en)) + 2 * gain
+            width = fwhm_kev(en) + 2 * gain
             near = np.abs(e - en) <= width
             shift = en - float(compton_energy(en, 180.0))
             above = (e > en + width) & (e <= en + shift + width)

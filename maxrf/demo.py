@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .detector import fwhm_kev
 from .lines import anode_lines, compton_energy, element_lines, tube_series
 from .rpl import EnergyCalibration, format_rpl
 
@@ -74,13 +75,6 @@ class DemoSpec:
     dwell_ms: float = 30.0  # real time per pixel (with a pulser: sets the pulser's counts)
     dead_us: float = 1.0  # dead time per event: ~6 % at 2000 counts in 30 ms (an M6 pixel)
     extra: dict = field(default_factory=dict)
-
-
-def fwhm_kev(
-    energy_kev: np.ndarray | float, noise_fwhm_kev: float = 0.0715, fano: float = 0.115
-) -> np.ndarray:
-    """Silicon drift detector resolution: electronic noise plus Fano statistics."""
-    return np.sqrt(noise_fwhm_kev**2 + 2.3548**2 * 0.00365 * fano * np.maximum(energy_kev, 0.0))
 
 
 def _peak(energies: np.ndarray, center: float, fwhm: float, gain: float) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .detector import fwhm_kev
 from .pipeline import (
     ANODES,  # tube anodes whose lines are scattered by the sample
     default,
@@ -121,7 +122,7 @@ def _xraylib_lines(element: str, excitation_kev: float | None) -> dict[str, tupl
         centre = float(np.dot(energies, w) / w.sum())
         # A group wider than the detector's resolution is two peaks (W Lb1 / Lb2 are 0.29 keV
         # apart, Pb's 9 eV): its centroid would match no peak, so keep its lines apart.
-        fwhm = np.sqrt(0.0715**2 + 2.3548**2 * 0.00365 * 0.115 * centre)
+        fwhm = fwhm_kev(centre)
         if len(energies) > 1 and np.ptp(energies) > fwhm:
             for i, (e, wi) in enumerate(zip(energies, weights, strict=True)):
                 out[f"{name}{i + 1}"] = (float(e), float(wi))

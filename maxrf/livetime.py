@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from .datastack import DataStack
+from .detector import FWHM_PER_SIGMA, NOISE_FWHM_KEV
 from .errors import MaxrfError
 
 ZERO_PEAK_SIGMAS = 4.0  # the zero peak is summed over ±4 sigma of the electronic noise
-DEFAULT_NOISE_FWHM_KEV = 0.0715
 
 
 def zero_peak_channels(energies: np.ndarray, noise_fwhm_kev: float | None) -> tuple[int, int]:
     """The channels ``[lo, hi)`` of the zero-energy peak on this axis."""
-    sigma = (noise_fwhm_kev or DEFAULT_NOISE_FWHM_KEV) / 2.3548
+    sigma = (noise_fwhm_kev or NOISE_FWHM_KEV) / FWHM_PER_SIGMA
     half = ZERO_PEAK_SIGMAS * sigma
     lo = int(np.searchsorted(energies, -half, "left"))
     hi = int(np.searchsorted(energies, half, "right"))

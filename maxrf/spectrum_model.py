@@ -23,10 +23,10 @@ import numpy as np
 from scipy.interpolate import BSpline
 from scipy.special import erf, erfc, erfcx
 
+from .detector import FANO, NOISE_FWHM_KEV, fwhm_kev
 from .lines import anode_lines, compton_energy, line_codes, line_components, tube_series
 from .pipeline import default
 
-EPSILON_SI_KEV = 0.00365  # energy per electron-hole pair in silicon
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
 MIN_LINE_KEV = 0.9  # lines below this are absorbed by air and the detector window
 FAMILIES = ("K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
@@ -39,16 +39,15 @@ class Instrument:
     anode: str = default("anode")
     tube_kv: float = default("tube_kv")
     angle_deg: float = 110.0  # scatter angle
-    noise_fwhm_kev: float = 0.0715  # electronic noise
-    fano: float = 0.115
+    noise_fwhm_kev: float = NOISE_FWHM_KEV  # electronic noise
+    fano: float = FANO
     doppler: float = 0.012  # Compton Doppler sigma as a fraction of the Compton energy
     tail_kev: float = 0.35  # decay length of the Compton low-energy tail
     shoulder_shift: float = 1.0  # Compton shoulder centre below the peak, in Compton sigmas
     shoulder_width: float = 2.0  # Compton shoulder sigma, in Compton sigmas
 
     def fwhm_kev(self, energy_kev):
-        e = np.maximum(np.asarray(energy_kev, dtype=np.float64), 0.0)
-        return np.sqrt(self.noise_fwhm_kev**2 + 2.3548**2 * EPSILON_SI_KEV * self.fano * e)
+        return np.asarray(fwhm_kev(energy_kev, self.noise_fwhm_kev, self.fano))
 
     def sigma_kev(self, energy_kev):
         return self.fwhm_kev(energy_kev) / 2.3548
