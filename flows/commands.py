@@ -153,7 +153,7 @@ def _anode(text: str) -> str | float:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from maxrf.params import check_parameters
+    from maxrf.params import check_parameters, checkable
 
     kwargs = _scan_kwargs(args) | {
         "anode": _anode(args.anode),
@@ -168,10 +168,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         "pulser_hz": args.pulser_hz,
         "dwell_ms": args.dwell_ms,
     }
-    checked = ("sigma", "anode", "tube_kv", "precision_bits", "prominence", "energies",
-               "fingerprint", "elements", "add_elements", "drop_elements", "pulser_hz",
-               "dwell_ms")
-    check_parameters(**{k: kwargs[k] for k in checked})  # one line, before Prefect starts
+    check_parameters(**checkable(kwargs))  # one line, before Prefect starts
     return _run_or_reuse("process_scan", kwargs, maps=not args.no_maps, rerun=args.rerun,
                          verbose=args.verbose)
 

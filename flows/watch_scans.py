@@ -10,6 +10,7 @@ from prefect.states import Completed, State
 from flows.process_scan import Anode, Fingerprint, process_scan
 from maxrf.datastack.lock import file_lock
 from maxrf.errors import MaxrfError
+from maxrf.params import check_parameters, checkable
 from maxrf.pipeline import default, documented
 from maxrf.scans import LEDGER_NAME, Ledger, survey
 
@@ -20,8 +21,11 @@ def _watch_run_name() -> str:
     return f"watch-scans: {Path(flow_run.parameters.get('folder') or '?').name}"
 
 
-WATCH_PARAMS = ("folder", "pattern", "settle_s", "output_folder", "sigma", "anode", "tube_kv",
-                "flip_horizontal", "flip_vertical", "precision_bits", "fingerprint")
+# every processing parameter of process-scan (a watched folder is processed as one scan is)
+PROCESSING = ("sigma", "anode", "tube_kv", "flip_horizontal", "flip_vertical", "precision_bits",
+              "prominence", "energies", "fingerprint", "dask_address", "plots", "maps",
+              "elements", "add_elements", "drop_elements", "pulser_hz", "dwell_ms")
+WATCH_PARAMS = ("folder", "pattern", "settle_s", "output_folder", *PROCESSING)
 
 
 @flow(name="watch-scans", log_prints=True, flow_run_name=_watch_run_name)
@@ -43,11 +47,24 @@ def watch_scans(
     flip_horizontal: bool = default("flip_horizontal"),
     flip_vertical: bool = default("flip_vertical"),
     precision_bits: int | None = default("precision_bits"),
+    prominence: float | None = default("prominence"),
+    energies: tuple[float, float] | None = default("energies"),
     fingerprint: Fingerprint = default("fingerprint"),
+    dask_address: str | None = default("dask_address"),
+    plots: bool = default("plots"),
+    maps: bool = default("maps"),
+    elements: list[str] | None = default("elements"),
+    add_elements: list[str] | None = default("add_elements"),
+    drop_elements: list[str] | None = default("drop_elements"),
+    pulser_hz: float | None = default("pulser_hz"),
+    dwell_ms: float | None = default("dwell_ms"),
 ) -> State:
     logger = get_run_logger()
     if not str(folder).strip():
         raise MaxrfError("watch-scans: the folder parameter is empty (set MAXRF_SCAN_FOLDER)")
+    settings = dict(locals())
+    processing = {name: settings[name] for name in PROCESSING}
+    check_parameters(**checkable(processing))  # once, before any scan
     folder_path = Path(folder)
     statuses = survey(folder_path, pattern, settle_s)
     summary = {"processed": [], "already": [], "waiting": [], "bad": [], "failed": []}
@@ -68,18 +85,7 @@ def watch_scans(
             output = None
             if output_folder:
                 output = str(Path(output_folder) / (Path(st.raw).stem + ".datastack"))
-            state = process_scan(
-                st.raw,
-                output=output,
-                sigma=sigma,
-                anode=anode,
-                tube_kv=tube_kv,
-                flip_horizontal=flip_horizontal,
-                flip_vertical=flip_vertical,
-                precision_bits=precision_bits,
-                fingerprint=fingerprint,
-                return_state=True,
-            )
+            state = process_scan(st.raw, output=output, **processing, return_state=True)
             if state.is_completed():
                 ledger.record(st, "done", datastack=state.result()["datastack"])
                 summary["processed"].append(st.raw)

@@ -68,3 +68,11 @@ def check_parameters(
             fail(name, exc.reason)
         if name != "drop_elements" and (why := anode_conflict(parsed, anode)) is not None:
             fail(name, why)
+
+
+def checkable(values: dict) -> dict:
+    """The entries of ``values`` that :func:`check_parameters` checks (by its signature)."""
+    import inspect
+
+    names = inspect.signature(check_parameters).parameters
+    return {k: v for k, v in values.items() if k in names}

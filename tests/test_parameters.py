@@ -13,8 +13,9 @@ def test_deployment_schema_describes_every_parameter():
     from prefect.utilities.callables import parameter_schema
 
     from flows.process_scan import convert_scan_flow, process_scan
+    from flows.watch_scans import watch_scans
 
-    for flow in (process_scan, convert_scan_flow):
+    for flow in (process_scan, convert_scan_flow, watch_scans):
         schema = parameter_schema(flow.fn).model_dump_for_openapi()
         props = schema["properties"]
         missing = [name for name, p in props.items() if not p.get("description")]
@@ -62,3 +63,18 @@ def test_flow_rejects_a_bad_anode_before_converting(tmp_path):
     r = run_maxrf("process", tmp_path / "s.raw", "--anode", "Xx", "--no-plots", timeout=300)
     assert r.returncode == 2 and "unknown anode" in r.stderr, r.stderr
     assert not (tmp_path / "s.datastack").exists()
+
+
+def test_a_watched_folder_takes_every_processing_parameter():
+    """watch-scans forwards every parameter process-scan has (but the scan and its output)."""
+    import inspect
+
+    from flows.process_scan import process_scan
+    from flows.watch_scans import PROCESSING, watch_scans
+
+    scan = set(inspect.signature(process_scan.fn).parameters) - {"raw_path", "output"}
+    assert scan == set(PROCESSING)
+    assert scan <= set(inspect.signature(watch_scans.fn).parameters)
+    for name in scan:  # the same defaults
+        assert (inspect.signature(watch_scans.fn).parameters[name].default
+                == inspect.signature(process_scan.fn).parameters[name].default), name
