@@ -8,7 +8,6 @@ while the server is down are lost, so a scan is marked announced only after the 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from prefect.events import emit_event
@@ -77,13 +76,3 @@ def announce_new_scans(folder: str | Path, pattern: str = "*.raw", settle_s: flo
             summary["announced"].append(st.raw)
     return summary
 
-
-def announce_forever(
-    folder: str | Path, pattern: str = "*.raw", settle_s: float = 10.0, interval_s: float = 10.0
-) -> None:
-    """Look every ``interval_s`` seconds (cheap: no flow run) until interrupted."""
-    while True:
-        summary = announce_new_scans(folder, pattern, settle_s)
-        for raw in summary["announced"]:
-            print(f"announced {raw} ({EVENT})", flush=True)
-        time.sleep(interval_s)

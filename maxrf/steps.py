@@ -16,11 +16,6 @@ from .errors import MaxrfError
 from .pipeline import default, step
 from .rpl import EnergyCalibration
 
-CALIBRATE_LAYERS = step("calibrate").layers
-HOTMAX_LAYERS = step("hotmax").layers
-NOISE_LAYERS = step("hotmax-noise").layers
-SUBPEAK_LAYERS = step("subpeaks").layers
-
 
 def _meta(step: str, version: str, params: dict, provenance: dict | None, started: float) -> dict:
     meta = {"step": step, "code_version": version, "params": params}
