@@ -117,6 +117,19 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
         empty = [r for r in polls if r["state_name"] == "Nothing new"]
         assert empty and all(r["total_run_time"] < 5 for r in empty), polls
         print(f"empty poll flow time: {[r['total_run_time'] for r in empty]} s")
+        # no new scheduled polls (the interval schedule would hand the worker one at any time),
+        # and a poll it started meanwhile is finished first (a worker waits for its runs on
+        # SIGTERM); then an idle worker must stop within seconds
+        import httpx
+
+        api = env["PREFECT_API_URL"]
+        for dep in httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json():
+            httpx.patch(f"{api}/deployments/{dep['id']}", json={"paused": True},
+                        timeout=30).raise_for_status()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(
+                r["state_type"] in ("PENDING", "RUNNING", "CANCELLING") for r in flow_runs(env)):
+            time.sleep(1)
         t0 = time.monotonic()
         stop_group(worker)  # SIGTERM
         assert time.monotonic() - t0 < 10  # the worker stops within seconds
