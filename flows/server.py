@@ -186,11 +186,9 @@ def start(timeout: float = START_TIMEOUT_S) -> ServerInfo:
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=folder,
             )  # fmt: skip
-        started, cmdline = _identity(proc.pid) or (0.0, ())
-        info = ServerInfo(f"http://127.0.0.1:{port}/api", proc.pid, str(folder), started,
-                          cmdline)
+        url = f"http://127.0.0.1:{port}/api"
         deadline = time.monotonic() + timeout
-        while not healthy(info.url):
+        while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 _kill(proc.pid)
                 raise MaxrfError(
@@ -198,6 +196,10 @@ def start(timeout: float = START_TIMEOUT_S) -> ServerInfo:
                     "(set MAXRF_SERVER=temporary to use a temporary one)"
                 )
             time.sleep(0.25)
+        # its identity once it answers: right after Popen the child may not have exec'd yet
+        # and would still show this process's command line
+        started, cmdline = _identity(proc.pid) or (0.0, ())
+        info = ServerInfo(url, proc.pid, str(folder), started, cmdline)
         info.save()
         return info
 
