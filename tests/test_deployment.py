@@ -58,8 +58,8 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
         [*PREFECT, "worker", "start", "--pool", "maxrf"],
         env=env,
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(tmp_path / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -147,7 +147,8 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
             worker.wait(timeout=60)  # took 30+ s, not yet understood: see issue #22's note)
         except subprocess.TimeoutExpired:
             pass
-        assert worker.poll() is not None and time.monotonic() - t0 < 60
+        log = (tmp_path / "worker.log").read_text(errors="replace")[-6000:]
+        assert worker.poll() is not None and time.monotonic() - t0 < 60, log
     finally:
         if worker.poll() is None:
             stop_group(worker)
