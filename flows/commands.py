@@ -30,9 +30,9 @@ def use_running_server() -> bool:
 def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:
     """With no server to record a run in, a rerun whose every layer exists needs no flow.
     ``maps``: the whole chain with or without the element maps; None: the conversion only."""
-    from maxrf import pipeline
     from maxrf.datastack import DataStack
-    from maxrf.raw import open_scan
+    from maxrf.io.raw import open_scan
+    from maxrf.pipeline import table as pipeline
 
     scan = open_scan(kwargs["raw_path"])
     datastack = kwargs.get("output") or str(scan.raw.with_suffix(".datastack"))
@@ -91,7 +91,7 @@ def _check_output(path: Path) -> None:
 def _scan_kwargs(args: argparse.Namespace) -> dict:
     """Flow parameters from the arguments; the scan is validated first (one-line errors for a
     missing file, a bad header or a wrong size, before Prefect starts)."""
-    from maxrf.raw import open_scan
+    from maxrf.io.raw import open_scan
 
     scan = open_scan(args.scan)
     _check_output(Path(args.output) if args.output else scan.raw.with_suffix(".datastack"))
@@ -153,7 +153,7 @@ def _anode(text: str) -> str | float:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from maxrf.params import check_parameters, checkable
+    from maxrf.pipeline.params import check_parameters, checkable
 
     kwargs = _scan_kwargs(args) | {
         "anode": _anode(args.anode),
@@ -174,7 +174,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def _elements(text: str | None) -> list[str] | None:
-    from maxrf.elementmaps import parse_elements
+    from maxrf.pipeline.elementmaps import parse_elements
 
     return parse_elements(text)
 
@@ -185,7 +185,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from maxrf.scans import survey
+    from maxrf.io.scans import survey
 
     survey(args.folder, args.pattern, args.settle)  # a missing folder fails here, in one line
     if not use_running_server() and args.events:
@@ -285,7 +285,7 @@ def _compare_with_truth(datastack: str, truth_path: Path) -> None:
     )
     planted = truth_path.with_suffix(".npz")
     if "maxrf_elementmaps" in ds and planted.exists():
-        from maxrf.elementmaps import compare_with_truth
+        from maxrf.pipeline.elementmaps import compare_with_truth
 
         print("element maps vs the planted ones (counts per pixel; total = fitted/planted, r and "
               "rel. RMSE on 4x4 bins; a hot-spot-only element's RMSE is large by nature):")

@@ -5,21 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from flows.server import use_server_before_prefect
+from prefect import flow
 
-use_server_before_prefect()  # a plain Python call of a flow uses the CLI's shared server
-
-from prefect import flow  # noqa: E402
-
-from maxrf.pipeline import ANODES, FINGERPRINTS, default, documented  # noqa: E402
-from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks  # noqa: E402
-from tasks.bands import band_layers  # noqa: E402
-from tasks.convert import convert_scan  # noqa: E402
-from tasks.elementmaps import element_maps  # noqa: E402
-from tasks.header import check_parameters, read_header  # noqa: E402
-from tasks.livetime import live_time  # noqa: E402
-from tasks.plots import make_plots  # noqa: E402
-from tasks.report import publish_report  # noqa: E402
+from maxrf.pipeline.table import FINGERPRINTS, default, documented
+from maxrf.xrf.defaults import ANODES
+from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
+from tasks.bands import band_layers
+from tasks.convert import convert_scan
+from tasks.elementmaps import element_maps
+from tasks.header import check_parameters, read_header
+from tasks.livetime import live_time
+from tasks.plots import make_plots
+from tasks.report import publish_report
 
 Anode = Literal[ANODES]  # a drop-down in the run form
 Fingerprint = Literal[FINGERPRINTS]

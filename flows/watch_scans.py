@@ -10,9 +10,9 @@ from prefect.states import Completed, State
 from flows.process_scan import Anode, Fingerprint, process_scan
 from maxrf.datastack.lock import file_lock
 from maxrf.errors import MaxrfError
-from maxrf.params import check_parameters, checkable
-from maxrf.pipeline import default, documented
-from maxrf.scans import LEDGER_NAME, Ledger, survey
+from maxrf.io.scans import LEDGER_NAME, Ledger, survey
+from maxrf.pipeline.params import check_parameters, checkable
+from maxrf.pipeline.table import default, documented
 
 
 def _watch_run_name() -> str:

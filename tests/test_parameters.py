@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from maxrf.errors import MaxrfError
-from maxrf.params import check_parameters
+from maxrf.pipeline.params import check_parameters
 
 
 def test_deployment_schema_describes_every_parameter():

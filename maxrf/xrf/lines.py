@@ -9,11 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .detector import fwhm_kev
-from .pipeline import (
-    ANODES,  # tube anodes whose lines are scattered by the sample
-    default,
-)
+from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_TUBE_KV
+from maxrf.xrf.detector import fwhm_kev
 
 ELECTRON_REST_KEV = 510.99895
 
@@ -167,7 +164,7 @@ def line_codes() -> tuple[tuple[str, str, int], ...]:
 
 
 @cache
-def excitation_spectrum(anode: str | float = default("anode"), tube_kv: float = default("tube_kv")):
+def excitation_spectrum(anode: str | float = DEFAULT_ANODE, tube_kv: float = DEFAULT_TUBE_KV):
     """(energies keV, relative photon flux) of the beam: the anode's lines plus a Kramers
     continuum up to the tube voltage, or one energy for a monochromatic beam (a number)."""
     try:
@@ -192,8 +189,8 @@ def excitation_spectrum(anode: str | float = default("anode"), tube_kv: float = 
 @cache
 def line_components(
     element: str,
-    anode: str | float = default("anode"),
-    tube_kv: float = default("tube_kv"),
+    anode: str | float = DEFAULT_ANODE,
+    tube_kv: float = DEFAULT_TUBE_KV,
     min_relative: float = 1e-3,
 ) -> tuple[Line, ...]:
     """Every line of ``element`` (each multiplet component separately: KL3, KL2, KM3 …) with its

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from .errors import MaxrfError
-from .pipeline import FINGERPRINTS, default
+from maxrf.errors import MaxrfError
+from maxrf.pipeline.table import FINGERPRINTS, default
 
 
 def check_parameters(
@@ -23,10 +23,10 @@ def check_parameters(
     pulser_hz: float | None = None,
     dwell_ms: float | None = None,
 ) -> None:
-    from .convert import MAX_SIGMA
-    from .datastack.layers import PRECISION_BITS
-    from .elementmaps import anode_conflict, parse_elements
-    from .lines import excitation_spectrum
+    from maxrf.datastack.layers import PRECISION_BITS
+    from maxrf.pipeline.convert import MAX_SIGMA
+    from maxrf.pipeline.elementmaps import anode_conflict, parse_elements
+    from maxrf.xrf.lines import excitation_spectrum
 
     def fail(name: str, why: str) -> None:
         raise MaxrfError(f"parameter {name}: {why}")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MaxrfError
-from .fingerprint import step_key
+from maxrf.errors import MaxrfError
+from maxrf.io.fingerprint import step_key
+from maxrf.xrf.defaults import DEFAULT_ANODE, DEFAULT_SIGMA, DEFAULT_TUBE_KV
 
-ANODES = ("Rh", "Mo", "Ag", "W", "Cr", "Cu")
 FINGERPRINTS = ("quick", "full")
 DEFAULT_PRECISION_BITS = 13  # see datastack.layers.PRECISION_BITS and the README
 
@@ -36,7 +36,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("raw_path", None, "The scan's .raw file (its .rpl header beside it)."),
     Param("output", None,
           "The datastack file to write (default: SCAN.datastack beside the .raw)."),
-    Param("sigma", 7.0, "Gaussian smoothing of the cube, in channels (maxrf4u uses 7)."),
+    Param("sigma", DEFAULT_SIGMA, "Gaussian smoothing of the cube, in channels (maxrf4u uses 7)."),
     Param("flip_horizontal", False, "Mirror the image left-right (scan direction)."),
     Param("flip_vertical", False, "Mirror the image top-bottom."),
     Param("precision_bits", DEFAULT_PRECISION_BITS,
@@ -47,7 +47,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           "(every byte; for files edited in place)."),
     Param("dask_address", None,
           "A dask.distributed scheduler (host:port) to run on; empty for local threads."),
-    Param("anode", "Rh",
+    Param("anode", DEFAULT_ANODE,
           "The X-ray tube's anode (Rh, Mo, Ag, W, Cr, Cu), or a monochromatic beam's energy in "
           "keV."),
     Param("energies", None,
@@ -57,7 +57,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           "Minimum prominence (counts) of a max-spectrum peak for hotmax; empty: chosen from "
           "the noise."),
     Param("radius", 40, "Rolling-ball radius of the hotmax baselines, in channels."),
-    Param("tube_kv", 50.0,
+    Param("tube_kv", DEFAULT_TUBE_KV,
           "The tube's voltage in kV (sets which lines are excited and how strongly)."),
     Param("elements", None,
           'Elements to map, e.g. ["Pb", "Hg", "As"]; empty: proposed from the data.'),
@@ -185,7 +185,7 @@ def cached_chain(
 ) -> list[dict] | None:
     """``[{"step", "key", "layers"}]`` when every one of ``steps`` (default: the whole chain)
     already has its layers with the key this run would give it (nothing to compute), else None."""
-    from .datastack import DataStack, find_by_key
+    from maxrf.datastack import DataStack, find_by_key
 
     if not Path(datastack).exists():
         return None

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from .datastack.layers import PRECISION_BITS
-from .pipeline import FINGERPRINTS, PARAMS, default
+from maxrf.datastack.layers import PRECISION_BITS
+from maxrf.pipeline.table import FINGERPRINTS, PARAMS, default
 
 DEFAULT_PRECISION_BITS = default("precision_bits")
 

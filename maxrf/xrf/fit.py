@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fitting import fit_nonlinear, nnls_weighted, poisson_weights
-from .lines import ANODES, anode_lines, compton_energy, line_components, tube_series
-from .spectrum_model import FAMILIES, Instrument, SpectrumModel, build_model
+from maxrf.xrf.lines import ANODES, anode_lines, compton_energy, line_components, tube_series
+from maxrf.xrf.model import FAMILIES, Instrument, SpectrumModel, build_model
+from maxrf.xrf.solver import fit_nonlinear, nnls_weighted, poisson_weights
 
 # Elements a painting may show (anode excluded automatically): the candidates for proposals.
 CANDIDATES = (
@@ -87,7 +87,7 @@ def family_priors(names: list[str], inst: Instrument, e_max: float
                   ) -> list[tuple[int, int, float, float]]:
     """``(family row, main family row, nominal ratio, relative sigma)`` of the families whose
     share is held near its cross-section value (rows named ``El-Fam``)."""
-    from .spectrum_model import nominal_family_shares
+    from maxrf.xrf.model import nominal_family_shares
 
     index = {n: i for i, n in enumerate(names)}
     out = []
