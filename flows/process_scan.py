@@ -7,7 +7,7 @@ from typing import Literal
 
 from prefect import flow
 
-from maxrf.pipeline.table import FINGERPRINTS, default, documented
+from maxrf.pipeline.table import CONVERTING, FINGERPRINTS, PROCESSING, default, documented
 from maxrf.xrf.defaults import ANODES
 from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
 from tasks.bands import band_layers
@@ -38,12 +38,8 @@ def _run_name(flow_name: str):
     return name
 
 
-CONVERT_PARAMS = ("raw_path", "output", "sigma", "flip_horizontal", "flip_vertical",
-                  "precision_bits", "fingerprint", "dask_address")
-PROCESS_PARAMS = ("raw_path", "output", "sigma", "anode", "flip_horizontal", "flip_vertical",
-                  "precision_bits", "prominence", "energies", "fingerprint", "dask_address",
-                  "plots", "maps", "tube_kv", "elements", "add_elements", "drop_elements",
-                  "pulser_hz", "dwell_ms")
+CONVERT_PARAMS = ("raw_path", "output", *CONVERTING)
+PROCESS_PARAMS = ("raw_path", "output", *PROCESSING)
 
 
 @flow(name="convert-scan", log_prints=True, flow_run_name=_run_name("convert-scan"))
@@ -81,6 +77,8 @@ def process_scan(
     precision_bits: int | None = default("precision_bits"),
     prominence: float | None = default("prominence"),
     energies: tuple[float, float] | None = default("energies"),
+    use_header: bool = default("use_header"),
+    radius: int = default("radius"),
     fingerprint: Fingerprint = default("fingerprint"),
     dask_address: str | None = default("dask_address"),
     plots: bool = default("plots"),
@@ -92,20 +90,16 @@ def process_scan(
     pulser_hz: float | None = default("pulser_hz"),
     dwell_ms: float | None = default("dwell_ms"),
 ) -> dict:
+    given = dict(locals())
     datastack = output or default_output(raw_path)
-    check_parameters(
-        sigma=sigma, anode=anode, tube_kv=tube_kv, precision_bits=precision_bits,
-        prominence=prominence, energies=energies, fingerprint=fingerprint, elements=elements,
-        add_elements=add_elements, drop_elements=drop_elements, pulser_hz=pulser_hz,
-        dwell_ms=dwell_ms,
-    )
+    check_parameters(**{name: given[name] for name in PROCESSING})
     scan = read_header(raw_path, fingerprint)
     converted = convert_scan(
         scan, datastack, sigma, flip_horizontal, flip_vertical, precision_bits, dask_address
     )
-    calibrated = calibrate_energy(converted, datastack, anode, energies, tube_kv=tube_kv)
+    calibrated = calibrate_energy(converted, datastack, anode, energies, use_header, tube_kv)
     hot = hotmax_spectra(converted, calibrated, datastack, prominence)
-    noise = hotmax_noise(hot, datastack)
+    noise = hotmax_noise(hot, datastack, radius)
     sub = hotmax_subpeaks(noise, datastack)
     banded = band_layers(converted, datastack)
     done = [converted, calibrated, hot, noise, sub, banded]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from maxrf.datastack.layers import PRECISION_BITS
-from maxrf.pipeline.table import FINGERPRINTS, PARAMS, default
+from maxrf.cli.options import add_options
+from maxrf.pipeline.table import CONVERTING, PARAMS, PROCESSING, default
 
-DEFAULT_PRECISION_BITS = default("precision_bits")
+WATCHING = ("pattern", "settle_s", "output_folder")
 
 
 def _help(name: str) -> str:
@@ -16,47 +16,10 @@ def _help(name: str) -> str:
     return PARAMS[name].description.replace("%", "%%")
 
 
-def _precision_bits(text: str) -> int:
-    try:
-        bits = int(text)
-    except ValueError:
-        bits = 0
-    if bits not in PRECISION_BITS:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer from {PRECISION_BITS[0]} to {PRECISION_BITS[-1]}, got {text!r}"
-        )
-    return bits
-
-
-def _scan_options(p: argparse.ArgumentParser) -> None:
+def _scan_options(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
     p.add_argument("scan", help="SCAN.raw (its .rpl header beside it)")
-    p.add_argument("-o", "--output", help="datastack file (default: SCAN.datastack beside it)")
-    p.add_argument("--sigma", type=float, default=default("sigma"), help=_help("sigma"))
-    p.add_argument("--flip-horizontal", action="store_true", help=_help("flip_horizontal"))
-    p.add_argument("--flip-vertical", action="store_true", help=_help("flip_vertical"))
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument(
-        "--precision-bits",
-        type=_precision_bits,
-        default=DEFAULT_PRECISION_BITS,
-        metavar="N",
-        help="store each smoothed spectrum to 2**-(N+1) of its peak "
-        f"(default {DEFAULT_PRECISION_BITS}: error <= 6.1e-5 x peak; see README)",
-    )
-    precision.add_argument(
-        "--lossless",
-        dest="precision_bits",
-        action="store_const",
-        const=None,
-        help="store the smoothed cube exactly (larger file, slower)",
-    )
-    p.add_argument(
-        "--fingerprint",
-        choices=FINGERPRINTS,
-        default=default("fingerprint"),
-        help=_help("fingerprint"),
-    )
-    p.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler to use")
+    p.add_argument("-o", "--output", help=_help("output"))
+    add_options(p, names)
     p.add_argument(
         "--rerun",
         action="store_true",
@@ -64,44 +27,19 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _map_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tube-kv", type=float, default=default("tube_kv"), help=_help("tube_kv"))
-    p.add_argument("--elements", metavar="LIST",
-                   help="elements to map, e.g. Pb,Hg,As (default: proposed from the data)")
-    p.add_argument("--add-elements", metavar="LIST", help="map these too")
-    p.add_argument("--drop-elements", metavar="LIST", help="never map these")
-
-
 def add_commands(sub, flows_command) -> None:
     p = sub.add_parser("process", help="run the whole chain on a scan (Prefect flow)")
-    _scan_options(p)
-    p.add_argument("--anode", default=default("anode"), help=_help("anode"))
-    p.add_argument("--prominence", type=float, default=default("prominence"),
-                   help=_help("prominence"))
-    p.add_argument(
-        "--energies",
-        type=float,
-        nargs=2,
-        metavar=("START", "STOP"),
-        help="manual calibration: keV of the first and last channel",
-    )
-    p.add_argument("--no-plots", action="store_true")
-    _map_options(p)
-    p.add_argument("--no-maps", action="store_true", help="stop before the element maps")
-    p.add_argument("--pulser-hz", type=float, metavar="HZ", help=_help("pulser_hz"))
-    p.add_argument("--dwell-ms", type=float, metavar="MS", help=_help("dwell_ms"))
+    _scan_options(p, PROCESSING)
     p.set_defaults(func=flows_command("process"))
 
     p = sub.add_parser("convert", help="convert a scan: raw, cube, spectra (Prefect flow)")
-    _scan_options(p)
+    _scan_options(p, CONVERTING)
     p.set_defaults(func=flows_command("convert"))
 
     p = sub.add_parser("watch", help="process every complete new scan of a folder")
     p.add_argument("folder")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between looks")
-    p.add_argument("--settle", type=float, default=default("settle_s"), help=_help("settle_s"))
-    p.add_argument("--pattern", default=default("pattern"), help=_help("pattern"))
-    p.add_argument("--anode", default=default("anode"), help=_help("anode"))
+    add_options(p, (*WATCHING, *PROCESSING))
     p.add_argument("--once", action="store_true", help="look once and exit")
     p.add_argument(
         "--events", action="store_true",

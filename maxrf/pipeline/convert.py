@@ -29,7 +29,7 @@ from maxrf.datastack.layers import CUBE_CHUNK_PIXELS, PRECISION_BITS
 from maxrf.errors import DataWarning, MaxrfError
 from maxrf.io.raw import RawFile, open_scan
 from maxrf.pipeline.blocks import progress_bar
-from maxrf.pipeline.table import DEFAULT_PRECISION_BITS, default, step
+from maxrf.pipeline.table import DEFAULT_PRECISION_BITS, PARAMS, default, step
 from maxrf.scratch import thread_buffer
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ class _TqdmCallback(Callback):
             self.bar.update(1)
 
 
-MAX_SIGMA = 200.0  # channels; the reference uses 7, wider is no longer smoothing
+MAX_SIGMA = PARAMS["sigma"].bounds[1]  # channels; the reference uses 7, wider is no smoothing
 
 
 def convert(

@@ -1,78 +1,89 @@
 """Checks of a run's parameters, all at once and before any work: a wrong anode must not be
-found only after a conversion of many minutes. Raises ``MaxrfError`` naming the parameter."""
+found only after a conversion of many minutes. Kinds, bounds and choices come from the pipeline
+table (:data:`maxrf.pipeline.table.PARAMS`); what needs physics (anode and voltage, element
+symbols) is checked by the physics. Raises ``MaxrfError`` naming the parameter."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from maxrf.errors import MaxrfError
-from maxrf.pipeline.table import FINGERPRINTS, default
+from maxrf.pipeline.table import PARAMS, Param
 
 
-def check_parameters(
-    sigma: float = default("sigma"),
-    anode: str | float = default("anode"),
-    tube_kv: float = default("tube_kv"),
-    precision_bits: int | None = default("precision_bits"),
-    prominence: float | None = None,
-    energies: tuple[float, float] | None = None,
-    fingerprint: str = default("fingerprint"),
-    elements: list[str] | None = None,
-    add_elements: list[str] | None = None,
-    drop_elements: list[str] | None = None,
-    pulser_hz: float | None = None,
-    dwell_ms: float | None = None,
-) -> None:
-    from maxrf.datastack.layers import PRECISION_BITS
-    from maxrf.pipeline.convert import MAX_SIGMA
+def _fail(name: str, why: str) -> None:
+    raise MaxrfError(f"parameter {name}: {why}")
+
+
+def _number(p: Param, value: Any, integer: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if integer:
+        ok = ok and float(value).is_integer()
+    lo, hi = p.bounds or (-math.inf, math.inf)
+    noun = "integer" if integer else "number"
+    if not ok or not lo <= value <= hi:
+        if 0 < lo < 1e-6 and math.isinf(hi):
+            rule = f"must be a positive {noun}"
+        elif math.isinf(hi):
+            rule = f"must be a {noun} >= {lo:g}"
+        else:
+            rule = f"must be a{'n' if integer else ''} {noun} from {lo:g} to {hi:g}"
+        _fail(p.name, f"{rule}{' or empty' if p.optional else ''}, got {value!r}")
+
+
+def check_value(name: str, value: Any) -> None:
+    """One parameter against its kind, bounds and choices in the table."""
+    p = PARAMS.get(name)
+    if p is None:
+        raise MaxrfError(f"unknown parameter {name!r} (parameters: {', '.join(PARAMS)})")
+    if value is None:
+        if p.optional or p.default is None:
+            return
+        _fail(name, "must not be empty")
+    if p.kind in ("float", "int"):
+        _number(p, value, p.kind == "int")
+    elif p.kind == "bool" and not isinstance(value, bool):
+        _fail(name, f"must be true or false, got {value!r}")
+    elif p.kind == "choice" and value not in p.choices:
+        _fail(name, f"must be one of {', '.join(p.choices)}, got {value!r}")
+    elif p.kind == "energies":
+        try:
+            start, stop = (float(x) for x in value)
+        except (TypeError, ValueError):
+            _fail(name, f"must be two numbers (keV of the first and last channel), got "
+                        f"{value!r}")
+        if not (math.isfinite(start) and math.isfinite(stop) and stop > start):
+            _fail(name, f"the last channel's energy must exceed the first's, got {value}")
+
+
+def check_parameters(**values: Any) -> None:
+    """Every given parameter checked (unknown names included), then what needs physics: the
+    anode with the tube voltage, element symbols and elements the anode's lines would hide."""
     from maxrf.pipeline.elementmaps import anode_conflict, parse_elements
     from maxrf.xrf.lines import excitation_spectrum
 
-    def fail(name: str, why: str) -> None:
-        raise MaxrfError(f"parameter {name}: {why}")
-
-    if not (isinstance(sigma, int | float) and 0 <= sigma <= MAX_SIGMA):
-        fail("sigma", f"must be a number from 0 to {MAX_SIGMA:g} channels, got {sigma!r}")
-    try:
-        excitation_spectrum(anode, float(tube_kv))
-    except (TypeError, ValueError) as exc:
-        fail("anode/tube_kv", str(exc))
-    if precision_bits is not None and (
-        isinstance(precision_bits, bool) or precision_bits not in PRECISION_BITS
-    ):
-        fail("precision_bits", f"must be {PRECISION_BITS[0]}-{PRECISION_BITS[-1]} or None, "
-                               f"got {precision_bits!r}")
-    if prominence is not None and not (
-        isinstance(prominence, int | float) and math.isfinite(prominence) and prominence > 0
-    ):
-        fail("prominence", f"must be a positive number (counts) or None, got {prominence!r}")
-    if energies is not None:
+    for name, value in values.items():
+        if name in ("anode", "tube_kv"):
+            continue  # which tubes, beams and voltages are possible: the physics says
+        check_value(name, value)
+    anode = values.get("anode", PARAMS["anode"].default)
+    if "anode" in values or "tube_kv" in values:
         try:
-            start, stop = (float(x) for x in energies)
-        except (TypeError, ValueError):
-            fail("energies", f"must be two numbers (keV of the first and last channel), got "
-                             f"{energies!r}")
-        if not (math.isfinite(start) and math.isfinite(stop) and stop > start):
-            fail("energies", f"the last channel's energy must exceed the first's, got {energies}")
-    for name, value in (("pulser_hz", pulser_hz), ("dwell_ms", dwell_ms)):
-        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)
-                                      and value > 0):
-            fail(name, f"must be a positive number or empty, got {value!r}")
-    if fingerprint not in FINGERPRINTS:
-        fail("fingerprint", f"must be one of {', '.join(FINGERPRINTS)}, got {fingerprint!r}")
-    for name, value in (("elements", elements), ("add_elements", add_elements),
-                        ("drop_elements", drop_elements)):
+            excitation_spectrum(anode, float(values.get("tube_kv", PARAMS["tube_kv"].default)))
+        except (TypeError, ValueError) as exc:
+            _fail("anode/tube_kv", str(exc))
+    for name in ("elements", "add_elements", "drop_elements"):
+        if name not in values:
+            continue
         try:
-            parsed = parse_elements(value)
+            parsed = parse_elements(values[name])
         except MaxrfError as exc:
-            fail(name, exc.reason)
+            _fail(name, exc.reason)
         if name != "drop_elements" and (why := anode_conflict(parsed, anode)) is not None:
-            fail(name, why)
+            _fail(name, why)
 
 
 def checkable(values: dict) -> dict:
-    """The entries of ``values`` that :func:`check_parameters` checks (by its signature)."""
-    import inspect
-
-    names = inspect.signature(check_parameters).parameters
-    return {k: v for k, v in values.items() if k in names}
+    """The entries of ``values`` that are parameters of the table."""
+    return {k: v for k, v in values.items() if k in PARAMS}
