@@ -24,6 +24,8 @@ from maxrf.io.rpl import EnergyCalibration
 from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_SIGMA, DEFAULT_TUBE_KV
 from maxrf.xrf.detector import fwhm_kev
 from maxrf.xrf.lines import (
+    PAINTING_ELEMENTS,
+    RARE_IN_PAINTINGS,
     anode_lines,
     compton_angle,
     compton_energy,
@@ -33,25 +35,6 @@ from maxrf.xrf.lines import (
 
 # Lines that show up in most paintings; landmarks are taken from these when isolated.
 REFERENCE_ELEMENTS = ("Ca", "Ti", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Sr", "Pb", "Hg", "Ba")
-# Other lines a painting may show (used to judge a candidate axis).
-NEIGHBOUR_ELEMENTS = REFERENCE_ELEMENTS + (
-    "Ar",
-    "K",
-    "S",
-    "Cl",
-    "As",
-    "Se",
-    "Br",
-    "Sn",
-    "Sb",
-    "Cd",
-    "Ag",
-    "Au",
-    "Bi",
-    "Mo",
-    "Rh",
-    "W",
-)
 ISOLATION_KEV = 0.12  # a landmark closer than this to another reference line is skipped
 TOLERANCE_KEV = 0.04  # a landmark must land this close to its line after the fit
 OUTLIER_KEV = 0.012  # a landmark further than this from the fit of the others is dropped
@@ -181,7 +164,8 @@ def _known_lines(anode: str, tube_kv: float = DEFAULT_TUBE_KV) -> np.ndarray:
         comps = line_components(name, name, tube_kv)
         top = max((c.intensity for c in comps), default=0.0)
         energies += [c.energy_kev for c in comps if c.intensity >= 0.05 * top > 0]
-    for el in NEIGHBOUR_ELEMENTS:
+    common = [e for e in PAINTING_ELEMENTS if e not in RARE_IN_PAINTINGS]
+    for el in (*common, *(e for e in ANODES if e not in common)):
         energies += [e for e, w in element_lines(el).values() if w >= 0.1 and e > 1.0]
     return np.array(sorted(set(energies)))
 

@@ -13,6 +13,17 @@ from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_TUBE_KV
 from maxrf.xrf.detector import fwhm_kev
 
 ELECTRON_REST_KEV = 510.99895
+# Elements a painting may show (the one list: element proposals take their candidates from it,
+# the tube's anode excluded where its scatter would hide it). Ga, Ge, Y, Nb, Tl: in reference
+# standards such as PyMca's spectra.
+PAINTING_ELEMENTS = (
+    "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
+    "Zn", "Ga", "Ge", "As", "Se", "Br", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Ag", "Cd", "Sn", "Sb",
+    "I", "Ba", "W", "Pt", "Au", "Hg", "Tl", "Pb", "Bi",
+)  # fmt: skip
+# ... of which these are rare enough that a peak on their lines says little about an energy
+# axis (a calibration judges candidate axes by the lines of the others)
+RARE_IN_PAINTINGS = ("Al", "Si", "V", "Ga", "Ge", "Rb", "Y", "Zr", "Nb", "I", "Pt", "Tl")
 
 def anode_lines(anode: str | float, tube_kv: float | None = None) -> dict[str, tuple[float, float]]:
     """Energy and relative intensity of the main lines of a tube anode (K lines; L for W), or of
