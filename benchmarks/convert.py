@@ -38,8 +38,8 @@ print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[
 MAXRF = (
     """
 import sys, time, json
-from maxrf.convert import convert
-import maxrf.smoothing  # imports outside the timer, as the baseline's
+from maxrf.pipeline.convert import convert
+import maxrf.xrf.smoothing  # imports outside the timer, as the baseline's
 t = time.perf_counter()
 convert(sys.argv[1], sys.argv[2], progress=False)
 """
@@ -52,7 +52,7 @@ BASELINE = (
 import sys, time, json
 import dask, dask.array as da, numpy as np, zarr
 from dask_image.ndfilters import gaussian_filter
-from maxrf.rpl import read_rpl
+from maxrf.io.rpl import read_rpl
 dask.config.set({"array.chunk-size": "2GiB"})  # keep to_zarr from re-chunking (and corrupting)
 raw, out = sys.argv[1], sys.argv[2]
 h = read_rpl(raw[:-4] + ".rpl")
@@ -92,7 +92,7 @@ print(json.dumps({"spectrum_ms": spectrum * 1000, "image_s": image}))
 SMOOTH = """
 import time, json, numpy as np
 from scipy.ndimage import gaussian_filter1d
-from maxrf.smoothing import smooth_spectra
+from maxrf.xrf.smoothing import smooth_spectra
 smooth_spectra(np.ones((2, 64), np.uint16), 7)  # load the compiled kernel
 out = {}
 for rate in (0.25, 2.0):  # ~78 % zero channels (like the demo scans) / ~14 % (dense)
@@ -167,7 +167,7 @@ def zero_fraction(raw: Path) -> float:
     """Fraction of zero counts in every 7th row and column of the scan."""
     import numpy as np
 
-    from maxrf.rpl import read_rpl
+    from maxrf.io.rpl import read_rpl
 
     h = read_rpl(raw.with_suffix(".rpl"))
     return float((np.memmap(raw, h.dtype, "r", shape=h.shape)[::7, ::7] == 0).mean())

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def prepare_stack(folder: Path, size: int, counts: float) -> Path:
-    from maxrf import steps
-    from maxrf.convert import convert
     from maxrf.demo import DemoSpec, generate_scan
+    from maxrf.pipeline import steps
+    from maxrf.pipeline.convert import convert
 
     path = folder / "bench.datastack"
     if not path.exists():
@@ -75,8 +75,8 @@ def maxrf4u_maps(python: str, path: Path, elements: list[str]) -> tuple[dict, fl
     """maxrf4u 0.1.27's own NMF element maps (``compute_nmf_peakmaps`` then
     ``compute_nmf_element_maps``, its default 25 keV excitation) computed on our datastack in its
     own environment (``make compat``), elements given by hand as its users do."""
-    from maxrf import steps
     from maxrf.datastack import DataStack
+    from maxrf.pipeline import steps
 
     if "hotmax_baselines" not in DataStack(path):
         steps.noise_layers(path)  # its Gaussians need the hotmax baselines
@@ -93,7 +93,7 @@ def maxrf4u_maps(python: str, path: Path, elements: list[str]) -> tuple[dict, fl
 def scaled_to(truth: np.ndarray, m: np.ndarray) -> np.ndarray:
     """An arbitrary-unit map scaled to counts by least squares on the 4 × 4-binned maps (the
     most favourable scale for it)."""
-    from maxrf.elementmaps import binned
+    from maxrf.pipeline.elementmaps import binned
 
     bt, bm = binned(truth), binned(m)
     return m * float((bt * bm).sum() / max(float((bm * bm).sum()), 1e-30))
@@ -146,7 +146,7 @@ def pymca_maps(path: Path, elements: list[str]) -> tuple[dict[str, np.ndarray], 
 
 
 def _in_range(el: str, family: str) -> bool:
-    from maxrf.lines import line_components
+    from maxrf.xrf.lines import line_components
 
     return any(x.family[0] == family and 1.0 < x.energy_kev < 25.0 for x in line_components(el))
 
@@ -163,7 +163,7 @@ def main() -> int:
                          ".venv-maxrf4u/bin/python)")
     args = ap.parse_args()
     from maxrf.datastack import DataStack
-    from maxrf.elementmaps import accuracy, crosstalk, roi_maps
+    from maxrf.pipeline.elementmaps import accuracy, crosstalk, roi_maps
 
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)

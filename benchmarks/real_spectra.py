@@ -57,9 +57,9 @@ def pymca_fit(y: np.ndarray, spectrum: str) -> dict[str, tuple[float, float]]:
 
 def maxrf_fit(y: np.ndarray, anode: str, folder: Path) -> tuple[dict[str, float], dict]:
     """``{element: net counts of the spectrum}`` from maxrf's chain on a 4 x 4 scan of it."""
-    from maxrf import steps
-    from maxrf.convert import convert
     from maxrf.datastack import DataStack
+    from maxrf.pipeline import steps
+    from maxrf.pipeline.convert import convert
 
     raw = write_scan(folder / "s", np.broadcast_to(y, (4, 4, y.size)).copy(), dtype="<u4")
     convert(raw, progress=False)

@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def prepare(folder: Path, height: int, width: int) -> tuple[Path, float]:
     """Generate, convert, calibrate, hotmax, bands and element maps (untimed set-up, but the
     band step's own time is returned)."""
-    from maxrf import steps
-    from maxrf.bands import band_layers
-    from maxrf.convert import convert
     from maxrf.datastack import DataStack
     from maxrf.demo import DemoSpec, generate_scan
+    from maxrf.pipeline import steps
+    from maxrf.pipeline.bands import band_layers
+    from maxrf.pipeline.convert import convert
 
     path = folder / "view.datastack"
     if not path.exists():

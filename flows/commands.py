@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from flows.server import use_server
+from maxrf.cli.options import anode_value
 from maxrf.errors import MaxrfError
 from maxrf.viewer import view_command
 
@@ -30,9 +31,9 @@ def use_running_server() -> bool:
 def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:
     """With no server to record a run in, a rerun whose every layer exists needs no flow.
     ``maps``: the whole chain with or without the element maps; None: the conversion only."""
-    from maxrf import pipeline
     from maxrf.datastack import DataStack
-    from maxrf.raw import open_scan
+    from maxrf.io.raw import open_scan
+    from maxrf.pipeline import table as pipeline
 
     scan = open_scan(kwargs["raw_path"])
     datastack = kwargs.get("output") or str(scan.raw.with_suffix(".datastack"))
@@ -88,23 +89,19 @@ def _check_output(path: Path) -> None:
         raise DataStackError("exists and is not a datastack; refusing to write into it", path)
 
 
-def _scan_kwargs(args: argparse.Namespace) -> dict:
-    """Flow parameters from the arguments; the scan is validated first (one-line errors for a
-    missing file, a bad header or a wrong size, before Prefect starts)."""
-    from maxrf.raw import open_scan
+def _scan_kwargs(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """Flow parameters from the arguments (the table's ``names``), all checked, and the scan
+    validated first: one-line errors for a missing file, a bad header, a wrong size or a bad
+    value, before Prefect starts."""
+    from maxrf.cli.options import values
+    from maxrf.io.raw import open_scan
+    from maxrf.pipeline.params import check_parameters
 
     scan = open_scan(args.scan)
     _check_output(Path(args.output) if args.output else scan.raw.with_suffix(".datastack"))
-    return {
-        "raw_path": str(Path(args.scan)),
-        "output": args.output,
-        "sigma": args.sigma,
-        "flip_horizontal": args.flip_horizontal,
-        "flip_vertical": args.flip_vertical,
-        "precision_bits": args.precision_bits,
-        "fingerprint": args.fingerprint,
-        "dask_address": args.dask,
-    }
+    kwargs = values(args, names)
+    check_parameters(**kwargs)
+    return {"raw_path": str(Path(args.scan)), "output": args.output, **kwargs}
 
 
 def _print_summary(result: dict, verbose: bool = False, view: bool = True) -> None:
@@ -144,50 +141,31 @@ def _run_or_reuse(flow_name: str, kwargs: dict, maps: bool | None, rerun: bool,
     return 0
 
 
-def _anode(text: str) -> str | float:
-    """``"16"`` → 16.0 (a monochromatic beam, keV); ``"rh"`` → ``"Rh"``."""
-    try:
-        return float(text)
-    except ValueError:
-        return text.strip().capitalize()
-
-
 def cmd_process(args: argparse.Namespace) -> int:
-    from maxrf.params import check_parameters, checkable
+    from maxrf.pipeline.table import PROCESSING
 
-    kwargs = _scan_kwargs(args) | {
-        "anode": _anode(args.anode),
-        "prominence": args.prominence,
-        "energies": tuple(args.energies) if args.energies else None,
-        "plots": not args.no_plots,
-        "maps": not args.no_maps,
-        "tube_kv": args.tube_kv,
-        "elements": _elements(args.elements),
-        "add_elements": _elements(args.add_elements),
-        "drop_elements": _elements(args.drop_elements),
-        "pulser_hz": args.pulser_hz,
-        "dwell_ms": args.dwell_ms,
-    }
-    check_parameters(**checkable(kwargs))  # one line, before Prefect starts
-    return _run_or_reuse("process_scan", kwargs, maps=not args.no_maps, rerun=args.rerun,
+    kwargs = _scan_kwargs(args, PROCESSING)
+    return _run_or_reuse("process_scan", kwargs, maps=kwargs["maps"], rerun=args.rerun,
                          verbose=args.verbose)
-
-
-def _elements(text: str | None) -> list[str] | None:
-    from maxrf.elementmaps import parse_elements
-
-    return parse_elements(text)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    return _run_or_reuse("convert_scan_flow", _scan_kwargs(args), maps=None, rerun=args.rerun,
-                         verbose=args.verbose)
+    from maxrf.pipeline.table import CONVERTING
+
+    return _run_or_reuse("convert_scan_flow", _scan_kwargs(args, CONVERTING), maps=None,
+                         rerun=args.rerun, verbose=args.verbose)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from maxrf.scans import survey
+    from maxrf.cli.flows import WATCHING
+    from maxrf.cli.options import values
+    from maxrf.io.scans import survey
+    from maxrf.pipeline.params import check_parameters
+    from maxrf.pipeline.table import PROCESSING
 
-    survey(args.folder, args.pattern, args.settle)  # a missing folder fails here, in one line
+    settings = values(args, (*WATCHING, *PROCESSING))
+    check_parameters(**settings)
+    survey(args.folder, args.pattern, args.settle_s)  # a missing folder fails here, in one line
     if not use_running_server() and args.events:
         raise MaxrfError("--events needs a Prefect server that stays up (unset MAXRF_SERVER)")
     if args.events:
@@ -195,13 +173,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from flows.watch_scans import watch_scans
 
     while True:
-        summary = _run(
-            watch_scans,
-            folder=args.folder,
-            pattern=args.pattern,
-            settle_s=args.settle,
-            anode=_anode(args.anode),
-        )
+        summary = _run(watch_scans, folder=args.folder, **settings)
         print(
             f"processed {len(summary['processed'])}, already done {len(summary['already'])}, "
             f"waiting {len(summary['waiting'])}, bad {len(summary['bad'])}, "
@@ -220,7 +192,7 @@ def _announce(args: argparse.Namespace) -> int:
     print(f"announcing complete new scans of {args.folder} as {EVENT} events "
           f"({os.environ['PREFECT_API_URL']})", flush=True)
     while True:
-        summary = announce_new_scans(args.folder, args.pattern, args.settle)
+        summary = announce_new_scans(args.folder, args.pattern, args.settle_s)
         for raw in summary["announced"]:
             print(f"  announced {raw}", flush=True)
         for item in summary["bad"]:
@@ -253,7 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 height=args.height, width=args.width, seed=args.seed, anode=args.anode, layout="B"
             ),
         )
-    result = _run(process_scan, raw_path=f"{prefix}.raw", anode=_anode(args.anode))
+    result = _run(process_scan, raw_path=f"{prefix}.raw", anode=anode_value(args.anode))
     _print_summary(result, args.verbose, view=False)
     _compare_with_truth(result["datastack"], Path(f"{prefix}.truth.json"))
     print(f"ground truth: {prefix}.truth.json; run again to see every step cached")
@@ -285,7 +257,7 @@ def _compare_with_truth(datastack: str, truth_path: Path) -> None:
     )
     planted = truth_path.with_suffix(".npz")
     if "maxrf_elementmaps" in ds and planted.exists():
-        from maxrf.elementmaps import compare_with_truth
+        from maxrf.pipeline.elementmaps import compare_with_truth
 
         print("element maps vs the planted ones (counts per pixel; total = fitted/planted, r and "
               "rel. RMSE on 4x4 bins; a hot-spot-only element's RMSE is large by nature):")

@@ -5,21 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from flows.server import use_server_before_prefect
+from prefect import flow
 
-use_server_before_prefect()  # a plain Python call of a flow uses the CLI's shared server
-
-from prefect import flow  # noqa: E402
-
-from maxrf.pipeline import ANODES, FINGERPRINTS, default, documented  # noqa: E402
-from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks  # noqa: E402
-from tasks.bands import band_layers  # noqa: E402
-from tasks.convert import convert_scan  # noqa: E402
-from tasks.elementmaps import element_maps  # noqa: E402
-from tasks.header import check_parameters, read_header  # noqa: E402
-from tasks.livetime import live_time  # noqa: E402
-from tasks.plots import make_plots  # noqa: E402
-from tasks.report import publish_report  # noqa: E402
+from maxrf.pipeline.table import CONVERTING, FINGERPRINTS, PROCESSING, default, documented
+from maxrf.xrf.defaults import ANODES
+from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
+from tasks.bands import band_layers
+from tasks.convert import convert_scan
+from tasks.elementmaps import element_maps
+from tasks.header import check_parameters, read_header
+from tasks.livetime import live_time
+from tasks.plots import make_plots
+from tasks.report import publish_report
 
 Anode = Literal[ANODES]  # a drop-down in the run form
 Fingerprint = Literal[FINGERPRINTS]
@@ -41,12 +38,8 @@ def _run_name(flow_name: str):
     return name
 
 
-CONVERT_PARAMS = ("raw_path", "output", "sigma", "flip_horizontal", "flip_vertical",
-                  "precision_bits", "fingerprint", "dask_address")
-PROCESS_PARAMS = ("raw_path", "output", "sigma", "anode", "flip_horizontal", "flip_vertical",
-                  "precision_bits", "prominence", "energies", "fingerprint", "dask_address",
-                  "plots", "maps", "tube_kv", "elements", "add_elements", "drop_elements",
-                  "pulser_hz", "dwell_ms")
+CONVERT_PARAMS = ("raw_path", "output", *CONVERTING)
+PROCESS_PARAMS = ("raw_path", "output", *PROCESSING)
 
 
 @flow(name="convert-scan", log_prints=True, flow_run_name=_run_name("convert-scan"))
@@ -84,6 +77,8 @@ def process_scan(
     precision_bits: int | None = default("precision_bits"),
     prominence: float | None = default("prominence"),
     energies: tuple[float, float] | None = default("energies"),
+    use_header: bool = default("use_header"),
+    radius: int = default("radius"),
     fingerprint: Fingerprint = default("fingerprint"),
     dask_address: str | None = default("dask_address"),
     plots: bool = default("plots"),
@@ -95,20 +90,16 @@ def process_scan(
     pulser_hz: float | None = default("pulser_hz"),
     dwell_ms: float | None = default("dwell_ms"),
 ) -> dict:
+    given = dict(locals())
     datastack = output or default_output(raw_path)
-    check_parameters(
-        sigma=sigma, anode=anode, tube_kv=tube_kv, precision_bits=precision_bits,
-        prominence=prominence, energies=energies, fingerprint=fingerprint, elements=elements,
-        add_elements=add_elements, drop_elements=drop_elements, pulser_hz=pulser_hz,
-        dwell_ms=dwell_ms,
-    )
+    check_parameters(**{name: given[name] for name in PROCESSING})
     scan = read_header(raw_path, fingerprint)
     converted = convert_scan(
         scan, datastack, sigma, flip_horizontal, flip_vertical, precision_bits, dask_address
     )
-    calibrated = calibrate_energy(converted, datastack, anode, energies, tube_kv=tube_kv)
+    calibrated = calibrate_energy(converted, datastack, anode, energies, use_header, tube_kv)
     hot = hotmax_spectra(converted, calibrated, datastack, prominence)
-    noise = hotmax_noise(hot, datastack)
+    noise = hotmax_noise(hot, datastack, radius)
     sub = hotmax_subpeaks(noise, datastack)
     banded = band_layers(converted, datastack)
     done = [converted, calibrated, hot, noise, sub, banded]

@@ -14,7 +14,7 @@ from prefect.events import emit_event
 
 from maxrf.datastack.lock import file_lock
 from maxrf.errors import MaxrfError
-from maxrf.scans import LEDGER_NAME, Ledger, ScanStatus, survey
+from maxrf.io.scans import LEDGER_NAME, Ledger, ScanStatus, survey
 
 EVENT = "maxrf.scan.complete"
 RESOURCE_PREFIX = "maxrf.scan."
@@ -25,7 +25,7 @@ def scan_event_resource(st: ScanStatus) -> dict[str, str]:
     return {
         "prefect.resource.id": RESOURCE_PREFIX + st.scan_id,
         "prefect.resource.name": Path(st.raw).name,
-        "maxrf.raw": st.raw,
+        "maxrf.io.raw": st.raw,
     }
 
 

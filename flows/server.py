@@ -23,8 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from maxrf.atomic import atomic_write
 from maxrf.errors import MaxrfError
+from maxrf.io.atomic import atomic_write
 
 started: list[ServerInfo] = []  # the servers this process started (for a one-line notice)
 USER_SERVER = "http://127.0.0.1:4200/api"  # `prefect server start` with its defaults
@@ -250,10 +250,3 @@ def use_server(start_if_needed: bool = True) -> str | None:
         os.environ["PREFECT_API_URL"] = url
         os.environ.setdefault("PREFECT_UI_URL", url.removesuffix("/api"))
     return url
-
-
-def use_server_before_prefect() -> None:
-    """For Python code that imports a flow module: the same shared server as the CLI, when
-    Prefect is not imported yet (its settings are read once) and nothing else is configured."""
-    if "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL"):
-        use_server()

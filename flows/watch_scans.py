@@ -10,9 +10,9 @@ from prefect.states import Completed, State
 from flows.process_scan import Anode, Fingerprint, process_scan
 from maxrf.datastack.lock import file_lock
 from maxrf.errors import MaxrfError
-from maxrf.params import check_parameters, checkable
-from maxrf.pipeline import default, documented
-from maxrf.scans import LEDGER_NAME, Ledger, survey
+from maxrf.io.scans import LEDGER_NAME, Ledger, survey
+from maxrf.pipeline.params import check_parameters, checkable
+from maxrf.pipeline.table import PROCESSING, default, documented
 
 
 def _watch_run_name() -> str:
@@ -22,9 +22,6 @@ def _watch_run_name() -> str:
 
 
 # every processing parameter of process-scan (a watched folder is processed as one scan is)
-PROCESSING = ("sigma", "anode", "tube_kv", "flip_horizontal", "flip_vertical", "precision_bits",
-              "prominence", "energies", "fingerprint", "dask_address", "plots", "maps",
-              "elements", "add_elements", "drop_elements", "pulser_hz", "dwell_ms")
 WATCH_PARAMS = ("folder", "pattern", "settle_s", "output_folder", *PROCESSING)
 
 
@@ -49,6 +46,8 @@ def watch_scans(
     precision_bits: int | None = default("precision_bits"),
     prominence: float | None = default("prominence"),
     energies: tuple[float, float] | None = default("energies"),
+    use_header: bool = default("use_header"),
+    radius: int = default("radius"),
     fingerprint: Fingerprint = default("fingerprint"),
     dask_address: str | None = default("dask_address"),
     plots: bool = default("plots"),

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .detector import fwhm_kev
-from .lines import anode_lines, compton_energy, element_lines, tube_series
-from .rpl import EnergyCalibration, format_rpl
+from maxrf.io.rpl import EnergyCalibration, format_rpl
+from maxrf.xrf.detector import fwhm_kev
+from maxrf.xrf.lines import anode_lines, compton_energy, element_lines, tube_series
 
 # Element, region shape and relative strength of the "paint layers" of a demo painting.
 # "over:X" places the element only where X is (orpiment over lead white); "with:X" follows X's

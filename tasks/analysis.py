@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from maxrf import steps
-from maxrf.pipeline import default
+from maxrf.pipeline.table import default
 
-from .layer_cache import StepSpec, run_step, step_task
-
-CALIBRATE = StepSpec.of("calibrate")
-HOTMAX = StepSpec.of("hotmax")
-NOISE = StepSpec.of("hotmax-noise")
-SUBPEAKS = StepSpec.of("subpeaks")
+from .layer_cache import run_step, step_task
 
 
-@step_task(CALIBRATE)
+@step_task("calibrate")
 def calibrate_energy(
     converted: dict,
     datastack: str,
@@ -23,18 +17,10 @@ def calibrate_energy(
     tube_kv: float = default("tube_kv"),
 ):
     """``maxrf_energies`` + ``compton_peak_energy`` from the mean spectrum's landmarks."""
-    inputs = dict(locals())
-    return run_step(
-        CALIBRATE,
-        inputs,
-        datastack,
-        lambda prov: steps.calibrate_layers(
-            datastack, anode, energies, use_header, provenance=prov, tube_kv=tube_kv
-        ),
-    )
+    return run_step("calibrate", dict(locals()))
 
 
-@step_task(HOTMAX)
+@step_task("hotmax")
 def hotmax_spectra(
     converted: dict,
     calibrated: dict,
@@ -42,31 +28,16 @@ def hotmax_spectra(
     prominence: float | None = default("prominence"),
 ):
     """Hotmax pixels, spots, spectra, peak lists and the peak table."""
-    inputs = dict(locals())
-    return run_step(
-        HOTMAX,
-        inputs,
-        datastack,
-        lambda prov: steps.hotmax_layers(datastack, prominence, provenance=prov),
-    )
+    return run_step("hotmax", dict(locals()))
 
 
-@step_task(NOISE)
+@step_task("hotmax-noise")
 def hotmax_noise(hot: dict, datastack: str, radius: int = default("radius")):
     """Rolling-ball baselines and Poisson noise lines of the hotmax spectra."""
-    inputs = dict(locals())
-    return run_step(
-        NOISE,
-        inputs,
-        datastack,
-        lambda prov: steps.noise_layers(datastack, radius, provenance=prov),
-    )
+    return run_step("hotmax-noise", dict(locals()))
 
 
-@step_task(SUBPEAKS)
+@step_task("subpeaks")
 def hotmax_subpeaks(noise: dict, datastack: str):
     """Sub-peaks above the noise line of every hotmax spectrum."""
-    inputs = dict(locals())
-    return run_step(
-        SUBPEAKS, inputs, datastack, lambda prov: steps.subpeak_layers(datastack, provenance=prov)
-    )
+    return run_step("subpeaks", dict(locals()))

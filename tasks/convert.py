@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from maxrf.convert import convert
-from maxrf.pipeline import default
+from maxrf.pipeline.table import default
 
-from .layer_cache import StepSpec, run_step, step_task
-
-SPEC = StepSpec.of("convert")
+from .layer_cache import run_step, step_task
 
 
-@step_task(SPEC)
+@step_task("convert")
 def convert_scan(
     scan: dict,
     datastack: str,
@@ -21,19 +18,4 @@ def convert_scan(
     dask_address: str | None = None,
 ):
     """Write the conversion layers into ``datastack`` (or reuse them when keyed the same)."""
-    inputs = dict(locals())
-
-    def compute(provenance: dict) -> dict[str, str]:
-        return convert(
-            scan["raw"],
-            datastack,
-            sigma=sigma,
-            flip_horizontal=flip_horizontal,
-            flip_vertical=flip_vertical,
-            rpl_path=scan["rpl"],
-            precision_bits=precision_bits,
-            scheduler=dask_address,
-            provenance=provenance,
-        )
-
-    return run_step(SPEC, inputs, datastack, compute)
+    return run_step("convert", dict(locals()))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from maxrf import steps
-from maxrf.pipeline import default
+from maxrf.pipeline.table import default
 
-from .layer_cache import StepSpec, run_step, step_task
-
-ELEMENT_MAPS = StepSpec.of("element-maps")
+from .layer_cache import run_step, step_task
 
 
-@step_task(ELEMENT_MAPS)
+@step_task("element-maps")
 def element_maps(
     converted: dict,
     calibrated: dict,
@@ -23,14 +20,5 @@ def element_maps(
     drop_elements: list[str] | None = default("drop_elements"),
     dask_address: str | None = None,
 ):
-    """``maxrf_elementmaps`` (+ atomic numbers, residual, background, maxrf4u's names)."""
-    inputs = dict(locals())
-    return run_step(
-        ELEMENT_MAPS,
-        inputs,
-        datastack,
-        lambda prov: steps.elementmap_layers(
-            datastack, anode, tube_kv, elements, add_elements, drop_elements,
-            scheduler=dask_address, progress=False, provenance=prov,
-        ),
-    )
+    """``maxrf_elementmaps`` (+ atomic numbers, residual, sigma, background, maxrf4u's names)."""
+    return run_step("element-maps", dict(locals()))

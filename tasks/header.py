@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import task
 
-from maxrf.params import check_parameters as _check
-from maxrf.raw import open_scan
+from maxrf.io.raw import open_scan
+from maxrf.pipeline.params import check_parameters as _check
 
 
 @task(name="read-header", task_run_name="read-header")

@@ -7,8 +7,9 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from maxrf.fingerprint import step_key
-from maxrf.plots import plot_all, png_data_uri
+from maxrf.figures.plots import plot_all
+from maxrf.figures.png import png_data_uri
+from maxrf.io.fingerprint import step_key
 
 from .report import artifact_key
 

@@ -42,7 +42,7 @@ def small_scan(tmp_path_factory) -> tuple[Path, dict]:
 def compiled_kernels():
     """Compile the smoothing kernels once (numba writes them to its on-disk cache), so the many
     CLI subprocesses of the suite load them instead of each compiling its own."""
-    from maxrf.smoothing import smooth_reduce
+    from maxrf.xrf.smoothing import smooth_reduce
 
     for dtype in (np.uint16, np.float32):
         smooth_reduce(np.ones((2, 70), dtype), 7, 13)

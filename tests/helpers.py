@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maxrf.rpl import EnergyCalibration, format_rpl
+from maxrf.io.rpl import EnergyCalibration, format_rpl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,10 +84,10 @@ def two_layer_stack(path: Path) -> Path:
 def viewer_stack(folder: Path, spec) -> Path:
     """A generated scan through convert, calibrate, hotmax, bands and element maps: what the
     viewer shows."""
-    from maxrf import steps
-    from maxrf.bands import band_layers
-    from maxrf.convert import convert
     from maxrf.demo import generate_scan
+    from maxrf.pipeline import steps
+    from maxrf.pipeline.bands import band_layers
+    from maxrf.pipeline.convert import convert
 
     generate_scan(folder / "v", spec)
     convert(folder / "v.raw", progress=False)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from maxrf import open_raw
-from maxrf.calibrate import calibrate, manual_calibration
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.errors import CalibrationError, SpectrumError
-from maxrf.rpl import EnergyCalibration
-from maxrf.smoothing import smooth_spectra
+from maxrf.io.rpl import EnergyCalibration
+from maxrf.xrf.calibrate import calibrate, manual_calibration
+from maxrf.xrf.smoothing import smooth_spectra
 
 CASES = [  # anode, channels, gain keV/ch, offset keV, scatter angle
     ("Rh", 4096, 0.010002, -0.956, 100),

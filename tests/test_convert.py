@@ -14,10 +14,10 @@ import pytest
 from helpers import write_scan
 from scipy.ndimage import gaussian_filter1d
 
-from maxrf.convert import LAYERS, convert
 from maxrf.datastack import DataStack, check
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.errors import MaxrfError
+from maxrf.pipeline.convert import LAYERS, convert
 
 
 def reference(data: np.ndarray, sigma: float, flip_h: bool, flip_v: bool):
@@ -198,7 +198,7 @@ def big_scan(tmp_path_factory):
 def test_memory_bounded_under_rlimit(big_scan, tmp_path):
     limit = int(1.5 * 2**30)
     code = (
-        "import sys; from maxrf.convert import convert;"
+        "import sys; from maxrf.pipeline.convert import convert;"
         f"convert(r'{big_scan}', r'{tmp_path}/m.datastack', progress=False)"
     )
 
@@ -222,7 +222,8 @@ def test_interrupted_conversion_leaves_no_partial_layer(big_scan, tmp_path):
     out = tmp_path / "i.datastack"
     DataStack(out).append(np.arange(5), "earlier")
     size0 = out.stat().st_size
-    code = f"from maxrf.convert import convert; convert(r'{big_scan}', r'{out}', progress=False)"
+    code = (f"from maxrf.pipeline.convert import convert; "
+            f"convert(r'{big_scan}', r'{out}', progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 120
     while out.stat().st_size < size0 + 50 * 2**20 and time.monotonic() < deadline:

@@ -438,7 +438,7 @@ def test_new_files_get_the_usual_permissions(tmp_path):
     up readable as a plain open() would make them, and a replaced file keeps its mode."""
     import stat
 
-    from maxrf.atomic import atomic_write
+    from maxrf.io.atomic import atomic_write
 
     ds = DataStack(tmp_path / "p.datastack")
     ds.append(np.zeros(3), "a")

@@ -69,8 +69,8 @@ def test_bounded_memory_for_a_large_scan(tmp_path):
 def test_demo_summary_line_without_a_scatter_angle(tmp_path, capsys, anode):
     """`make demo` with an anode whose calibration has no scatter angle still prints the energy
     axis and hot-spot comparison (the angle's condition once swallowed the whole line)."""
-    from maxrf import steps
-    from maxrf.convert import convert
+    from maxrf.pipeline import steps
+    from maxrf.pipeline.convert import convert
 
     os.environ.setdefault("MAXRF_SERVER", "temporary")
     from flows.commands import _compare_with_truth

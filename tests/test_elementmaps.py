@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from helpers import run_maxrf
 
-from maxrf import steps
-from maxrf.convert import convert
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
-from maxrf.elementmaps import (
+from maxrf.figures.mapexport import equalize, equalized_ticks, export_all, read_tiff
+from maxrf.pipeline import steps
+from maxrf.pipeline.convert import convert
+from maxrf.pipeline.elementmaps import (
     ElementMapError,
     accuracy,
     crosstalk,
@@ -22,8 +23,7 @@ from maxrf.elementmaps import (
     prepare,
     roi_maps,
 )
-from maxrf.mapexport import equalize, equalized_ticks, export_all, read_tiff
-from maxrf.spectrum_model import Instrument, build_model, channel_edges, element_template
+from maxrf.xrf.model import Instrument, build_model, channel_edges, element_template
 
 
 def make_stack(folder: Path, spec: DemoSpec) -> Path:
@@ -225,7 +225,7 @@ def test_masked_solve_is_the_nnls_without_those_components():
     at 0 equals scipy's exact NNLS of the remaining templates."""
     from scipy.optimize import nnls
 
-    from maxrf.fitting import GramSolver
+    from maxrf.xrf.solver import GramSolver
 
     rng = np.random.default_rng(5)
     e = np.linspace(1, 20, 600)
@@ -268,7 +268,7 @@ def test_sigma_layer_matches_the_scatter_of_the_maps(rh_stack):
 
 
 def test_mean_fit_misfit_by_energy_and_its_warning(rh_stack):
-    from maxrf.elementmaps import misfit_warnings, residual_regions
+    from maxrf.pipeline.elementmaps import misfit_warnings, residual_regions
 
     attrs = DataStack(rh_stack).attrs("maxrf_elementmaps")
     regions = attrs["mean_spectrum_residual_by_energy"]

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from maxrf import pipeline
 from maxrf.datastack import DataStack, repack
 from maxrf.demo import DemoSpec, generate_scan
-from maxrf.raw import open_scan
+from maxrf.io.raw import open_scan
+from maxrf.pipeline import table as pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from helpers import ROOT, run_maxrf, two_layer_stack
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.errors import DataStackError, HeaderError, LockTimeoutError
-from maxrf.rpl import read_rpl
+from maxrf.io.rpl import read_rpl
 
 
 @contextmanager
@@ -266,7 +266,7 @@ def test_lock_wait_is_a_choice(stack):
 
 
 def test_watcher_identity_is_the_content_not_the_name(tmp_path):
-    from maxrf.scans import survey
+    from maxrf.io.scans import survey
 
     generate_scan(tmp_path / "a", DemoSpec(height=8, width=8, channels=256, gain=0.16, seed=1))
     raw = tmp_path / "a.raw"
@@ -292,7 +292,7 @@ def test_watcher_identity_is_the_content_not_the_name(tmp_path):
 
 
 def test_watcher_survives_a_fifo_header(tmp_path):
-    from maxrf.scans import survey
+    from maxrf.io.scans import survey
 
     generate_scan(tmp_path / "good", DemoSpec(height=8, width=8, channels=256, gain=0.16))
     generate_scan(tmp_path / "evil", DemoSpec(height=8, width=8, channels=256, gain=0.16))
@@ -422,8 +422,8 @@ def test_raw_that_is_a_fifo_is_refused(tmp_path, scan):
 def test_values_counts_cannot_have_are_reported(tmp_path, dtype, poison, expect):
     from helpers import write_scan
 
-    from maxrf.convert import convert
     from maxrf.errors import DataWarning
+    from maxrf.pipeline.convert import convert
     from tasks.report import _warnings
 
     data = np.random.default_rng(1).poisson(3.0, (6, 5, 64)).astype(np.float64)
@@ -440,7 +440,7 @@ def test_values_counts_cannot_have_are_reported(tmp_path, dtype, poison, expect)
 def test_clean_counts_give_no_warning(tmp_path, recwarn):
     from helpers import write_scan
 
-    from maxrf.convert import convert
+    from maxrf.pipeline.convert import convert
 
     data = np.random.default_rng(1).poisson(3.0, (6, 5, 64))
     convert(write_scan(tmp_path / "ok", data, dtype="<i2"), progress=False)

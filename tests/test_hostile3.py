@@ -133,7 +133,7 @@ def test_viewer_refuses_other_origins(viewed):
 
 def test_viewer_serves_the_datastack_as_it_is_now(viewed, tmp_path):
     """A refit while the viewer runs: the next request shows the new maps and elements."""
-    from maxrf import steps
+    from maxrf.pipeline import steps
 
     path = tmp_path / "v.datastack"
     shutil.copy(viewed, path)
@@ -207,9 +207,9 @@ def test_view_bad_port_is_one_line(viewed, port):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_view_and_process_build_the_band_layers_once(tmp_path):
-    """`convert` → `view` (builds bands keyed as the pipeline keys them) → `process`: the bands
-    step finds them."""
+def test_convert_view_process_maps_compute_every_step_once(tmp_path):
+    """`convert` → `view` (builds bands) → `process` → `maps --export`: one runner with the
+    cache in the core, so every step is computed once whatever command asked for it."""
     from maxrf.demo import DemoSpec, generate_scan
 
     generate_scan(tmp_path / "b", DemoSpec(height=16, width=16, seed=2))
@@ -224,8 +224,12 @@ def test_view_and_process_build_the_band_layers_once(tmp_path):
         proc.wait(timeout=15)
     r = run_maxrf("process", tmp_path / "b.raw", "--no-plots")
     assert r.returncode == 0, r.stderr
+    r = run_maxrf("maps", stack, "--export", tmp_path / "out")
+    assert r.returncode == 0 and "using the element maps" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "out" / "elementmaps.tif").exists()
     names = DataStack(stack).layers
-    assert names.count("maxrf_bandcumsum") == 1 and "maxrf_bandcumsum_" not in names
+    assert not [n for n in names if n.endswith("_")], names  # no second version of any layer
+    assert names.count("maxrf_bandcumsum") == 1 and names.count("maxrf_elementmaps") == 1
 
 
 # ---- 3. `maxrf server stop/status` never trust a bare pid ----------------------------------
@@ -341,7 +345,7 @@ def test_a_constant_pixel_is_excluded_not_fatal(tmp_path):
     from helpers import write_scan
 
     from maxrf.demo import DemoSpec, generate_scan
-    from maxrf.rpl import read_rpl
+    from maxrf.io.rpl import read_rpl
 
     generate_scan(tmp_path / "g", DemoSpec(height=24, width=24, seed=4))
     header = read_rpl(tmp_path / "g.rpl")
@@ -349,9 +353,9 @@ def test_a_constant_pixel_is_excluded_not_fatal(tmp_path):
     data[5, 7, :] = 900  # a read-out glitch: the same count in every channel
     data[20, 0, :] = 65535
     raw = write_scan(tmp_path / "bad", data, energy=header.energy, layout="B")
-    from maxrf import steps
-    from maxrf.convert import convert
     from maxrf.errors import DataWarning
+    from maxrf.pipeline import steps
+    from maxrf.pipeline.convert import convert
 
     with pytest.warns(DataWarning, match=r"2 pixel\(s\) hold the same count.*\(5, 7\)"):
         convert(raw, progress=False)
@@ -389,9 +393,9 @@ def test_tube_parameters_are_checked_before_any_work(tiny_scan, tmp_path, args, 
 def test_low_voltage_scans_are_mapped(tmp_path, anode, kv):
     """Below the anode's K (W: L) edge the tube shows its lower series (or only continuum);
     the chain calibrates (header axis kept when the landmarks are too few) and maps."""
-    from maxrf import steps
-    from maxrf.convert import convert
     from maxrf.demo import DemoSpec, generate_scan
+    from maxrf.pipeline import steps
+    from maxrf.pipeline.convert import convert
 
     generate_scan(tmp_path / "lk", DemoSpec(height=20, width=20, anode=anode, tube_kv=kv,
                                             layout="B", seed=5))
@@ -406,9 +410,9 @@ def test_low_voltage_scans_are_mapped(tmp_path, anode, kv):
     truth = np.load(tmp_path / "lk.truth.npz")
     # elements whose main line lies among the tube's own scattered lines (Ar and K under Rh L)
     # need 3x the significance; the others must all be there
-    from maxrf.lines import element_lines
-    from maxrf.spectrum_fit import scatter_zone
-    from maxrf.spectrum_model import Instrument
+    from maxrf.xrf.fit import scatter_zone
+    from maxrf.xrf.lines import element_lines
+    from maxrf.xrf.model import Instrument
 
     lo, hi = scatter_zone(Instrument(anode=anode, tube_kv=kv))
 
@@ -545,7 +549,7 @@ def test_damaged_metadata_records_are_one_line(stack, tmp_path, where):
 # ---- also found: a preallocated full-size .raw being filled is not complete -------------------
 def test_a_preallocated_raw_being_filled_is_not_complete(tmp_path):
     from maxrf.demo import DemoSpec, generate_scan
-    from maxrf.scans import survey
+    from maxrf.io.scans import survey
 
     generate_scan(tmp_path / "f", DemoSpec(height=16, width=16, seed=2))
     raw = tmp_path / "f.raw"
@@ -570,7 +574,7 @@ def test_a_preallocated_raw_being_filled_is_not_complete(tmp_path):
 
 
 def test_temporaries_of_killed_writers_are_swept(tmp_path):
-    from maxrf.atomic import STALE_TMP_S, atomic_write
+    from maxrf.io.atomic import STALE_TMP_S, atomic_write
 
     target = tmp_path / "s.spectra.png"
     old = tmp_path / ".s.spectra.png.abc123.tmp"  # a plot killed mid-write, long ago
@@ -587,8 +591,8 @@ def test_temporaries_of_killed_writers_are_swept(tmp_path):
 
 
 def test_a_second_export_removes_maps_no_longer_made(viewed, tmp_path):
-    from maxrf import steps
-    from maxrf.mapexport import export_all
+    from maxrf.figures.mapexport import export_all
+    from maxrf.pipeline import steps
 
     path = tmp_path / "v.datastack"
     shutil.copy(viewed, path)

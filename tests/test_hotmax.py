@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from helpers import run_maxrf
 
-from maxrf import hotmax as hm
-from maxrf import steps
-from maxrf.convert import convert
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.errors import SpectrumError
-from maxrf.plots import plot_all
+from maxrf.figures.plots import plot_all
+from maxrf.pipeline import steps
+from maxrf.pipeline.convert import convert
+from maxrf.xrf import hotmax as hm
 
 
 def analyse(raw, out, anode="Rh"):

@@ -1,5 +1,6 @@
-"""The architecture, checked: the core never imports Prefect, and its modules import each other
-without cycles (module-level imports; TYPE_CHECKING blocks aside)."""
+"""The architecture, checked: the core never imports Prefect; its modules import each other
+without cycles (imports inside functions included; TYPE_CHECKING blocks aside); the layers of the
+layout only import downwards (physics never imports the pipeline, files never the physics)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def _module(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
-    """Modules imported at module level (what runs when the module is imported)."""
+    """Modules a module imports, at module level or inside its functions."""
     tree = ast.parse(path.read_text())
     me = _module(path).split(".")
     package = me if path.name == "__init__.py" else me[:-1]
@@ -26,7 +27,7 @@ def _imports(path: Path) -> set[str]:
     for node in tree.body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
-        for sub in ast.walk(node) if isinstance(node, ast.If | ast.Try) else [node]:
+        for sub in ast.walk(node):
             if isinstance(sub, ast.Import):
                 out |= {a.name for a in sub.names}
             elif isinstance(sub, ast.ImportFrom):
@@ -61,3 +62,47 @@ def test_no_import_cycle_in_the_core():
     for m in graph:
         if m not in state:
             visit(m, [])
+
+
+# Which parts of the core each part may import (besides itself, ``maxrf.errors`` and
+# ``maxrf.scratch``): files and storage know no physics; physics knows no datastack or pipeline.
+ALLOWED = {
+    "maxrf.compat": set(),
+    "maxrf.io": set(),
+    "maxrf.datastack": {"maxrf.io", "maxrf.compat"},
+    "maxrf.xrf": {"maxrf.io"},
+    "maxrf.pipeline": {"maxrf.io", "maxrf.datastack", "maxrf.xrf"},
+    "maxrf.figures": {"maxrf.io", "maxrf.datastack", "maxrf.xrf"},
+    "maxrf.viewer": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.pipeline",
+                     "maxrf.figures"},
+    "maxrf.demo": {"maxrf.io", "maxrf.xrf"},
+}
+
+
+def _part(module: str) -> str | None:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "maxrf" and len(parts) > 1 else None
+
+
+def test_the_layers_of_the_layout_import_only_downwards():
+    common = {"maxrf.errors", "maxrf.scratch", "maxrf.__version__"}
+    for path in CORE.rglob("*.py"):
+        me = _part(_module(path))
+        if me not in ALLOWED:
+            continue
+        for imported in _imports(path):
+            other = _part(imported)
+            if other is None or other == me or other in common or imported == "maxrf":
+                continue
+            assert other in ALLOWED[me], f"{_module(path)} imports {imported}"
+
+
+def test_physics_defaults_load_without_the_physics():
+    """The pipeline table (and so every CLI option) gets its defaults without numpy or numba."""
+    import subprocess
+    import sys
+
+    code = ("import sys, maxrf.pipeline.table; "
+            "print(sorted(m for m in ('numpy', 'numba', 'zarr', 'dask') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

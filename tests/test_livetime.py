@@ -10,7 +10,7 @@ from helpers import run_maxrf
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.errors import MaxrfError
-from maxrf.livetime import per_live_second, zero_peak_channels
+from maxrf.pipeline.livetime import per_live_second, zero_peak_channels
 
 
 def test_live_time_from_the_pulser_peak(tmp_path):

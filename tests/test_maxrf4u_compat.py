@@ -10,10 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from maxrf import steps
-from maxrf.convert import convert
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
+from maxrf.pipeline import steps
+from maxrf.pipeline.convert import convert
 
 PYTHON = os.environ.get("MAXRF4U_PYTHON")
 

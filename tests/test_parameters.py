@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from maxrf.errors import MaxrfError
-from maxrf.params import check_parameters
+from maxrf.pipeline.params import check_parameters
 
 
 def test_deployment_schema_describes_every_parameter():
@@ -78,3 +78,40 @@ def test_a_watched_folder_takes_every_processing_parameter():
     for name in scan:  # the same defaults
         assert (inspect.signature(watch_scans.fn).parameters[name].default
                 == inspect.signature(process_scan.fn).parameters[name].default), name
+
+
+def test_cli_options_derive_from_the_table():
+    """`process` and `watch` take every processing parameter, with the table's defaults and
+    descriptions; bounds are checked by argparse in one line."""
+    from maxrf.cli import build_parser
+    from maxrf.pipeline.table import PARAMS, PROCESSING
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command" or a.choices and "process"
+               in a.choices).choices
+    for command in ("process", "watch"):
+        actions = {}
+        for a in sub[command]._actions:
+            actions.setdefault(a.dest, a)  # --precision-bits before --lossless
+        for name in PROCESSING:
+            assert name in actions, (command, name)
+            p = PARAMS[name]
+            if p.kind != "bool":
+                assert actions[name].default == p.default, (command, name)
+            assert p.description.split()[1] in actions[name].help, (command, name)
+    args = parser.parse_args(["process", "x.raw", "--no-plots", "--lossless", "--tube-kv", "40",
+                              "--elements", "Pb,Hg", "--anode", "17.5", "--no-use-header"])
+    from maxrf.cli.options import values
+
+    got = values(args, PROCESSING)
+    assert got["plots"] is False and got["precision_bits"] is None and got["tube_kv"] == 40.0
+    assert got["elements"] == ["Pb", "Hg"] and got["anode"] == 17.5 and got["use_header"] is False
+    assert got["maps"] is True and got["sigma"] == PARAMS["sigma"].default
+
+
+def test_a_value_out_of_bounds_is_one_line(tmp_path):
+    from helpers import run_maxrf
+
+    r = run_maxrf("process", tmp_path / "s.raw", "--sigma", "500")
+    assert r.returncode == 2 and "--sigma: must be a number from 0 to 200" in r.stderr
+    assert r.stderr.strip().count("\n") <= 1, r.stderr

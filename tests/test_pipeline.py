@@ -7,8 +7,8 @@ import inspect
 
 import pytest
 
-from maxrf import pipeline
 from maxrf.errors import MaxrfError
+from maxrf.pipeline import table as pipeline
 
 
 def test_missing_upstream_raises_instead_of_a_stale_key():

@@ -11,7 +11,7 @@ from helpers import write_scan
 
 from maxrf import open_raw
 from maxrf.errors import RawSizeError, ScanNotFoundError
-from maxrf.rpl import EnergyCalibration
+from maxrf.io.rpl import EnergyCalibration
 
 DTYPES = ["u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f4", "f8"]
 CASES = list(itertools.product(DTYPES, "<>", ["vector", "image"], [0, 17], ["A", "B", "lispix"]))

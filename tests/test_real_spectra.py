@@ -15,10 +15,10 @@ from real_spectra import (
     xrf_spectrum,
 )
 
-from maxrf.calibrate import calibrate, check_axis
 from maxrf.datastack import DataStack
 from maxrf.errors import CalibrationError
-from maxrf.rpl import EnergyCalibration
+from maxrf.io.rpl import EnergyCalibration
+from maxrf.xrf.calibrate import calibrate, check_axis
 
 
 def _axis_error_ev(energies: np.ndarray, axis: tuple[float, float], lo: float, hi: float):
@@ -30,8 +30,8 @@ def _axis_error_ev(energies: np.ndarray, axis: tuple[float, float], lo: float, h
 
 def _chain(raw, anode: str, maps: bool = True) -> DataStack:
     """The core chain (what `maxrf process` runs, without Prefect) on a scan."""
-    from maxrf import steps
-    from maxrf.convert import convert
+    from maxrf.pipeline import steps
+    from maxrf.pipeline.convert import convert
 
     convert(raw, progress=False)
     path = raw.with_suffix(".datastack")
@@ -76,7 +76,7 @@ def test_the_old_wrong_axis_fails_the_checks():
 def test_a_wrong_axis_is_refused_in_one_line(tmp_path, monkeypatch):
     """When the landmark search lands on a wrong axis, the result is a refusal naming what
     disagrees and how to give the axis, never a silent axis."""
-    from maxrf import calibrate as cal_mod
+    from maxrf.xrf import calibrate as cal_mod
 
     monkeypatch.setattr(cal_mod, "_calibrate", lambda y, *a: cal_mod.Calibration(
         -0.4948, 0.0051709, 0.0, y.size, "17.5", "landmarks"))
@@ -109,7 +109,7 @@ def test_header_axis_kept_when_landmarks_cannot_confirm():
     why, when it passes the checks; refused when it does not."""
     y = xrf_spectrum()
     offset, gain = xrf_reference_axis()
-    import maxrf.calibrate as cal_mod
+    import maxrf.xrf.calibrate as cal_mod
 
     def fail(*a):
         raise CalibrationError("found 1 landmark(s); need 3. Check the anode")

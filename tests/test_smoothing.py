@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from maxrf.smoothing import ChannelStats, smooth_reduce, smooth_spectra
+from maxrf.xrf.smoothing import ChannelStats, smooth_reduce, smooth_spectra
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 27, 28, 29, 56, 57, 58, 63, 64, 65, 300, 4096])

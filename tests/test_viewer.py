@@ -15,10 +15,10 @@ import pytest
 from browser import browser
 from helpers import ROOT, viewer_stack
 
-from maxrf.bands import BandReader
-from maxrf.convert import convert
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
+from maxrf.pipeline.bands import BandReader
+from maxrf.pipeline.convert import convert
 
 
 @pytest.fixture(scope="module")

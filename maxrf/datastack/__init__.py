@@ -6,11 +6,11 @@ to the zip, its directory), ``journal`` (rollback), ``lock``, ``layers`` (names,
 defaults), ``integrity`` (check, recover, repack), ``tree`` (overview, lookup by key).
 """
 
-from .integrity import CheckReport, check, recover, repack
-from .layers import PAD
-from .store import DataStack
-from .tree import find_by_key, format_tree
-from .writer import Appender, ChunkEncoder, LayerWriter
+from maxrf.datastack.integrity import CheckReport, check, recover, repack
+from maxrf.datastack.layers import PAD
+from maxrf.datastack.store import DataStack
+from maxrf.datastack.tree import find_by_key, format_tree
+from maxrf.datastack.writer import Appender, ChunkEncoder, LayerWriter
 
 
 def tree(path, show_arrays: bool = False) -> str:

@@ -16,10 +16,11 @@ import logging
 from functools import lru_cache
 
 import numpy as np
-from numcodecs import Blosc, blosc
+from numcodecs import Blosc
 
-from ..scratch import thread_buffer
-from . import blosc_lz4
+from maxrf.compat.numcodecs import blosc_function
+from maxrf.datastack import blosc_lz4
+from maxrf.scratch import thread_buffer
 
 log = logging.getLogger("maxrf")
 
@@ -43,9 +44,8 @@ def fast_path() -> str | None:
 
 @lru_cache(maxsize=1)
 def _compress_ctx():
-    try:
-        fn = ctypes.CDLL(blosc.__file__).blosc_compress_ctx
-    except (OSError, AttributeError):
+    fn = blosc_function("blosc_compress_ctx")
+    if fn is None:
         return None
     fn.restype = ctypes.c_int
     fn.argtypes = [

@@ -18,6 +18,8 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, types, uint8, uint64
 
+from maxrf.compat.numcodecs import blosc_function
+
 MIN_BUFFERSIZE = 128  # blosc.c: smaller buffers are stored
 MAX_SPLITS = 16
 L1 = 32 * 1024
@@ -38,13 +40,14 @@ _lz4_compress_fast = types.ExternalFunction(
 @lru_cache(maxsize=1)
 def available() -> bool:
     """Whether numcodecs' blosc library exports ``LZ4_compress_fast`` for the kernel to call."""
+    fn = blosc_function("LZ4_compress_fast")
+    if fn is None:
+        return False
     try:
         import llvmlite.binding as llvm
-        from numcodecs import blosc
 
-        fn = ctypes.CDLL(blosc.__file__).LZ4_compress_fast  # RTLD_LOCAL: nothing made global
         llvm.add_symbol(_SYMBOL, ctypes.cast(fn, ctypes.c_void_p).value)
-    except (ImportError, OSError, AttributeError, RuntimeError):
+    except (ImportError, RuntimeError):
         return False
     return True
 

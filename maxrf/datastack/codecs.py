@@ -5,8 +5,8 @@ from __future__ import annotations
 import zarr
 from numcodecs import Blosc, Zstd
 
-from ..errors import DataStackError
-from .blosc import BloscEncoder
+from maxrf.datastack.blosc import BloscEncoder
+from maxrf.errors import DataStackError
 
 
 def numcodec(z: zarr.Array):

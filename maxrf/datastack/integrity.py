@@ -20,11 +20,12 @@ from pathlib import Path
 
 from isal.isal_zlib import crc32  # same CRC-32 as zlib, ~4x faster (pclmul)
 
-from ..atomic import atomic_write
-from ..errors import DataStackError
-from . import layers as L
-from .layers import ROOT_META, layer_names
-from .store import DataStack
+from maxrf.compat.zarr import chunk_key_encoding
+from maxrf.datastack import layers as L
+from maxrf.datastack.layers import ROOT_META, layer_names
+from maxrf.datastack.store import DataStack
+from maxrf.errors import DataStackError
+from maxrf.io.atomic import atomic_write
 
 log = logging.getLogger("maxrf")
 
@@ -45,9 +46,7 @@ class CheckReport:
 
 def _expected_chunk_keys(meta: dict) -> Iterator[str]:
     """Every chunk key the layer's grid declares, named by zarr's own chunk-key encoding."""
-    from zarr.core.chunk_key_encodings import parse_chunk_key_encoding
-
-    enc = parse_chunk_key_encoding(meta.get("chunk_key_encoding") or {"name": "default"})
+    enc = chunk_key_encoding(meta.get("chunk_key_encoding") or {"name": "default"})
     shape = meta["shape"]
     chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
     grid = [math.ceil(s / c) if s else 0 for s, c in zip(shape, chunks, strict=False)]

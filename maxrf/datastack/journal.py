@@ -16,7 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from .lock import fsync_dir
+from maxrf.datastack.lock import fsync_dir
 
 log = logging.getLogger("maxrf")
 MAGIC = b"MAXRF-ZIP-JOURNAL 1\n"

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 from zarr.codecs import BloscCodec
 
-from ..errors import DataStackError
-from ..pipeline import DEFAULT_PRECISION_BITS  # noqa: F401  (re-exported)
+from maxrf.errors import DataStackError
 
 PAD = -9999
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..atomic import fsync_dir  # noqa: F401  (re-exported)
-from ..errors import DataStackError, LockTimeoutError
+from maxrf.errors import DataStackError, LockTimeoutError
+from maxrf.io.atomic import fsync_dir  # noqa: F401  (re-exported)
 
 
 def try_lock(fd: int, exclusive: bool = True) -> bool:

@@ -26,11 +26,10 @@ import numpy as np
 import zarr
 from zarr.storage import ZipStore
 
-from .. import __version__
-from ..atomic import atomic_write
-from ..errors import DataStackError, LayerNotFoundError
-from . import layers as L
-from .journal import (
+from maxrf import __version__
+from maxrf.compat.zipfile import has_member
+from maxrf.datastack import layers as L
+from maxrf.datastack.journal import (
     CommittedView,
     JournalMismatch,
     belongs_to,
@@ -38,11 +37,13 @@ from .journal import (
     rollback,
     write_journal,
 )
-from .lock import file_lock, fsync_dir, try_lock
-from .tree import format_tree
-from .writer import Appender
-from .zipdir import ZipFormatError, read_directory
-from .zipwrite import ParallelZipWriter
+from maxrf.datastack.lock import file_lock, fsync_dir, try_lock
+from maxrf.datastack.tree import format_tree
+from maxrf.datastack.writer import Appender
+from maxrf.datastack.zipdir import ZipFormatError, read_directory
+from maxrf.datastack.zipwrite import ParallelZipWriter
+from maxrf.errors import DataStackError, LayerNotFoundError
+from maxrf.io.atomic import atomic_write
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -63,12 +64,19 @@ class Snapshot:
 class DataStack:
     """A ``.datastack`` file. ``DataStack(path)`` opens (or, on first write, creates) it."""
 
-    def __init__(self, path: str | Path, lock_timeout: float | None = None) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float | None = None,
+                 pins: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         if lock_timeout is None:  # `maxrf --lock-wait S` sets MAXRF_LOCK_WAIT
             lock_timeout = float(os.environ.get("MAXRF_LOCK_WAIT", "120"))
         self.lock_timeout = lock_timeout
+        self.pins = dict(pins or {})  # layer name -> the version to read (a step's inputs)
         self._snap: Snapshot | None = None
+
+    @classmethod
+    def of(cls, datastack: str | Path | DataStack) -> DataStack:
+        """``datastack`` itself when it is open already (its pins kept), else opened."""
+        return datastack if isinstance(datastack, DataStack) else cls(datastack)
 
     # ---- the file and its sidecar files ----------------------------------------------------
     @property
@@ -189,7 +197,13 @@ class DataStack:
         return list(self.snapshot().names)
 
     def latest(self, name: str) -> str:
-        """The newest version of ``name`` (``name``, ``name_``, ``name__`` …)."""
+        """The newest version of ``name`` (``name``, ``name_``, ``name__`` …), or the version
+        pinned for it (what a step reads is the version its inputs' keys name)."""
+        if name in self.pins:
+            if self.pins[name] not in self.snapshot().names:
+                raise LayerNotFoundError(f"no layer {self.pins[name]!r} (the version of "
+                                         f"{name!r} this step reads)", self.path)
+            return self.pins[name]
         found = L.versions(name, self.snapshot().names)
         if not found:
             raise LayerNotFoundError(
@@ -354,7 +368,7 @@ class DataStack:
 
 
 def _require_group(zf: zipfile.ZipFile, path: Path) -> None:
-    if "zarr.json" not in zf.NameToInfo:
+    if not has_member(zf, "zarr.json"):
         raise DataStackError("is a zip file but not a datastack (no zarr group)", path)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import zipfile
 from typing import TYPE_CHECKING
 
-from ..errors import DataStackError
-from . import layers as L
+from maxrf.datastack import layers as L
+from maxrf.errors import DataStackError
 
 if TYPE_CHECKING:
-    from .store import DataStack
+    from maxrf.datastack.store import DataStack
 
 
 def format_tree(ds: DataStack, show_arrays: bool = False) -> str:

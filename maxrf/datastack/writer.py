@@ -14,22 +14,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
-from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 from zarr.storage import MemoryStore
 
-from .. import __version__
-from ..errors import DataStackError
-from . import layers as L
-from .blosc import BloscEncoder
-from .codecs import numcodec
-from .zipwrite import ParallelZipWriter
+from maxrf import __version__
+from maxrf.compat.zarr import chunk_key_encoding
+from maxrf.datastack import layers as L
+from maxrf.datastack.blosc import BloscEncoder
+from maxrf.datastack.codecs import numcodec
+from maxrf.datastack.zipwrite import ParallelZipWriter
+from maxrf.errors import DataStackError
 
 if TYPE_CHECKING:
     import dask.array as da
 
-    from .store import DataStack
+    from maxrf.datastack.store import DataStack
 
-_CHUNK_KEYS = DefaultChunkKeyEncoding(separator="/")
+_CHUNK_KEYS = chunk_key_encoding()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import threading
 
 from isal.isal_zlib import crc32  # same CRC-32 as zlib, ~4x faster (pclmul)
 
-from .zipdir import Directory, central_entry, dos_time, end_records, local_header
+from maxrf.datastack.zipdir import Directory, central_entry, dos_time, end_records, local_header
 
 SYNC_EVERY = 256 * 2**20  # buffered mode: bytes written between background fdatasync calls
 SEGMENT = 32 * 2**20  # direct mode: bytes per aligned write

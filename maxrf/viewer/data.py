@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import BandReader
-from ..datastack import DataStack
-from ..elementmaps import fit_spectrum_with
-from ..errors import MaxrfError
-from ..mapexport import composite, parse_color
-from ..spectrum_model import Instrument, element_family_lines
+from maxrf.datastack import DataStack
+from maxrf.errors import MaxrfError
+from maxrf.figures.mapexport import composite, parse_color
+from maxrf.pipeline.bands import BandReader
+from maxrf.pipeline.elementmaps import fit_spectrum_with
+from maxrf.xrf.model import Instrument, element_family_lines
 
 
 class ViewerError(MaxrfError):

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import MaxrfError
-from .data import ViewerData, png
+from maxrf.errors import MaxrfError
+from maxrf.viewer.data import ViewerData, png
 
 STATIC = Path(__file__).with_name("static")
 

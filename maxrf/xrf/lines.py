@@ -9,13 +9,21 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .detector import fwhm_kev
-from .pipeline import (
-    ANODES,  # tube anodes whose lines are scattered by the sample
-    default,
-)
+from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_TUBE_KV
+from maxrf.xrf.detector import fwhm_kev
 
 ELECTRON_REST_KEV = 510.99895
+# Elements a painting may show (the one list: element proposals take their candidates from it,
+# the tube's anode excluded where its scatter would hide it). Ga, Ge, Y, Nb, Tl: in reference
+# standards such as PyMca's spectra.
+PAINTING_ELEMENTS = (
+    "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
+    "Zn", "Ga", "Ge", "As", "Se", "Br", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Ag", "Cd", "Sn", "Sb",
+    "I", "Ba", "W", "Pt", "Au", "Hg", "Tl", "Pb", "Bi",
+)  # fmt: skip
+# ... of which these are rare enough that a peak on their lines says little about an energy
+# axis (a calibration judges candidate axes by the lines of the others)
+RARE_IN_PAINTINGS = ("Al", "Si", "V", "Ga", "Ge", "Rb", "Y", "Zr", "Nb", "I", "Pt", "Tl")
 
 def anode_lines(anode: str | float, tube_kv: float | None = None) -> dict[str, tuple[float, float]]:
     """Energy and relative intensity of the main lines of a tube anode (K lines; L for W), or of
@@ -167,7 +175,7 @@ def line_codes() -> tuple[tuple[str, str, int], ...]:
 
 
 @cache
-def excitation_spectrum(anode: str | float = default("anode"), tube_kv: float = default("tube_kv")):
+def excitation_spectrum(anode: str | float = DEFAULT_ANODE, tube_kv: float = DEFAULT_TUBE_KV):
     """(energies keV, relative photon flux) of the beam: the anode's lines plus a Kramers
     continuum up to the tube voltage, or one energy for a monochromatic beam (a number)."""
     try:
@@ -192,8 +200,8 @@ def excitation_spectrum(anode: str | float = default("anode"), tube_kv: float = 
 @cache
 def line_components(
     element: str,
-    anode: str | float = default("anode"),
-    tube_kv: float = default("tube_kv"),
+    anode: str | float = DEFAULT_ANODE,
+    tube_kv: float = DEFAULT_TUBE_KV,
     min_relative: float = 1e-3,
 ) -> tuple[Line, ...]:
     """Every line of ``element`` (each multiplet component separately: KL3, KL2, KM3 …) with its

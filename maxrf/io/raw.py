@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import HeaderError, RawSizeError, ScanNotFoundError
-from .rpl import RplHeader, read_rpl
+from maxrf.errors import HeaderError, RawSizeError, ScanNotFoundError
+from maxrf.io.rpl import RplHeader, read_rpl
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -76,8 +76,8 @@ class Scan:
     header: RplHeader
 
     def fingerprint(self, mode: str = "quick") -> str:
-        """The scan's identity for caching (``quick`` or ``full``; see ``maxrf.fingerprint``)."""
-        from .fingerprint import scan_fingerprint
+        """The scan's identity for caching (``quick`` or ``full``; see ``maxrf.io.fingerprint``)."""
+        from maxrf.io.fingerprint import scan_fingerprint
 
         return scan_fingerprint(self.raw, self.rpl, mode)
 

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_write
-from .errors import MaxrfError
-from .raw import check_raw_size, scan_paths
-from .rpl import read_rpl
+from maxrf.errors import MaxrfError
+from maxrf.io.atomic import atomic_write
+from maxrf.io.raw import check_raw_size, scan_paths
+from maxrf.io.rpl import read_rpl
 
 LEDGER_NAME = ".maxrf-processed.json"
 
@@ -32,7 +32,7 @@ def scan_id(raw: Path, rpl: Path) -> str:
     """Identity of one version of a scan: its quick fingerprint (size, time, header and 17
     sampled MiB of content; not its name). New content under an old name is a new scan; a
     renamed scan is the one already processed."""
-    from .fingerprint import scan_fingerprint
+    from maxrf.io.fingerprint import scan_fingerprint
 
     return "scan-" + scan_fingerprint(raw, rpl, "quick")
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import MaxrfError
+from maxrf.errors import MaxrfError
 
 BLOCK = 1 << 20
 SAMPLES = 17

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HeaderError, ScanNotFoundError
+from maxrf.errors import HeaderError, ScanNotFoundError
 
 RECORD_BY = ("vector", "image", "dont-care")
 BYTE_ORDERS = ("little-endian", "big-endian", "dont-care")

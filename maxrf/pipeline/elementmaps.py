@@ -21,19 +21,17 @@ Each element map holds fitted counts per pixel of all the element's lines (escap
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .datastack import DataStack
-from .errors import MaxrfError
-from .fitting import GramSolver, nnls_weighted, spectra_f32
-from .lines import atomic_number, excitation_spectrum
-from .pipeline import default, step
-from .spectrum_fit import (
+from maxrf.datastack import DataStack
+from maxrf.errors import MaxrfError
+from maxrf.pipeline.blocks import progress_bar, read_ahead
+from maxrf.pipeline.table import default, step
+from maxrf.xrf.fit import (
     CANDIDATES,
     MIN_COUNTS_PER_PIXEL,
     Proposal,
@@ -44,7 +42,9 @@ from .spectrum_fit import (
     tube_shares,
     usable_elements,
 )
-from .spectrum_model import Instrument, SpectrumModel, build_model
+from maxrf.xrf.lines import atomic_number, excitation_spectrum
+from maxrf.xrf.model import Instrument, SpectrumModel, build_model
+from maxrf.xrf.solver import GramSolver, nnls_weighted, spectra_f32
 
 LAYERS = step("element-maps").layers
 BLOCK = (16, 256)  # rows × columns per fitted block (aligned to the 16 × 16 chunks)
@@ -170,7 +170,7 @@ def prepare(
     drop: list[str] | None = None,
 ) -> MapModel:
     """Choose the elements (or check the given ones) and build the per-pixel model."""
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     for layer in ("maxrf_energies", "maxrf_raw", "maxrf_rawmeanspectrum"):
         if layer not in ds:
             raise ElementMapError(f"no layer {layer!r}: run 'maxrf process' first", ds.path)
@@ -284,9 +284,9 @@ def _blocks(h: int, w: int) -> list[tuple[int, int, int, int]]:
             for r in range(0, h, BLOCK[0]) for c in range(0, w, BLOCK[1])]
 
 
-def _read(path: str, block) -> np.ndarray:
+def _read(path: str, block, layer: str = "maxrf_raw") -> np.ndarray:
     r0, r1, c0, c1 = block
-    return DataStack(path).array("maxrf_raw")[r0:r1, c0:c1, :]
+    return DataStack(path).array(layer, latest=False)[r0:r1, c0:c1, :]
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
@@ -347,9 +347,9 @@ class _Fitter:
                 bg.astype(np.float32), sigma.astype(np.float32))
 
 
-def _fit_block(path: str, block, mm: MapModel):
+def _fit_block(path: str, block, mm: MapModel, layer: str = "maxrf_raw"):
     """One block on a distributed worker (reads its raw counts itself)."""
-    return block, _Fitter(mm).fit(_read(path, block))
+    return block, _Fitter(mm).fit(_read(path, block, layer))
 
 
 def fit_maps(
@@ -359,9 +359,7 @@ def fit_maps(
     progress: bool | None = None,
 ) -> MapResult:
     """Fit every pixel; ``scheduler`` is a dask.distributed address or Client (else local)."""
-    from .convert import _progress_bar
-
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     path = str(ds.path)
     h, w, _c = ds.array("maxrf_raw").shape
     n_el = len(mm.model.element_rows)
@@ -371,7 +369,7 @@ def fit_maps(
     sigma = np.zeros((n_el, h, w), np.float32)
     blocks = _blocks(h, w)
     started = time.time()
-    bar = _progress_bar(h * w, progress, f"element maps {ds.path.name}")
+    bar = progress_bar(h * w, progress, f"element maps {ds.path.name}")
 
     def put(block, out) -> None:
         r0, r1, c0, c1 = block
@@ -388,21 +386,17 @@ def fit_maps(
             def read(b):
                 return arr[b[0] : b[1], b[2] : b[3], :]
 
-            with ThreadPoolExecutor(2) as pool:  # read (decompress) ahead while fitting
-                pending = [pool.submit(read, b) for b in blocks[:2]]
-                for i, block in enumerate(blocks):
-                    raw = pending[i].result()
-                    if i + 2 < len(blocks):
-                        pending.append(pool.submit(read, blocks[i + 2]))
-                    pending[i] = None
-                    put(block, fitter.fit(raw))
+            for block, raw in read_ahead(blocks, read):  # decompress ahead while fitting
+                put(block, fitter.fit(raw))
         else:
             from distributed import Client, as_completed
 
             client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
             try:
                 mm_f = client.scatter(mm, broadcast=True)
-                futures = [client.submit(_fit_block, path, b, mm_f, pure=False) for b in blocks]
+                raw_layer = ds.latest("maxrf_raw")  # the version this step reads
+                futures = [client.submit(_fit_block, path, b, mm_f, raw_layer, pure=False)
+                           for b in blocks]
                 for fut in as_completed(futures):
                     block, out = fut.result()
                     put(block, out)
@@ -423,9 +417,9 @@ def fit_maps(
 def roi_maps(datastack: str | Path, elements: list[str], width_fwhm: float = 1.0) -> np.ndarray:
     """Background-corrected region-of-interest sums around each element's strongest line (the
     classic way, for comparison): counts in ±FWHM minus a linear background from side windows."""
-    from .spectrum_model import element_family_lines
+    from maxrf.xrf.model import element_family_lines
 
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     energies = ds.read("maxrf_energies")
     raw = ds.array("maxrf_raw")
     inst = Instrument()
@@ -482,7 +476,7 @@ def crosstalk(maps: dict[str, np.ndarray], truth: dict[str, np.ndarray],
 
 def compare_with_truth(datastack: str | Path, truth_npz: str | Path) -> list[str]:
     """Lines comparing a datastack's maps with a demo scan's planted maps."""
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     elements = list(ds.attrs("maxrf_elementmaps")["elements"])
     maps = ds.read("maxrf_elementmaps")
     t = np.load(truth_npz)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .datastack import DataStack
-from .detector import FWHM_PER_SIGMA, NOISE_FWHM_KEV
-from .errors import MaxrfError
+from maxrf.datastack import DataStack
+from maxrf.errors import MaxrfError
+from maxrf.xrf.detector import FWHM_PER_SIGMA, NOISE_FWHM_KEV
 
 ZERO_PEAK_SIGMAS = 4.0  # the zero peak is summed over ±4 sigma of the electronic noise
 
@@ -36,12 +36,12 @@ def livetime_layers(datastack: str | Path, pulser_hz: float, dwell_ms: float | N
                     provenance: dict | None = None) -> dict[str, str]:
     """Write ``maxrf_livetime`` (seconds per pixel) and ``maxrf_deadtime`` (fraction of the
     dwell time, NaN without ``dwell_ms``) from the zero peak's counts (the band layers)."""
-    from .bands import BandReader
+    from maxrf.pipeline.bands import BandReader
 
     started = time.time()
     if not (pulser_hz and np.isfinite(pulser_hz) and pulser_hz > 0):
         raise MaxrfError(f"the pulser rate must be a positive number of Hz, got {pulser_hz}")
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     energies = ds.read("maxrf_energies")
     cal = ds.attrs("maxrf_energies").get("calibration", {})
     lo, hi = zero_peak_channels(energies, cal.get("noise_fwhm_kev"))

@@ -23,9 +23,9 @@ import numpy as np
 from scipy.interpolate import BSpline
 from scipy.special import erf, erfc, erfcx
 
-from .detector import FANO, NOISE_FWHM_KEV, fwhm_kev
-from .lines import anode_lines, compton_energy, line_codes, line_components, tube_series
-from .pipeline import default
+from maxrf.xrf.defaults import DEFAULT_ANODE, DEFAULT_TUBE_KV
+from maxrf.xrf.detector import FANO, NOISE_FWHM_KEV, fwhm_kev
+from maxrf.xrf.lines import anode_lines, compton_energy, line_codes, line_components, tube_series
 
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
 MIN_LINE_KEV = 0.9  # lines below this are absorbed by air and the detector window
@@ -36,8 +36,8 @@ FAMILIES = ("K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
 class Instrument:
     """The non-linear parameters of the model (what a calibration refinement fits)."""
 
-    anode: str = default("anode")
-    tube_kv: float = default("tube_kv")
+    anode: str = DEFAULT_ANODE
+    tube_kv: float = DEFAULT_TUBE_KV
     angle_deg: float = 110.0  # scatter angle
     noise_fwhm_kev: float = NOISE_FWHM_KEV  # electronic noise
     fano: float = FANO

@@ -10,11 +10,11 @@ import json
 import os
 import sys
 
-from . import __version__
-from .errors import MaxrfError
-from .pipeline import default
-from .raw import check_raw_size, scan_paths
-from .rpl import read_rpl
+from maxrf import __version__
+from maxrf.errors import MaxrfError
+from maxrf.io.raw import check_raw_size, scan_paths
+from maxrf.io.rpl import read_rpl
+from maxrf.pipeline.table import default
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_scan(args: argparse.Namespace) -> int:
-    from .demo import DemoSpec, generate_scan
+    from maxrf.demo import DemoSpec, generate_scan
 
     spec = DemoSpec(
         height=args.height,
@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_options(p)
     p.set_defaults(func=cmd_demo_scan)
 
-    from . import cli_datastack, cli_flows
+    from maxrf.cli import datastack as cli_datastack
+    from maxrf.cli import flows as cli_flows
 
     cli_flows.add_commands(sub, _flows_command)
     cli_datastack.add_commands(sub)

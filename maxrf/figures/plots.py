@@ -6,19 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
-from .datastack import DataStack
-from .hotmax import candidate_lines
-
-
-def _pyplot():
-    """matplotlib's pyplot on the Agg backend, imported when a plot is drawn (~0.4 s)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from maxrf.datastack import DataStack
+from maxrf.figures.mapexport import plot_grid
+from maxrf.figures.png import png_key, pyplot, save_png
+from maxrf.xrf.hotmax import candidate_lines
 
 
 def _floor(*spectra: np.ndarray) -> float:
@@ -35,7 +26,7 @@ def _energies(ds: DataStack, n: int) -> tuple[np.ndarray, str]:
 
 def plot_calibration(ds: DataStack, out: Path, key: str | None = None) -> Path:
     """Mean spectrum on the fitted axis with every landmark annotated, and the residuals."""
-    plt = _pyplot()
+    plt = pyplot()
     used = "maxrf_rawmeanspectrum" if "maxrf_rawmeanspectrum" in ds else "maxrf_sumspectrum"
     mean = ds.read(used)
     e = ds.read("maxrf_energies")
@@ -76,12 +67,12 @@ def plot_calibration(ds: DataStack, out: Path, key: str | None = None) -> Path:
     axr.axhline(0, color="k", lw=0.5)
     axr.set_ylabel("residual (eV)")
     axr.set_xlabel("energy (keV)")
-    return _save(fig, out, key)
+    return save_png(fig, out, key=key)
 
 
 def plot_spectra(ds: DataStack, out: Path, key: str | None = None) -> Path:
     """Max and mean spectra on a log scale."""
-    plt = _pyplot()
+    plt = pyplot()
     mx, mean = ds.read("maxrf_maxspectrum"), ds.read("maxrf_sumspectrum")
     e, label = _energies(ds, mx.size)
     fig, ax = plt.subplots(figsize=(11, 4.5))
@@ -92,14 +83,14 @@ def plot_spectra(ds: DataStack, out: Path, key: str | None = None) -> Path:
     ax.set_ylabel("counts / channel")
     ax.legend()
     ax.set_title(ds.path.name)
-    return _save(fig, out, key)
+    return save_png(fig, out, key=key)
 
 
 def plot_hotmax_atlas(
     ds: DataStack, out: Path, max_panels: int = 24, key: str | None = None
 ) -> Path:
     """One panel per hotmax spot: spectrum, baseline, noise envelope, sub-peaks with labels."""
-    plt = _pyplot()
+    plt = pyplot()
     spectra = ds.read("hotmax_spectra")
     spots = ds.read("hotmax_spots")
     e, label = _energies(ds, spectra.shape[1])
@@ -138,51 +129,7 @@ def plot_hotmax_atlas(
         ax.tick_params(labelsize=7)
     fig.supxlabel(label)
     fig.suptitle(f"Hotmax atlas: {ds.path.name}", fontsize=10)
-    return _save(fig, out, key)
-
-
-def _save(fig, out: Path, key: str | None = None) -> Path:
-    plt = _pyplot()
-    out = Path(out)
-    fig.tight_layout()
-    meta = {KEY_FIELD: key} if key else None
-    try:
-        return atomic_write(
-            out, lambda tmp: fig.savefig(tmp, dpi=110, format="png", metadata=meta)
-        )
-    finally:
-        plt.close(fig)
-
-
-KEY_FIELD = "maxrf-key"  # PNG text field: the key of what a plot shows, like a layer's key
-
-
-def png_key(path: Path) -> str | None:
-    """The key a plot was drawn for (None: no plot there, or drawn without a key)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.text.get(KEY_FIELD)  # type: ignore[attr-defined]
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def png_data_uri(path: Path, max_width: int = 1600) -> str:
-    """The PNG as a ``data:`` URI (the Prefect UI shows these inline; file links it cannot)."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    data = Path(path).read_bytes()
-    with Image.open(io.BytesIO(data)) as im:
-        if im.width > max_width:
-            small = im.resize((max_width, round(im.height * max_width / im.width)))
-            buf = io.BytesIO()
-            small.save(buf, format="PNG", optimize=True)
-            data = buf.getvalue()
-    return "data:image/png;base64," + base64.b64encode(data).decode()
+    return save_png(fig, out, key=key)
 
 
 def plot_all(datastack: str | Path, key: str | None = None) -> list[Path]:
@@ -204,8 +151,6 @@ def plot_all(datastack: str | Path, key: str | None = None) -> list[Path]:
     if "hotmax_spectra" in ds:
         draw(Path(f"{stem}.hotmax.png"), lambda p: plot_hotmax_atlas(ds, p, key=key))
     if "maxrf_elementmaps" in ds:
-        from .mapexport import plot_grid
-
         elements = list(ds.attrs("maxrf_elementmaps")["elements"])
         draw(
             Path(f"{stem}.elementmaps.png"),

@@ -15,66 +15,90 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MaxrfError
-from .fingerprint import step_key
+from maxrf.errors import MaxrfError
+from maxrf.io.fingerprint import step_key
+from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_SIGMA, DEFAULT_TUBE_KV
 
-ANODES = ("Rh", "Mo", "Ag", "W", "Cr", "Cu")
 FINGERPRINTS = ("quick", "full")
 DEFAULT_PRECISION_BITS = 13  # see datastack.layers.PRECISION_BITS and the README
 
 
 @dataclass(frozen=True)
 class Param:
-    """A parameter of the chain: its default and what it means (units included)."""
+    """A parameter of the chain, defined once: its default, what it means (units included), its
+    kind and bounds (the checks, the CLI option, the run form and the watcher derive from it)."""
 
     name: str
     default: Any
     description: str
+    kind: str = "str"  # float, int, bool, str, path, choice, anode, energies, elements
+    bounds: tuple[float, float] | None = None  # inclusive; None: any value of the kind
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None ("empty") is a value of its own (automatic, none, lossless)
+    cli: str | None = None  # the option's name (default --the-name); "" for no option
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return self.cli or "--" + self.name.replace("_", "-")
 
 
 PARAMS: dict[str, Param] = {p.name: p for p in (
-    Param("raw_path", None, "The scan's .raw file (its .rpl header beside it)."),
+    Param("raw_path", None, "The scan's .raw file (its .rpl header beside it).", "path", cli=""),
     Param("output", None,
-          "The datastack file to write (default: SCAN.datastack beside the .raw)."),
-    Param("sigma", 7.0, "Gaussian smoothing of the cube, in channels (maxrf4u uses 7)."),
-    Param("flip_horizontal", False, "Mirror the image left-right (scan direction)."),
-    Param("flip_vertical", False, "Mirror the image top-bottom."),
+          "The datastack file to write (default: SCAN.datastack beside the .raw).", "path",
+          optional=True, cli="--output"),
+    Param("sigma", DEFAULT_SIGMA, "Gaussian smoothing of the cube, in channels (maxrf4u uses 7).",
+          "float", (0.0, 200.0)),
+    Param("flip_horizontal", False, "Mirror the image left-right (scan direction).", "bool"),
+    Param("flip_vertical", False, "Mirror the image top-bottom.", "bool"),
     Param("precision_bits", DEFAULT_PRECISION_BITS,
           "Bits kept per smoothed spectrum (1-24; error <= 2**-(N+1) of its peak); empty for "
-          "an exact (lossless, larger) cube."),
+          "an exact (lossless, larger) cube.", "int", (1, 24), optional=True, metavar="N"),
     Param("fingerprint", "quick",
           "How the .raw is identified for caching: quick (size, time, 17 sampled MiB) or full "
-          "(every byte; for files edited in place)."),
+          "(every byte; for files edited in place).", "choice", choices=FINGERPRINTS),
     Param("dask_address", None,
-          "A dask.distributed scheduler (host:port) to run on; empty for local threads."),
-    Param("anode", "Rh",
+          "A dask.distributed scheduler (host:port) to run on; empty for local threads.",
+          optional=True, cli="--dask", metavar="ADDRESS"),
+    Param("anode", DEFAULT_ANODE,
           "The X-ray tube's anode (Rh, Mo, Ag, W, Cr, Cu), or a monochromatic beam's energy in "
-          "keV."),
+          "keV.", "anode", choices=ANODES),
     Param("energies", None,
-          "Manual calibration: keV of the first and the last channel; empty: automatic."),
-    Param("use_header", True, "Use the header's energy calibration when it has one."),
+          "Manual calibration: keV of the first and the last channel; empty: automatic.",
+          "energies", optional=True, metavar=("START", "STOP")),
+    Param("use_header", True, "Use the header's energy calibration when it has one.", "bool"),
     Param("prominence", None,
           "Minimum prominence (counts) of a max-spectrum peak for hotmax; empty: chosen from "
-          "the noise."),
-    Param("radius", 40, "Rolling-ball radius of the hotmax baselines, in channels."),
-    Param("tube_kv", 50.0,
-          "The tube's voltage in kV (sets which lines are excited and how strongly)."),
+          "the noise.", "float", (1e-9, float("inf")), optional=True),
+    Param("radius", 40, "Rolling-ball radius of the hotmax baselines, in channels.", "int",
+          (1, 10_000)),
+    Param("tube_kv", DEFAULT_TUBE_KV,
+          "The tube's voltage in kV (sets which lines are excited and how strongly).", "float",
+          (5.0, 150.0)),
     Param("elements", None,
-          'Elements to map, e.g. ["Pb", "Hg", "As"]; empty: proposed from the data.'),
-    Param("add_elements", None, "Elements to map besides the proposed ones."),
-    Param("drop_elements", None, "Elements never to map."),
+          'Elements to map, e.g. ["Pb", "Hg", "As"]; empty: proposed from the data.',
+          "elements", optional=True, metavar="LIST"),
+    Param("add_elements", None, "Elements to map besides the proposed ones.", "elements",
+          optional=True, metavar="LIST"),
+    Param("drop_elements", None, "Elements never to map.", "elements", optional=True,
+          metavar="LIST"),
     Param("pulser_hz", None,
           "The detector's zero-peak pulser rate in Hz (Bruker M6: 10000); gives each pixel's "
-          "live time (maxrf_livetime). Empty: no pulser, no live time."),
+          "live time (maxrf_livetime). Empty: no pulser, no live time.", "float",
+          (1e-9, float("inf")), optional=True, metavar="HZ"),
     Param("dwell_ms", None,
-          "The time per pixel in ms (with a pulser: the dead-time map); empty: unknown."),
-    Param("plots", True, "Draw the PNG plots beside the datastack."),
-    Param("maps", True, "Fit the element maps (the last step)."),
-    Param("folder", None, "The folder the scanner writes .raw/.rpl pairs into."),
+          "The time per pixel in ms (with a pulser: the dead-time map); empty: unknown.",
+          "float", (1e-9, float("inf")), optional=True, metavar="MS"),
+    Param("plots", True, "Draw the PNG plots beside the datastack.", "bool"),
+    Param("maps", True, "Fit the element maps (the last step).", "bool"),
+    Param("folder", None, "The folder the scanner writes .raw/.rpl pairs into.", "path", cli=""),
     Param("pattern", "*.raw", "Which files are scans (a glob, e.g. *.raw)."),
     Param("settle_s", 10.0,
-          "Seconds a scan's files must stay unchanged before it counts as complete."),
-    Param("output_folder", None, "Where datastacks go (default: beside each scan)."),
+          "Seconds a scan's files must stay unchanged before it counts as complete.", "float",
+          (0.0, float("inf")), cli="--settle"),
+    Param("output_folder", None, "Where datastacks go (default: beside each scan).", "path",
+          optional=True),
 )}  # fmt: skip
 
 
@@ -128,6 +152,17 @@ STEPS: tuple[Step, ...] = (
          ("convert", "calibrate", "hotmax"), "fitted counts per pixel of every element"),
 )  # fmt: skip
 _BY_NAME = {s.name: s for s in STEPS}
+
+
+def _in_table_order(names: Iterable[str]) -> tuple[str, ...]:
+    wanted = set(names)
+    return tuple(n for n in PARAMS if n in wanted)
+
+
+RUN = ("fingerprint", "dask_address", "plots", "maps")  # how a run goes; in no step's key
+# every parameter of processing one scan: what process-scan, a watched folder and the CLI take
+PROCESSING = _in_table_order([p for s in STEPS for p in s.params] + list(RUN))
+CONVERTING = _in_table_order([*_BY_NAME["convert"].params, "fingerprint", "dask_address"])
 
 
 def step(name: str) -> Step:
@@ -185,7 +220,7 @@ def cached_chain(
 ) -> list[dict] | None:
     """``[{"step", "key", "layers"}]`` when every one of ``steps`` (default: the whole chain)
     already has its layers with the key this run would give it (nothing to compute), else None."""
-    from .datastack import DataStack, find_by_key
+    from maxrf.datastack import DataStack, find_by_key
 
     if not Path(datastack).exists():
         return None

@@ -8,18 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
-from .datastack import DataStack
-from .errors import MaxrfError
+from maxrf.datastack import DataStack
+from maxrf.errors import MaxrfError
+from maxrf.figures.png import EXPORT_DPI, pyplot, save_png
+from maxrf.io.atomic import atomic_write
 
 COLORS = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "cyan": (0, 1, 1),
           "magenta": (1, 0, 1), "yellow": (1, 1, 0), "white": (1, 1, 1)}
 DEFAULT_RGB = ("red", "green", "blue", "yellow")
 
 
-def read_maps(datastack: str | Path) -> tuple[list[str], np.ndarray]:
+def read_maps(datastack: str | Path | DataStack) -> tuple[list[str], np.ndarray]:
     """(element symbols, maps elements × height × width in counts) from a datastack."""
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     if "maxrf_elementmaps" not in ds:
         raise MaxrfError("no element maps: run 'maxrf maps' first", ds.path)
     return list(ds.attrs("maxrf_elementmaps")["elements"]), ds.read("maxrf_elementmaps")
@@ -84,10 +85,7 @@ def equalized_ticks(image: np.ndarray, levels=(0.25, 0.5, 0.75, 1.0)) -> tuple[l
 def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = "") -> list[Path]:
     """Per element a linear PNG with a colour bar in counts and a histogram-equalised one, and
     ``elementmaps_grid.png`` with every map side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = []
     for el, m in zip(elements, maps, strict=True):
@@ -105,37 +103,16 @@ def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = 
                 ticks, labels = equalized_ticks(m)
                 cb.set_ticks(ticks)
                 cb.set_ticklabels(labels)
-            out.append(_save(fig, folder / f"{el}_{kind}.png"))
+            out.append(save_png(fig, folder / f"{el}_{kind}.png", EXPORT_DPI, tight=True))
     out.append(plot_grid(elements, maps, folder / "elementmaps_grid.png", scan))
     return out
-
-
-EXPORT_DPI = 300  # figures that can be printed and published
-
-
-def _save(fig, path: Path, key: str | None = None) -> Path:
-    import matplotlib.pyplot as plt
-
-    from .plots import KEY_FIELD
-
-    def write(p):
-        meta = {KEY_FIELD: key} if key else None
-        fig.savefig(p, dpi=EXPORT_DPI, bbox_inches="tight", format="png", metadata=meta)
-
-    try:
-        return atomic_write(path, write)
-    finally:
-        plt.close(fig)
 
 
 def plot_grid(
     elements: list[str], maps: np.ndarray, path: Path, scan: str = "", key: str | None = None
 ) -> Path:
     """Every element map in one figure, each with its own colour scale (counts)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = max(len(elements), 1)
     cols = min(4, n)
@@ -151,7 +128,7 @@ def plot_grid(
         ax.set_title(f"{el}  (mean {m.mean():.1f} counts)")
         fig.colorbar(im, ax=ax, shrink=0.7)
     fig.suptitle(f"element maps {scan}".strip())
-    return _save(fig, path, key)
+    return save_png(fig, path, EXPORT_DPI, key=key, tight=True)
 
 
 def composite(
@@ -200,12 +177,13 @@ def write_composite(elements: list[str], maps: np.ndarray, chosen: list[str], pa
     return atomic_write(path, lambda p: Image.fromarray(img).save(p, format="PNG"))
 
 
-def export_all(datastack: str | Path, folder: str | Path, rgb: list[str] | None = None,
+def export_all(datastack: str | Path | DataStack, folder: str | Path, rgb: list[str] | None = None,
                colors: list[str] | None = None) -> list[Path]:
     """TIFFs, PNGs, the grid and (with ``rgb``) a composite of the datastack's maps."""
-    elements, maps = read_maps(datastack)
+    ds = DataStack.of(datastack)
+    elements, maps = read_maps(ds)
     folder = Path(folder)
-    scan = Path(datastack).stem
+    scan = ds.path.stem
     manifest = folder / MANIFEST
     try:
         before = set(json.loads(manifest.read_text()).get("files", []))
@@ -219,7 +197,7 @@ def export_all(datastack: str | Path, folder: str | Path, rgb: list[str] | None 
     for stale in before - set(names):  # an earlier export's files of elements no longer mapped
         if "/" not in stale and not stale.startswith("."):
             (folder / stale).unlink(missing_ok=True)
-    record = json.dumps({"datastack": str(datastack), "files": names}, indent=1)
+    record = json.dumps({"datastack": str(ds.path), "files": names}, indent=1)
     atomic_write(manifest, lambda tmp: Path(tmp).write_text(record))
     return out
 

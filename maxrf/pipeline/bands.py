@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .datastack import DataStack, find_by_key
-from .datastack.layers import CUBE_CHUNK_PIXELS
-from .datastack.lock import step_lock
-from .errors import MaxrfError
-from .pipeline import step
+from maxrf.datastack import DataStack
+from maxrf.datastack.layers import CUBE_CHUNK_PIXELS
+from maxrf.errors import MaxrfError
+from maxrf.pipeline.blocks import progress_bar, read_ahead
+from maxrf.pipeline.table import step
 
 GROUP = 16  # channels per cumulative-sum plane (a band's edges read at most 15 channels)
 LAYERS = step("bands").layers
@@ -36,10 +36,8 @@ def band_layers(datastack: str | Path, provenance: dict | None = None,
     """Write the three band layers from ``maxrf_raw`` in one commit: bands of 16 rows (read
     ahead in a thread), each turned channel-major, summed into the cumulative planes and the
     16 × 16 block spectra, and encoded by two threads."""
-    from .convert import _progress_bar
-
     started = time.time()
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     if "maxrf_raw" not in ds:
         raise MaxrfError("no layer 'maxrf_raw': convert the scan first", ds.path)
     raw = ds.array("maxrf_raw")
@@ -47,7 +45,7 @@ def band_layers(datastack: str | Path, provenance: dict | None = None,
     groups = -(-c // GROUP)
     count_dtype = np.dtype(raw.dtype).newbyteorder("=")
     rows = [(r, min(r + B, h)) for r in range(0, h, B)]
-    bar = _progress_bar(len(rows), progress, f"band layers {ds.path.name}")
+    bar = progress_bar(len(rows), progress, f"band layers {ds.path.name}")
     meta = {"step": "bands", "code_version": step("bands").version, "params": {"group": GROUP}}
     meta.update(provenance or {})
     with ds.appending() as app:
@@ -67,13 +65,9 @@ def band_layers(datastack: str | Path, provenance: dict | None = None,
             writer.write_region(start, data)
 
         try:
-            with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(2) as encoders:
-                ahead = reader.submit(lambda r=rows[0]: np.asarray(raw[r[0] : r[1]]))
-                for i, (r0, r1) in enumerate(rows):
-                    y = ahead.result()
-                    if i + 1 < len(rows):
-                        nxt = rows[i + 1]
-                        ahead = reader.submit(lambda r=nxt: np.asarray(raw[r[0] : r[1]]))
+            with ThreadPoolExecutor(2) as encoders:
+                bands = read_ahead(rows, lambda r: np.asarray(raw[r[0] : r[1]]), 1, 1)
+                for (r0, r1), y in bands:
                     bm = np.ascontiguousarray(np.moveaxis(y, -1, 0))  # channels × rows × cols
                     pad = groups * GROUP - c
                     grouped = np.pad(bm, ((0, pad), (0, 0), (0, 0))) if pad else bm
@@ -104,37 +98,11 @@ def band_layers(datastack: str | Path, provenance: dict | None = None,
     return app.committed
 
 
-def ensure_band_layers(datastack: str | Path, progress: bool | None = None) -> bool:
-    """Build the band layers unless they exist, keyed as the pipeline keys its ``bands`` step
-    (so ``maxrf process`` reuses what ``maxrf view`` built, and the reverse), under the step's
-    lock (a viewer started during ``process`` never writes a second copy); True when built."""
-    ds = DataStack(datastack)
-    spec = step("bands")
-    meta = ds.attrs("maxrf_raw").get("maxrf", {})
-    convert_key = meta.get("cache_key")
-    key = spec.key({}, {"convert": convert_key}) if convert_key else None
-
-    def present() -> bool:
-        if key is None:  # a datastack made without keys: any complete band layers do
-            return all(name in ds for name in LAYERS)
-        return all(find_by_key(ds, name, key) for name in LAYERS)
-
-    if present():
-        return False
-    with step_lock(ds.file, spec.name):
-        ds.forget()
-        if present():
-            return False
-        provenance = {"cache_key": key, "inputs": [convert_key]} if key else {}
-        band_layers(ds.path, provenance=provenance, progress=progress)
-    return True
-
-
 class BandReader:
     """Fast reads for a viewer: band images, rectangle spectra, single spectra."""
 
     def __init__(self, datastack: str | Path) -> None:
-        self.ds = DataStack(datastack)
+        self.ds = DataStack.of(datastack)
         missing = [n for n in (*LAYERS, "maxrf_raw") if n not in self.ds]
         if missing:
             raise MaxrfError(f"no layer {', '.join(missing)}: run 'maxrf process' first",

@@ -19,40 +19,22 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .detector import fwhm_kev
-from .errors import CalibrationError, SpectrumError
-from .lines import (
-    ANODES,
+from maxrf.errors import CalibrationError, SpectrumError
+from maxrf.io.rpl import EnergyCalibration
+from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_SIGMA, DEFAULT_TUBE_KV
+from maxrf.xrf.detector import fwhm_kev
+from maxrf.xrf.lines import (
+    PAINTING_ELEMENTS,
+    RARE_IN_PAINTINGS,
     anode_lines,
     compton_angle,
     compton_energy,
     element_lines,
     line_components,
 )
-from .pipeline import default
-from .rpl import EnergyCalibration
 
 # Lines that show up in most paintings; landmarks are taken from these when isolated.
 REFERENCE_ELEMENTS = ("Ca", "Ti", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Sr", "Pb", "Hg", "Ba")
-# Other lines a painting may show (used to judge a candidate axis).
-NEIGHBOUR_ELEMENTS = REFERENCE_ELEMENTS + (
-    "Ar",
-    "K",
-    "S",
-    "Cl",
-    "As",
-    "Se",
-    "Br",
-    "Sn",
-    "Sb",
-    "Cd",
-    "Ag",
-    "Au",
-    "Bi",
-    "Mo",
-    "Rh",
-    "W",
-)
 ISOLATION_KEV = 0.12  # a landmark closer than this to another reference line is skipped
 TOLERANCE_KEV = 0.04  # a landmark must land this close to its line after the fit
 OUTLIER_KEV = 0.012  # a landmark further than this from the fit of the others is dropped
@@ -91,7 +73,7 @@ class Calibration:
     warnings: list[str] = field(default_factory=list)
     confidence: float | None = None  # independent checks of the final axis (0-1)
     checks: dict | None = None  # what the checks found (peaks placed, unexplained, scatter)
-    tube_kv: float = default("tube_kv")
+    tube_kv: float = DEFAULT_TUBE_KV
 
     def energies(self) -> np.ndarray:
         ch = np.arange(self.channels, dtype=np.float64)
@@ -115,7 +97,7 @@ class Calibration:
         return float(np.sqrt(np.mean(np.square(r)))) if r else 0.0
 
 
-def _references(anode: str, tube_kv: float = default("tube_kv")
+def _references(anode: str, tube_kv: float = DEFAULT_TUBE_KV
                 ) -> list[tuple[str, float, float]]:
     """(name, energy keV, relative weight) of every line used as a landmark: the detector's noise
     peak at 0 keV, the anode's lines (Rayleigh scatter) and isolated strong pigment lines."""
@@ -174,7 +156,7 @@ def find_spectrum_peaks(y: np.ndarray, max_peaks: int = 30) -> tuple[np.ndarray,
     return peaks[order], prom[order]
 
 
-def _known_lines(anode: str, tube_kv: float = default("tube_kv")) -> np.ndarray:
+def _known_lines(anode: str, tube_kv: float = DEFAULT_TUBE_KV) -> np.ndarray:
     """Energies of every line a painting scan may show (for judging a candidate axis)."""
     energies = [0.0] + [e for e, _w in anode_lines(anode, tube_kv).values()]
     name = str(anode).strip().capitalize()
@@ -182,12 +164,13 @@ def _known_lines(anode: str, tube_kv: float = default("tube_kv")) -> np.ndarray:
         comps = line_components(name, name, tube_kv)
         top = max((c.intensity for c in comps), default=0.0)
         energies += [c.energy_kev for c in comps if c.intensity >= 0.05 * top > 0]
-    for el in NEIGHBOUR_ELEMENTS:
+    common = [e for e in PAINTING_ELEMENTS if e not in RARE_IN_PAINTINGS]
+    for el in (*common, *(e for e in ANODES if e not in common)):
         energies += [e for e, w in element_lines(el).values() if w >= 0.1 and e > 1.0]
     return np.array(sorted(set(energies)))
 
 
-def _compton_windows(anode: str, tube_kv: float = default("tube_kv")) -> list[tuple[float, float]]:
+def _compton_windows(anode: str, tube_kv: float = DEFAULT_TUBE_KV) -> list[tuple[float, float]]:
     return [(compton_energy(e, 175.0), compton_energy(e, 40.0))
             for e, _ in anode_lines(anode, tube_kv).values()]
 
@@ -205,7 +188,7 @@ def _scores(gains, offsets, peaks, weight, known, windows, tol_kev) -> np.ndarra
 
 
 def _explained_fraction(y: np.ndarray, coef: np.ndarray, anode: str,
-                        tube_kv: float = default("tube_kv")) -> float:
+                        tube_kv: float = DEFAULT_TUBE_KV) -> float:
     """Share of the strongest peaks' weight that known lines (or Compton) explain on this axis."""
     peaks, prom = find_spectrum_peaks(y, max_peaks=15)
     if peaks.size == 0:
@@ -219,7 +202,7 @@ def _explained_fraction(y: np.ndarray, coef: np.ndarray, anode: str,
     return float(weight[ok].sum() / weight.sum())
 
 
-def candidate_axes(y, anode: str, refs, tube_kv: float = default("tube_kv"),
+def candidate_axes(y, anode: str, refs, tube_kv: float = DEFAULT_TUBE_KV,
                    n: int = 10) -> list[tuple[float, float]]:
     """(gain, offset) starts, best first: put the anode's main line on one of the strongest peaks
     and any known line on another; rank the axes by how many (and how strong) peaks they explain
@@ -337,12 +320,12 @@ def _locate(y, coef, refs, smoothing_sigma) -> list[Landmark]:
 
 def calibrate(
     spectrum: np.ndarray,
-    anode: str = default("anode"),
+    anode: str = DEFAULT_ANODE,
     header: EnergyCalibration | None = None,
-    smoothing_sigma: float = default("sigma"),
+    smoothing_sigma: float = DEFAULT_SIGMA,
     refine: bool = True,
     counts_scale: float = 1.0,
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float = DEFAULT_TUBE_KV,
 ) -> Calibration:
     """Calibrate the channel axis of ``spectrum`` (best: the mean spectrum of the raw counts,
     with ``counts_scale`` = number of pixels so that it counts photons). Landmarks give a robust
@@ -544,11 +527,11 @@ def _compton(y: np.ndarray, cal: Calibration, smoothing_sigma: float) -> None:
 
 def manual_calibration(
     channels: int,
-    anode: str = default("anode"),
+    anode: str = DEFAULT_ANODE,
     energies: tuple[float, float] | None = None,
     gain_kev: float | None = None,
     offset_kev: float = 0.0,
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float = DEFAULT_TUBE_KV,
 ) -> Calibration:
     """A user-given axis: ``energies=(start, stop)`` for the first/last channel, or gain/offset."""
     if energies is not None:
@@ -571,7 +554,7 @@ EXTRAPOLATION_KEV = 8.0  # warn when the axis reaches this far past the last str
 def refine_axis(
     counts: np.ndarray,
     cal: Calibration,
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float = DEFAULT_TUBE_KV,
     smoothing_sigma: float = 0.0,
     pixels: float = 1.0,
 ) -> None:
@@ -579,8 +562,8 @@ def refine_axis(
     escape peaks, Rayleigh/Compton, continuum) with the axis, resolution and scatter angle free;
     keep the refined axis only when it lowers χ² against the landmark axis. ``counts`` is the
     sum of ``pixels`` spectra (a proposed element needs 0.5 counts per pixel)."""
-    from .spectrum_fit import MIN_COUNTS_PER_PIXEL, default_fit_range, propose, refine
-    from .spectrum_model import Instrument
+    from maxrf.xrf.fit import MIN_COUNTS_PER_PIXEL, default_fit_range, propose, refine
+    from maxrf.xrf.model import Instrument
 
     try:
         inst = Instrument(anode=str(cal.anode), tube_kv=float(tube_kv))
@@ -652,7 +635,7 @@ def _strong_lines(fit) -> list[tuple[float, str, float]]:
     return out
 
 
-def check_axis(y: np.ndarray, coef, anode: str, tube_kv: float = default("tube_kv"),
+def check_axis(y: np.ndarray, coef, anode: str, tube_kv: float = DEFAULT_TUBE_KV,
                smoothing_sigma: float = 0.0) -> tuple[float, dict]:
     """Independent checks of an axis, not the ones that chose it: (1) the strongest peaks away
     from 0 keV and the tube's scatter must each lie on a known line (or its Si escape) within

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import grey_opening, uniform_filter1d
 
-from .errors import SpectrumError
-from .lines import element_lines
+from maxrf.errors import SpectrumError
+from maxrf.xrf.lines import element_lines
 
 NOISE_ALPHA, NOISE_BETA = 0.6, 0.1
 # Elements considered when labelling a peak with candidate lines (K, L and M series).

@@ -2,17 +2,16 @@
 
 Every block of 16 x N pixels (all channels) is read once; each 16 x 16-pixel strip of it is encoded
 into ``maxrf_raw``, smoothed, rounded to the cube's precision and reduced to per-channel max, argmax
-and sums in one compiled pass (``maxrf.smoothing``), then encoded into ``maxrf_cube`` (strips are
-whole zarr chunks, so parallel writes never touch the same chunk). The blocks are dask tasks: local
-threads by default, or a ``dask.distributed`` scheduler. Layers become visible together at commit;
-an interrupted conversion leaves nothing visible.
+and sums in one compiled pass (``maxrf.xrf.smoothing``), then encoded into ``maxrf_cube`` (strips
+are whole zarr chunks, so parallel writes never touch the same chunk). The blocks are dask tasks:
+local threads by default, or a ``dask.distributed`` scheduler.
+Layers become visible together at commit; an interrupted conversion leaves nothing visible.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import sys
 import time
 import warnings
 from contextlib import nullcontext
@@ -25,15 +24,16 @@ import numpy as np
 from dask.callbacks import Callback
 from scipy.ndimage import gaussian_filter1d
 
-from .datastack import ChunkEncoder, DataStack, LayerWriter
-from .datastack.layers import CUBE_CHUNK_PIXELS, DEFAULT_PRECISION_BITS, PRECISION_BITS
-from .errors import DataWarning, MaxrfError
-from .pipeline import default, step
-from .raw import RawFile, open_scan
-from .scratch import thread_buffer
+from maxrf.datastack import ChunkEncoder, DataStack, LayerWriter
+from maxrf.datastack.layers import CUBE_CHUNK_PIXELS, PRECISION_BITS
+from maxrf.errors import DataWarning, MaxrfError
+from maxrf.io.raw import RawFile, open_scan
+from maxrf.pipeline.blocks import progress_bar
+from maxrf.pipeline.table import DEFAULT_PRECISION_BITS, PARAMS, default, step
+from maxrf.scratch import thread_buffer
 
 if TYPE_CHECKING:
-    from .smoothing import ChannelStats
+    from maxrf.xrf.smoothing import ChannelStats
 
 LAYERS = step("convert").layers
 AHEAD = 2  # blocks read ahead (one per worker thread on 2 cores): disk reads overlap the work
@@ -126,7 +126,7 @@ def process_block(
     """Read, smooth and encode one block; return its per-channel statistics and the encoded
     chunks (or write them to ``sinks`` right away when running in this process). The rows of
     this block and of ``ahead`` are read ahead by the kernel meanwhile."""
-    from .smoothing import smooth_reduce  # numba: imported when there is work to do
+    from maxrf.xrf.smoothing import smooth_reduce  # numba: imported when there is work to do
 
     for b in (block, ahead):
         if b is not None:
@@ -238,17 +238,7 @@ class _TqdmCallback(Callback):
             self.bar.update(1)
 
 
-def _progress_bar(total: int, enabled: bool | None, desc: str):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="block", file=sys.stderr, leave=False)
-
-
-MAX_SIGMA = 200.0  # channels; the reference uses 7, wider is no longer smoothing
+MAX_SIGMA = PARAMS["sigma"].bounds[1]  # channels; the reference uses 7, wider is no smoothing
 
 
 def convert(
@@ -341,7 +331,7 @@ def convert(
 def _run(tasks: list, scheduler: Any, progress: bool | None, desc: str, sinks) -> list:
     """Compute the block tasks: local threads (they write as they go), or a distributed
     scheduler (results stream back a few at a time and are written here)."""
-    bar = _progress_bar(len(tasks), progress, desc)
+    bar = progress_bar(len(tasks), progress, desc)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the work allocates few objects but big buffers; collections cost ~5 % here
     try:

@@ -8,16 +8,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fitting import fit_nonlinear, nnls_weighted, poisson_weights
-from .lines import ANODES, anode_lines, compton_energy, line_components, tube_series
-from .spectrum_model import FAMILIES, Instrument, SpectrumModel, build_model
+from maxrf.xrf.lines import (
+    ANODES,
+    PAINTING_ELEMENTS,
+    anode_lines,
+    compton_energy,
+    line_components,
+    tube_series,
+)
+from maxrf.xrf.model import FAMILIES, Instrument, SpectrumModel, build_model
+from maxrf.xrf.solver import fit_nonlinear, nnls_weighted, poisson_weights
 
-# Elements a painting may show (anode excluded automatically): the candidates for proposals.
-CANDIDATES = (
-    "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
-    "Zn", "Ga", "Ge", "As", "Se", "Br", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Ag", "Cd", "Sn", "Sb",
-    "I", "Ba", "W", "Pt", "Au", "Hg", "Tl", "Pb", "Bi",
-)  # fmt: skip  (Ga, Ge, Y, Nb, Tl: in reference standards such as PyMca's XRFSpectrum.mca)
+CANDIDATES = PAINTING_ELEMENTS  # proposals choose among these (anode excluded)
 WEAK_SUBSHELLS = ("L1", "L2")
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 MIN_COUNTS_PER_PIXEL = 0.5  # and, found in a sum of pixels, this many counts per pixel
@@ -87,7 +89,7 @@ def family_priors(names: list[str], inst: Instrument, e_max: float
                   ) -> list[tuple[int, int, float, float]]:
     """``(family row, main family row, nominal ratio, relative sigma)`` of the families whose
     share is held near its cross-section value (rows named ``El-Fam``)."""
-    from .spectrum_model import nominal_family_shares
+    from maxrf.xrf.model import nominal_family_shares
 
     index = {n: i for i, n in enumerate(names)}
     out = []

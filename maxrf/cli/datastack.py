@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .datastack import DataStack, check, recover, repack
+from maxrf.datastack import DataStack, check, recover, repack
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ def cmd_repack(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .plots import plot_all
+    from maxrf.figures.plots import plot_all
 
     paths = plot_all(args.file)
     if not paths:
@@ -58,12 +58,12 @@ def cmd_maps(args: argparse.Namespace) -> int:
     """Fit element maps into a datastack (or reuse them) and export them."""
     from pathlib import Path
 
-    from . import steps
-    from .elementmaps import parse_elements
-    from .errors import MaxrfError
-    from .mapexport import export_all, parse_color
-    from .params import check_parameters
-    from .pipeline import default
+    from maxrf.errors import MaxrfError
+    from maxrf.figures.mapexport import export_all, parse_color
+    from maxrf.pipeline.elementmaps import parse_elements
+    from maxrf.pipeline.params import check_parameters
+    from maxrf.pipeline.runner import Options, Runner
+    from maxrf.pipeline.table import default
 
     ds = DataStack(args.file)
     ds.require_file()
@@ -82,14 +82,17 @@ def cmd_maps(args: argparse.Namespace) -> int:
                                                                       default("tube_kv"))
     check_parameters(anode=anode, tube_kv=tube_kv, elements=chosen, add_elements=add,
                      drop_elements=drop)
-    fresh = chosen is None and add is None and drop is None and not args.refit
-    if fresh and "maxrf_elementmaps" in ds:
-        print(f"using the element maps in {ds.path} (--refit or --elements to fit again)")
-    else:
-        steps.elementmap_layers(ds.path, anode, tube_kv, chosen, add, drop,
-                                scheduler=args.dask, progress=None)
-    attrs = DataStack(ds.path).attrs("maxrf_elementmaps")
-    maps = DataStack(ds.path).read("maxrf_elementmaps")
+    params = {"anode": anode, "tube_kv": float(tube_kv), "elements": chosen,
+              "add_elements": add, "drop_elements": drop}
+    runner = Runner(ds.path, params, options=Options(progress=None, scheduler=args.dask),
+                    force=args.refit)
+    (run,) = runner.run(["element-maps"])
+    if run.cached:
+        print(f"using the element maps in {ds.path} with these parameters' key {run.key} "
+              "(--refit to fit again)")
+    pinned = DataStack(ds.path, pins=run.layers)
+    attrs = pinned.attrs("maxrf_elementmaps")
+    maps = pinned.read("maxrf_elementmaps")
     speed = attrs.get("maxrf", {}).get("spectra_per_s")
     print(f"element maps of {ds.path.name}: {maps.shape[1]} x {maps.shape[2]} pixels"
           + (f", fitted at {speed} spectra/s" if speed else ""))
@@ -99,25 +102,29 @@ def cmd_maps(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     if args.export or rgb:
         folder = Path(args.export or ds.path.with_suffix(".maps"))
-        out = export_all(ds.path, folder, rgb, colors)
+        out = export_all(pinned, folder, rgb, colors)
         print(f"wrote {len(out)} files to {folder}")
     return 0
 
 
 def cmd_view(args: argparse.Namespace) -> int:
     """Serve the local web viewer of a datastack (building its band layers first if needed)."""
-    from .bands import LAYERS, ensure_band_layers
-    from .errors import MaxrfError
-    from .viewer.server import serve
+    from maxrf.errors import MaxrfError
+    from maxrf.pipeline.runner import Options, Runner
+    from maxrf.viewer.server import serve
 
     ds = DataStack(args.file)
     ds.require_file()
     if "maxrf_raw" not in ds:
         raise MaxrfError("no layer 'maxrf_raw': convert the scan first ('maxrf process')",
                          ds.path)
-    if not all(name in ds for name in LAYERS):
-        print(f"building the viewer's band layers in {ds.path.name} (one pass over the counts)")
-        ensure_band_layers(ds.path, progress=None)
+
+    def say(msg: str) -> None:
+        if "computing" in msg:
+            print(f"building the viewer's band layers in {ds.path.name} (one pass over the "
+                  "counts)", flush=True)
+
+    Runner(ds.path, options=Options(progress=None), log=say).run(["bands"])
     serve(ds.path, args.host, args.port, open_browser=not args.no_browser)
     return 0
 

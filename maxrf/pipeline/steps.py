@@ -1,5 +1,5 @@
 """Datastack-level analysis steps: read their input layers, compute, append their output layers
-(with provenance) in one commit. The conversion step is ``maxrf.convert.convert``."""
+(with provenance) in one commit. The conversion step is ``maxrf.pipeline.convert.convert``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import calibrate as cal_mod
-from . import hotmax as hm
-from .atomic import atomic_write
-from .datastack import DataStack
-from .errors import MaxrfError
-from .pipeline import default, step
-from .rpl import EnergyCalibration
+from maxrf.datastack import DataStack
+from maxrf.errors import MaxrfError
+from maxrf.io.atomic import atomic_write
+from maxrf.io.rpl import EnergyCalibration
+from maxrf.pipeline.table import default, step
+from maxrf.xrf import calibrate as cal_mod
+from maxrf.xrf import hotmax as hm
 
 
 def _meta(step: str, version: str, params: dict, provenance: dict | None, started: float) -> dict:
@@ -41,7 +41,7 @@ def calibrate_layers(
     ``compton_peak_energy``. ``energies=(start, stop)`` overrides the automatic calibration;
     ``tube_kv`` sets which of the tube's lines scatter (and so which landmarks exist)."""
     started = time.time()
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     if "maxrf_rawmeanspectrum" in ds:  # unsmoothed: sharper landmarks (≤ 3 eV even at 1024 ch)
         mean, sigma = ds.read("maxrf_rawmeanspectrum"), 0.0
     else:  # a datastack from elsewhere: the smoothed mean spectrum
@@ -78,7 +78,7 @@ def hotmax_layers(
     """Peaks of the max spectrum, their pixels and spots, the spectra there and a peak table
     (also written as CSV beside the datastack)."""
     started = time.time()
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     maxspec = ds.read("maxrf_maxspectrum")
     try:
         hot = hm.find_hotmax_pixels(maxspec, ds.read("maxrf_maxpixels"), prominence)
@@ -88,7 +88,7 @@ def hotmax_layers(
     spectra = np.array([cube[r, c, :] for r, c in hot.spots.tolist()], dtype=np.float32)
     energies = ds.read("maxrf_energies") if "maxrf_energies" in ds else None
     table = hm.peak_table(hot, maxspec, energies)
-    csv = Path(datastack).with_suffix(".hotmax_peaks.csv")
+    csv = ds.path.with_suffix(".hotmax_peaks.csv")
     atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False))
     numeric = table[["channel", "energy_kev", "height", "row", "col", "spot"]].to_numpy(float)
     params = {"prominence": prominence}
@@ -117,7 +117,7 @@ def noise_layers(
 ) -> dict[str, str]:
     """Rolling-ball baselines and Poisson noise lines of the hotmax spectra."""
     started = time.time()
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     base, noise = hm.baselines_and_noise(ds.read("hotmax_spectra"), radius)
     attrs = _meta(
         "hotmax-noise",
@@ -137,7 +137,7 @@ def noise_layers(
 def subpeak_layers(datastack: str | Path, provenance: dict | None = None) -> dict[str, str]:
     """Sub-peaks of each hotmax spectrum above its noise line."""
     started = time.time()
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     peaks = hm.subpeaks(ds.read("hotmax_spectra"), ds.read("hotmax_noiselines"))
     attrs = _meta("subpeaks", step("subpeaks").version, {}, provenance, started)
     with ds.appending() as app:
@@ -159,7 +159,7 @@ def elementmap_layers(
 ) -> dict[str, str]:
     """Per-pixel element maps (fitted counts), their atomic numbers, the reduced χ² and the
     background counts; also under maxrf4u's names ``nmf_elementmaps`` / ``nmf_atomnums``."""
-    from . import elementmaps as em
+    from maxrf.pipeline import elementmaps as em
 
     started = time.time()
     mm = em.prepare(datastack, anode, tube_kv, elements, add_elements, drop_elements)
@@ -170,7 +170,7 @@ def elementmap_layers(
     attrs["maxrf"]["spectra_per_s"] = round(result.spectra_per_s)
     z = em.atomnums(mm.elements)
     info = mm.attrs()
-    ds = DataStack(datastack)
+    ds = DataStack.of(datastack)
     with ds.appending() as app:
         n, h, w = result.maps.shape
         plane = (1, min(h, 512), min(w, 512))  # one element's map reads its own chunks only

@@ -1,0 +1,5 @@
+import sys
+
+from maxrf.cli.main import main
+
+sys.exit(main())

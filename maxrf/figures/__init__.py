@@ -1,0 +1,1 @@
+"""Figures and map exports (PNG, TIFF) drawn from a datastack."""

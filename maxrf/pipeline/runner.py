@@ -1,0 +1,305 @@
+"""The one runner of the chain (core: no Prefect). Every path that writes layers goes through it:
+the command line, the Python API and the Prefect tasks (thin wrappers that add orchestration).
+
+A step's key comes from the pipeline table (its parameters, code version and upstream keys; the
+first step's upstream is the scan's fingerprint). :func:`run_step` finds the step's layers with that
+key whatever command wrote them, or computes them under the step's lock with the upstream layers
+pinned **by key** (a later version of an input written by another run is never read by mistake)
+and records the key on every layer it commits. :class:`Runner` runs a chain of steps on one
+datastack: from a scan (every key computed), or from the datastack alone (the steps it is not
+asked to run are taken as the datastack records them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maxrf.datastack import DataStack, find_by_key
+from maxrf.datastack.lock import step_lock
+from maxrf.errors import MaxrfError
+from maxrf.pipeline.table import PARAMS, STEPS, Step, chain, step
+
+
+@dataclass(frozen=True)
+class Scan:
+    """The scan a chain starts from: its files and its fingerprint key."""
+
+    raw: str
+    rpl: str
+    key: str
+
+    @classmethod
+    def open(cls, raw_path: str | Path, fingerprint: str = "quick") -> Scan:
+        """Validate the pair (header, exact raw size) and fingerprint it."""
+        from maxrf.io.raw import open_scan
+
+        scan = open_scan(raw_path)
+        return cls(str(scan.raw), str(scan.rpl), scan.key(fingerprint))
+
+
+@dataclass(frozen=True)
+class Options:
+    """How steps run (never part of a key): a progress bar, a dask.distributed scheduler."""
+
+    progress: bool | None = False
+    scheduler: Any = None
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """What a step left in the datastack: its key and ``{layer: stored name}``."""
+
+    step: str
+    datastack: str
+    key: str
+    layers: dict[str, str]
+    cached: bool
+    seconds: float = 0.0
+
+    def ref(self) -> dict:
+        """The small reference a Prefect task returns (arrays never travel through Prefect)."""
+        return {"step": self.step, "datastack": self.datastack, "key": self.key,
+                "layers": self.layers, "cached": self.cached}
+
+
+Compute = Callable[[DataStack, Mapping[str, Any], dict, "Scan | None", Options], dict[str, str]]
+
+
+def _convert(ds, p, prov, scan, opt):
+    from maxrf.pipeline.convert import convert
+
+    if scan is None:
+        raise MaxrfError("the conversion needs the scan (.raw and .rpl)", ds.path)
+    return convert(scan.raw, ds.path, sigma=p["sigma"], flip_horizontal=p["flip_horizontal"],
+                   flip_vertical=p["flip_vertical"], rpl_path=scan.rpl,
+                   precision_bits=p["precision_bits"], scheduler=opt.scheduler,
+                   progress=opt.progress, provenance=prov)
+
+
+def _calibrate(ds, p, prov, scan, opt):
+    from maxrf.pipeline.steps import calibrate_layers
+
+    return calibrate_layers(ds, p["anode"], p["energies"], p["use_header"], provenance=prov,
+                            tube_kv=p["tube_kv"])
+
+
+def _hotmax(ds, p, prov, scan, opt):
+    from maxrf.pipeline.steps import hotmax_layers
+
+    return hotmax_layers(ds, p["prominence"], provenance=prov)
+
+
+def _noise(ds, p, prov, scan, opt):
+    from maxrf.pipeline.steps import noise_layers
+
+    return noise_layers(ds, p["radius"], provenance=prov)
+
+
+def _subpeaks(ds, p, prov, scan, opt):
+    from maxrf.pipeline.steps import subpeak_layers
+
+    return subpeak_layers(ds, provenance=prov)
+
+
+def _bands(ds, p, prov, scan, opt):
+    from maxrf.pipeline.bands import band_layers
+
+    return band_layers(ds, provenance=prov, progress=opt.progress)
+
+
+def _livetime(ds, p, prov, scan, opt):
+    from maxrf.pipeline.livetime import livetime_layers
+
+    if not p["pulser_hz"]:
+        raise MaxrfError("the live time needs the pulser rate (pulser_hz)", ds.path)
+    return livetime_layers(ds, p["pulser_hz"], p["dwell_ms"], provenance=prov)
+
+
+def _element_maps(ds, p, prov, scan, opt):
+    from maxrf.pipeline.steps import elementmap_layers
+
+    return elementmap_layers(ds, p["anode"], p["tube_kv"], p["elements"], p["add_elements"],
+                             p["drop_elements"], scheduler=opt.scheduler, progress=opt.progress,
+                             provenance=prov)
+
+
+COMPUTE: dict[str, Compute] = {
+    "convert": _convert,
+    "calibrate": _calibrate,
+    "hotmax": _hotmax,
+    "hotmax-noise": _noise,
+    "subpeaks": _subpeaks,
+    "bands": _bands,
+    "livetime": _livetime,
+    "element-maps": _element_maps,
+}
+assert set(COMPUTE) == {s.name for s in STEPS}, "every step of the table has its core function"
+
+
+def with_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter of the table: ``params`` over the defaults."""
+    return {**{name: p.default for name, p in PARAMS.items()}, **params}
+
+
+def stored_layers(datastack: str | Path, spec: Step, key: str) -> dict[str, str] | None:
+    """``{layer: stored name}`` when every layer of the step exists with ``key``, else None."""
+    path = Path(datastack)
+    if not path.exists():
+        return None
+    ds = DataStack(path)
+    found = {layer: find_by_key(ds, layer, key) for layer in spec.layers}
+    return found if all(found.values()) else None
+
+
+def _pins(ds: DataStack, spec: Step, upstream: Mapping[str, str]) -> dict[str, str]:
+    """The stored version of every upstream layer, found by its step's key."""
+    pins: dict[str, str] = {}
+    for u in spec.upstream:
+        if u == "scan":
+            continue
+        for layer in step(u).layers:
+            found = find_by_key(ds, layer, upstream[u]) or _unkeyed(ds, layer, upstream[u])
+            if found is None:
+                raise MaxrfError(f"step {spec.name}: no layer {layer!r} with the key of step "
+                                 f"{u} ({upstream[u]}); run that step first", ds.path)
+            pins[layer] = found
+    return pins
+
+
+UNKEYED = "unkeyed:"  # the key of a layer written without one: UNKEYED + its stored name
+
+
+def _unkeyed(ds: DataStack, layer: str, key: str) -> str | None:
+    name = key.removeprefix(UNKEYED) if key.startswith(UNKEYED) else None
+    return name if name and name in ds.layers else None
+
+
+def run_step(
+    name: str,
+    datastack: str | Path,
+    params: Mapping[str, Any],
+    upstream: Mapping[str, str],
+    scan: Scan | None = None,
+    options: Options | None = None,
+    log: Callable[[str], None] | None = None,
+    force: bool = False,
+) -> StepRun:
+    """Reuse the step's layers when they exist with its key (unless ``force``); else compute
+    them (inputs pinned by key, under the step's lock) and record the key on every layer."""
+    spec = step(name)
+    params = with_defaults(params)
+    key = spec.key(params, upstream)
+    path = Path(datastack)
+    started = time.time()
+    with step_lock(path, name):
+        found = None if force else stored_layers(path, spec, key)
+        if found:
+            if log:
+                log(f"{name}: layers {', '.join(found.values())} already hold key {key}")
+            return StepRun(name, str(path), key, found, cached=True)
+        if log:
+            log(f"{name}: computing (key {key})")
+        provenance = {
+            "step": name,
+            "code_version": spec.version,
+            "cache_key": key,
+            "inputs": [upstream[u] for u in spec.upstream],
+            "params": {p: params.get(p) for p in spec.params},
+        }
+        ds = DataStack(path, pins=_pins(DataStack(path), spec, upstream) if path.exists()
+                       else {})
+        stored = COMPUTE[name](ds, params, provenance, scan, options or Options())
+    if log:
+        log(f"{name}: wrote {', '.join(stored.values())}")
+    return StepRun(name, str(path), key, stored, cached=False, seconds=time.time() - started)
+
+
+def recorded_keys(datastack: str | Path) -> dict[str, str]:
+    """Each step's key as the datastack records it on the newest version of the step's first
+    layer (``UNKEYED`` + the layer's name when it was written without one); ``scan``: the
+    conversion's input."""
+    ds = DataStack(datastack)
+    keys: dict[str, str] = {}
+    for s in STEPS:
+        if s.layers[0] not in ds:
+            continue
+        name = ds.latest(s.layers[0])
+        meta = ds.attrs(name).get("maxrf", {})
+        keys[s.name] = meta.get("cache_key") or UNKEYED + name
+        if s.name == "convert":
+            inputs = meta.get("inputs") or []
+            keys["scan"] = inputs[0] if inputs else UNKEYED + "scan"
+    return keys
+
+
+@dataclass
+class Runner:
+    """Runs steps of the chain on one datastack.
+
+    With a ``scan`` every key is computed (from its fingerprint and ``params``) and every missing
+    step is run. Without one, the steps not asked for are taken as the datastack records them
+    (``maxrf maps`` fits with the calibration the datastack has) and only the asked ones run.
+    """
+
+    datastack: str | Path
+    params: Mapping[str, Any] = field(default_factory=dict)
+    scan: Scan | None = None
+    options: Options = field(default_factory=Options)
+    log: Callable[[str], None] | None = None
+    force: bool = False  # recompute the steps asked for even when their layers exist
+    runs: list[StepRun] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.datastack = Path(self.datastack)
+        self.params = with_defaults(self.params)
+        self.keys: dict[str, str] = (
+            {"scan": self.scan.key} if self.scan else recorded_keys(self.datastack)
+        )
+
+    def run(self, names: Iterable[str] | None = None) -> list[StepRun]:
+        """Run ``names`` (default: the chain ``process`` runs) and, with a scan, every step they
+        need; returns the runs in the table's order."""
+        if names is None:
+            names = [s.name for s in chain(self.params["maps"], bool(self.params["pulser_hz"]))]
+        asked = set(names)
+        wanted = set(asked)
+        if self.scan is not None:  # the upstream closure
+            for s in reversed(STEPS):
+                if s.name in wanted:
+                    wanted |= {u for u in s.upstream if u != "scan"}
+        out = []
+        for s in STEPS:
+            if s.name not in wanted:
+                continue
+            missing = [u for u in s.upstream if u not in self.keys]
+            if missing:
+                raise MaxrfError(f"step {s.name} needs {', '.join(missing)} first "
+                                 "(convert the scan: 'maxrf process SCAN.raw')", self.datastack)
+            run = run_step(s.name, self.datastack, self.params, self.keys, self.scan,
+                           self.options, self.log, force=self.force and s.name in asked)
+            self.keys[s.name] = run.key
+            self.runs.append(run)
+            out.append(run)
+        return out
+
+
+def process(raw_path: str | Path, output: str | Path | None = None, *,
+            fingerprint: str = "quick", progress: bool | None = None, scheduler: Any = None,
+            steps: Iterable[str] | None = None, **params: Any) -> list[StepRun]:
+    """The whole chain for one scan from Python, without Prefect (the same layers and keys as
+    ``maxrf process``): every step whose layers exist with its key is reused."""
+    from maxrf.pipeline.params import check_parameters, checkable
+
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise MaxrfError(f"unknown parameter(s) {', '.join(unknown)} (parameters: "
+                         f"{', '.join(PARAMS)})")
+    check_parameters(fingerprint=fingerprint, **checkable(params))
+    scan = Scan.open(raw_path, fingerprint)
+    datastack = Path(output) if output else Path(scan.raw).with_suffix(".datastack")
+    runner = Runner(datastack, params, scan, Options(progress, scheduler))
+    return runner.run(steps)
