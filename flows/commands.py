@@ -33,13 +33,14 @@ def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:
     ``maps``: the whole chain with or without the element maps; None: the conversion only."""
     from maxrf.datastack import DataStack
     from maxrf.io.raw import open_scan
+    from maxrf.pipeline import runner
     from maxrf.pipeline import table as pipeline
 
     scan = open_scan(kwargs["raw_path"])
     datastack = kwargs.get("output") or str(scan.raw.with_suffix(".datastack"))
     steps = ((pipeline.step("convert"),) if maps is None
              else pipeline.chain(maps, livetime=bool(kwargs.get("pulser_hz"))))
-    chain = pipeline.cached_chain(datastack, scan.key(kwargs.get("fingerprint", "quick")),
+    chain = runner.cached_chain(datastack, scan.key(kwargs.get("fingerprint", "quick")),
                                   kwargs, steps)
     if chain is None:
         return None

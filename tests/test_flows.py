@@ -21,6 +21,7 @@ from helpers import ROOT
 from maxrf.datastack import DataStack, repack
 from maxrf.demo import DemoSpec, generate_scan
 from maxrf.io.raw import open_scan
+from maxrf.pipeline import runner
 from maxrf.pipeline import table as pipeline
 
 pytestmark = pytest.mark.slow
@@ -67,8 +68,8 @@ def test_rerun_is_cached_and_byte_identical(prefect_api, scan):
     keys = pipeline.chain_keys(open_scan(scan).key(), {})
     assert [(s["step"], s["key"]) for s in first["steps"]] == [
         (s.name, keys[s.name]) for s in pipeline.chain()]
-    assert pipeline.cached_chain(scan.with_suffix(".datastack"), open_scan(scan).key(), {})
-    assert not pipeline.cached_chain(scan.with_suffix(".datastack"), open_scan(scan).key(),
+    assert runner.cached_chain(scan.with_suffix(".datastack"), open_scan(scan).key(), {})
+    assert not runner.cached_chain(scan.with_suffix(".datastack"), open_scan(scan).key(),
                                      {"sigma": 5.0})
 
 

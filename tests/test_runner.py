@@ -93,7 +93,7 @@ def test_datastack_only_runs_take_the_recorded_steps(processed, tmp_path):
 def test_a_datastack_without_its_conversion_is_refused(tmp_path):
     ds = DataStack(tmp_path / "x.datastack")
     ds.append(np.zeros(4), "other")
-    with pytest.raises(MaxrfError, match="needs convert first"):
+    with pytest.raises(MaxrfError, match=r"needs convert \(maxrf_raw\) first"):
         Runner(ds.path).run(["bands"])
 
 

@@ -15,16 +15,15 @@ def _help(p: Param) -> str:
 
 
 def _bounded(p: Param, cast):
-    lo, hi = p.bounds or (float("-inf"), float("inf"))
+    from maxrf.pipeline.params import number_ok, rule
 
     def parse(text: str):
         try:
             value = cast(text)
         except ValueError:
             value = None
-        if value is None or not lo <= value <= hi:
-            kind = "an integer" if cast is int else "a number"
-            raise argparse.ArgumentTypeError(f"must be {kind} from {lo:g} to {hi:g}, got {text!r}")
+        if value is None or not number_ok(p, value):
+            raise argparse.ArgumentTypeError(f"{rule(p)}, got {text!r}")
         return value
 
     return parse
@@ -47,7 +46,8 @@ def add_option(parser: argparse.ArgumentParser, name: str) -> None:
     if p.metavar:
         kw["metavar"] = p.metavar
     if p.kind in ("float", "int"):
-        kw["type"] = _bounded(p, float if p.kind == "float" else int)
+        kw["type"] = _bounded(p, float if p.kind == "float" else int) if p.bounds else (
+            float if p.kind == "float" else int)
     elif p.kind == "choice":
         kw["choices"] = p.choices
     elif p.kind == "energies":

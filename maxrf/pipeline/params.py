@@ -16,20 +16,33 @@ def _fail(name: str, why: str) -> None:
     raise MaxrfError(f"parameter {name}: {why}")
 
 
-def _number(p: Param, value: Any, integer: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if integer:
-        ok = ok and float(value).is_integer()
-    lo, hi = p.bounds or (-math.inf, math.inf)
+def rule(p: Param) -> str:
+    """What a number parameter must be, in words: ``must be a number from 0 to 200 channels``."""
+    integer = p.kind == "int"
     noun = "integer" if integer else "number"
-    if not ok or not lo <= value <= hi:
-        if 0 < lo < 1e-6 and math.isinf(hi):
-            rule = f"must be a positive {noun}"
-        elif math.isinf(hi):
-            rule = f"must be a {noun} >= {lo:g}"
-        else:
-            rule = f"must be a{'n' if integer else ''} {noun} from {lo:g} to {hi:g}"
-        _fail(p.name, f"{rule}{' or empty' if p.optional else ''}, got {value!r}")
+    lo, hi = p.bounds or (-math.inf, math.inf)
+    unit = f" {p.unit}" if p.unit else ""
+    if 0 < lo < 1e-6 and math.isinf(hi):
+        return f"must be a positive {noun}{unit and ' (' + p.unit + ')'}"
+    if math.isinf(hi) and math.isinf(lo):
+        return f"must be a{'n' if integer else ''} {noun}"
+    if math.isinf(hi):
+        return f"must be a {noun} >= {lo:g}{unit}"
+    return f"must be a{'n' if integer else ''} {noun} from {lo:g} to {hi:g}{unit}"
+
+
+def number_ok(p: Param, value: Any) -> bool:
+    """Whether ``value`` is a finite number (an integer for int parameters) within bounds."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and p.kind == "int":
+        ok = float(value).is_integer()
+    lo, hi = p.bounds or (-math.inf, math.inf)
+    return ok and lo <= value <= hi
+
+
+def _number(p: Param, value: Any) -> None:
+    if not number_ok(p, value):
+        _fail(p.name, f"{rule(p)}{' or empty' if p.optional else ''}, got {value!r}")
 
 
 def check_value(name: str, value: Any) -> None:
@@ -42,7 +55,7 @@ def check_value(name: str, value: Any) -> None:
             return
         _fail(name, "must not be empty")
     if p.kind in ("float", "int"):
-        _number(p, value, p.kind == "int")
+        _number(p, value)
     elif p.kind == "bool" and not isinstance(value, bool):
         _fail(name, f"must be true or false, got {value!r}")
     elif p.kind == "choice" and value not in p.choices:

@@ -21,7 +21,7 @@ from typing import Any
 from maxrf.datastack import DataStack, find_by_key
 from maxrf.datastack.lock import step_lock
 from maxrf.errors import MaxrfError
-from maxrf.pipeline.table import PARAMS, STEPS, Step, chain, step
+from maxrf.pipeline.table import PARAMS, STEPS, Step, chain, chain_keys, step
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,28 @@ def stored_layers(datastack: str | Path, spec: Step, key: str) -> dict[str, str]
     return found if all(found.values()) else None
 
 
+def cached_chain(
+    datastack: str | Path,
+    scan_key: str,
+    params: Mapping[str, Any],
+    steps: Iterable[Step] | None = None,
+) -> list[dict] | None:
+    """``[{"step", "key", "layers"}]`` when every one of ``steps`` (default: the chain a run
+    with ``params`` makes) already has its layers with the key this run would give it (nothing
+    to compute), else None."""
+    params = with_defaults(params)
+    keys = chain_keys(scan_key, params)
+    if steps is None:
+        steps = chain(params["maps"], bool(params["pulser_hz"]))
+    out = []
+    for s in steps:
+        found = stored_layers(datastack, s, keys[s.name])
+        if found is None:
+            return None
+        out.append({"step": s.name, "key": keys[s.name], "layers": found})
+    return out
+
+
 def _pins(ds: DataStack, spec: Step, upstream: Mapping[str, str]) -> dict[str, str]:
     """The stored version of every upstream layer, found by its step's key."""
     pins: dict[str, str] = {}
@@ -170,12 +192,27 @@ def _pins(ds: DataStack, spec: Step, upstream: Mapping[str, str]) -> dict[str, s
     return pins
 
 
-UNKEYED = "unkeyed:"  # the key of a layer written without one: UNKEYED + its stored name
+UNKEYED = "unkeyed:"  # the key of a step whose layers were written without one (+ a layer name)
 
 
 def _unkeyed(ds: DataStack, layer: str, key: str) -> str | None:
-    name = key.removeprefix(UNKEYED) if key.startswith(UNKEYED) else None
-    return name if name and name in ds.layers else None
+    """For a step written without keys (another tool, an older maxrf): its newest layers."""
+    return ds.latest(layer) if key.startswith(UNKEYED) and layer in ds else None
+
+
+def _legacy_layers(datastack: Path, spec: Step, upstream: Mapping[str, str]
+                   ) -> dict[str, str] | None:
+    """A step's newest layers when they and everything they were made from carry no key: a
+    datastack from before keys is used as it is, not recomputed."""
+    if not datastack.exists() or not all(upstream[u].startswith(UNKEYED) for u in spec.upstream):
+        return None
+    ds = DataStack(datastack)
+    if not all(layer in ds for layer in spec.layers):
+        return None
+    found = {layer: ds.latest(layer) for layer in spec.layers}
+    if any(ds.attrs(name).get("maxrf", {}).get("cache_key") for name in found.values()):
+        return None
+    return found
 
 
 def run_step(
@@ -197,6 +234,9 @@ def run_step(
     started = time.time()
     with step_lock(path, name):
         found = None if force else stored_layers(path, spec, key)
+        legacy = None if force or found else _legacy_layers(path, spec, upstream)
+        if legacy:  # taken as they are, under the key a datastack-only run would record
+            found, key = legacy, UNKEYED + legacy[spec.layers[0]]
         if found:
             if log:
                 log(f"{name}: layers {', '.join(found.values())} already hold key {key}")
@@ -277,8 +317,10 @@ class Runner:
                 continue
             missing = [u for u in s.upstream if u not in self.keys]
             if missing:
-                raise MaxrfError(f"step {s.name} needs {', '.join(missing)} first "
-                                 "(convert the scan: 'maxrf process SCAN.raw')", self.datastack)
+                what = ", ".join(f"{u} ({step(u).layers[0] if u != 'scan' else 'the .raw'})"
+                                 for u in missing)
+                raise MaxrfError(f"step {s.name} needs {what} first; no layer of it here "
+                                 "(process the scan: 'maxrf process SCAN.raw')", self.datastack)
             run = run_step(s.name, self.datastack, self.params, self.keys, self.scan,
                            self.options, self.log, force=self.force and s.name in asked)
             self.keys[s.name] = run.key

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from maxrf.errors import MaxrfError
@@ -37,6 +36,7 @@ class Param:
     optional: bool = False  # None ("empty") is a value of its own (automatic, none, lossless)
     cli: str | None = None  # the option's name (default --the-name); "" for no option
     metavar: str | None = None
+    unit: str = ""
 
     @property
     def flag(self) -> str:
@@ -49,7 +49,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           "The datastack file to write (default: SCAN.datastack beside the .raw).", "path",
           optional=True, cli="--output"),
     Param("sigma", DEFAULT_SIGMA, "Gaussian smoothing of the cube, in channels (maxrf4u uses 7).",
-          "float", (0.0, 200.0)),
+          "float", (0.0, 200.0), unit="channels"),
     Param("flip_horizontal", False, "Mirror the image left-right (scan direction).", "bool"),
     Param("flip_vertical", False, "Mirror the image top-bottom.", "bool"),
     Param("precision_bits", DEFAULT_PRECISION_BITS,
@@ -70,12 +70,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("use_header", True, "Use the header's energy calibration when it has one.", "bool"),
     Param("prominence", None,
           "Minimum prominence (counts) of a max-spectrum peak for hotmax; empty: chosen from "
-          "the noise.", "float", (1e-9, float("inf")), optional=True),
+          "the noise.", "float", (1e-9, float("inf")), optional=True, unit="counts"),
     Param("radius", 40, "Rolling-ball radius of the hotmax baselines, in channels.", "int",
-          (1, 10_000)),
+          (1, 10_000), unit="channels"),
     Param("tube_kv", DEFAULT_TUBE_KV,
           "The tube's voltage in kV (sets which lines are excited and how strongly).", "float",
-          (5.0, 150.0)),
+          unit="kV"),  # its range is the physics' (xrf.lines.tube_series)
     Param("elements", None,
           'Elements to map, e.g. ["Pb", "Hg", "As"]; empty: proposed from the data.',
           "elements", optional=True, metavar="LIST"),
@@ -86,17 +86,17 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("pulser_hz", None,
           "The detector's zero-peak pulser rate in Hz (Bruker M6: 10000); gives each pixel's "
           "live time (maxrf_livetime). Empty: no pulser, no live time.", "float",
-          (1e-9, float("inf")), optional=True, metavar="HZ"),
+          (1e-9, float("inf")), optional=True, metavar="HZ", unit="Hz"),
     Param("dwell_ms", None,
           "The time per pixel in ms (with a pulser: the dead-time map); empty: unknown.",
-          "float", (1e-9, float("inf")), optional=True, metavar="MS"),
+          "float", (1e-9, float("inf")), optional=True, metavar="MS", unit="ms"),
     Param("plots", True, "Draw the PNG plots beside the datastack.", "bool"),
     Param("maps", True, "Fit the element maps (the last step).", "bool"),
     Param("folder", None, "The folder the scanner writes .raw/.rpl pairs into.", "path", cli=""),
     Param("pattern", "*.raw", "Which files are scans (a glob, e.g. *.raw)."),
     Param("settle_s", 10.0,
           "Seconds a scan's files must stay unchanged before it counts as complete.", "float",
-          (0.0, float("inf")), cli="--settle"),
+          (0.0, float("inf")), cli="--settle", unit="s"),
     Param("output_folder", None, "Where datastacks go (default: beside each scan).", "path",
           optional=True),
 )}  # fmt: skip
@@ -210,28 +210,3 @@ def chain_keys(scan_key: str, params: Mapping[str, Any]) -> dict[str, str]:
     for s in STEPS:
         keys[s.name] = s.key(params, keys)
     return keys
-
-
-def cached_chain(
-    datastack: str | Path,
-    scan_key: str,
-    params: Mapping[str, Any],
-    steps: Iterable[Step] | None = None,
-) -> list[dict] | None:
-    """``[{"step", "key", "layers"}]`` when every one of ``steps`` (default: the whole chain)
-    already has its layers with the key this run would give it (nothing to compute), else None."""
-    from maxrf.datastack import DataStack, find_by_key
-
-    if not Path(datastack).exists():
-        return None
-    ds = DataStack(datastack)
-    keys = chain_keys(scan_key, params)
-    out = []
-    if steps is None:
-        steps = chain(livetime=bool(params.get("pulser_hz")))
-    for s in steps:
-        found = {layer: find_by_key(ds, layer, keys[s.name]) for layer in s.layers}
-        if not all(found.values()):
-            return None
-        out.append({"step": s.name, "key": keys[s.name], "layers": found})
-    return out
