@@ -46,6 +46,12 @@ OVERLAYERS = (
     ("Pb", "Fe", "Fe2O3", 0.006),
     ("Hg", "Cu", "Cu3C2H2O8", 0.004),
 )
+# With ``light``: elements whose K lines sit at 2-3 keV (bone black's phosphorus, the chlorine of
+# chlorides and of a damaged varnish), among sulphur, argon and the Pb M and Hg M lines.
+LIGHT_PIGMENTS = (
+    ("P", "blobs", 0.05),
+    ("Cl", "strokes", 0.04),
+)
 MIN_LINE_KEV = 1.0  # air and the detector window absorb lower lines
 COMPTON_SHOULDER = 0.3  # share of a Compton peak in its low-energy shoulder
 
@@ -74,6 +80,11 @@ class DemoSpec:
     pulser_hz: float = 0.0  # a zero-energy pulser (Bruker M6: 10 kHz); 0: the noise peak only
     dwell_ms: float = 30.0  # real time per pixel (with a pulser: sets the pulser's counts)
     dead_us: float = 1.0  # dead time per event: ~6 % at 2000 counts in 30 ms (an M6 pixel)
+    tail: float = 0.0  # share of each line's counts in a low-energy tail (at 5.9 keV; ∝ 1/E)
+    tail_kev: float = 0.12  # the tail's decay length
+    shelf: float = 0.0  # share of each line's counts in a flat shelf down to 0 keV (∝ 1/E)
+    pileup: float = 0.0  # share of a mean pixel's counts that pile up in pairs (∝ its rate)
+    light: bool = False  # phosphorus and chlorine too (LIGHT_PIGMENTS)
     extra: dict = field(default_factory=dict)
 
 
@@ -135,7 +146,7 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
     def lines_row(lines) -> np.ndarray:
         row = np.zeros_like(e)
         for energy, weight in lines:
-            row += weight * _peak(e, energy, res(energy), spec.gain)
+            row += weight * _line_shape(spec, e, energy, res(energy))
             esc = _escape(energy)
             if esc > 0:
                 row += weight * esc * _peak(e, energy - 1.7398, res(energy - 1.74), spec.gain)
@@ -182,7 +193,7 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
     main = max(tube, key=lambda t: t[1])[0] if tube else 0.67 * spec.tube_kv
     info["excitation_kev"] = main
     layered = {under for under, _over, _c, _t in OVERLAYERS} if spec.layers else set()
-    for element in [p[0] for p in PIGMENTS] + list(HOTSPOT_ELEMENTS):
+    for element in [p[0] for p in _pigments(spec)] + list(HOTSPOT_ELEMENTS):
         lines = _element_lines(spec, element, main)
         if element in layered:  # one row per 1-keV band: absorbed per pixel by the overlayer
             for k in sorted({int(en) for en, _w in lines}):
@@ -190,6 +201,31 @@ def _templates(spec: DemoSpec) -> tuple[list[str], np.ndarray, dict]:
         else:
             add(element, lines_row(lines))
     return names, np.asarray(rows, dtype=np.float64), info
+
+
+def _line_shape(spec: DemoSpec, e: np.ndarray, energy: float, fwhm: float) -> np.ndarray:
+    """A line's counts per channel (unit area): the detector's Gaussian, with ``spec.tail`` of
+    the counts in an exponential low-energy tail and ``spec.shelf`` in a flat shelf down to
+    0 keV (incomplete charge collection; both larger at low energy), computed numerically."""
+    gauss = _peak(e, energy, fwhm, spec.gain)
+    if spec.tail <= 0 and spec.shelf <= 0:
+        return gauss
+    rel = min(5.9 / max(energy, 0.5), 4.0)
+    tail, shelf = min(spec.tail * rel, 0.5), min(spec.shelf * rel, 0.25)
+    out = (1.0 - tail - shelf) * gauss
+    below = np.clip(energy - e, 0.0, None)
+    if tail > 0:  # the exponential, then the resolution (a discrete convolution)
+        expo = np.where(e <= energy, np.exp(-below / spec.tail_kev), 0.0)
+        half = int(np.ceil(4 * fwhm / spec.gain))
+        kern = _peak(spec.gain * np.arange(-half, half + 1), 0.0, fwhm, spec.gain)
+        t = np.convolve(expo, kern, mode="same")
+        out += tail * t / max(t.sum(), 1e-300)
+    if shelf > 0:
+        from scipy.special import erfc
+
+        step = np.where(e > 0, 0.5 * erfc((e - energy) / (np.sqrt(2) * fwhm / 2.3548)), 0.0)
+        out += shelf * step / max(step.sum(), 1e-300)
+    return out
 
 
 def _element_lines(spec: DemoSpec, element: str, main: float) -> list[tuple[float, float]]:
@@ -207,6 +243,10 @@ def _element_lines(spec: DemoSpec, element: str, main: float) -> list[tuple[floa
              if MIN_LINE_KEV < en < spec.tube_kv * 0.95]
     top = max((w for _e, w in lines), default=1.0)
     return [(en, w / top) for en, w in lines if w > 1e-3 * top]
+
+
+def _pigments(spec: DemoSpec) -> tuple:
+    return PIGMENTS + (LIGHT_PIGMENTS if spec.light else ())
 
 
 def _attenuation(spec: DemoSpec, fields: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -254,7 +294,7 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
     maps[names.index("continuum")] = 0.25
     maps[names.index("scatter")] = 0.06 * (0.9 + 0.2 * rng.random((h, w)))
     fields: dict[str, np.ndarray] = {}
-    for element, kind, strength in PIGMENTS:
+    for element, kind, strength in _pigments(spec):
         if kind.startswith("over:"):  # only where the other pigment lies
             under = fields[kind[5:]]
             blobs = np.clip((_smooth_field(rng, h, w, "blobs") - 0.35) / 0.65, 0, 1)
@@ -317,6 +357,22 @@ def _pulser(spec: DemoSpec, names: list[str], flat_maps: np.ndarray, templates: 
     return int(round(spec.pulser_hz * dwell)), live, chans, profile / profile.sum()
 
 
+def _pileup(spec: DemoSpec, flat_maps: np.ndarray, templates: np.ndarray):
+    """With ``pileup``: (the mean pixel's pile-up spectrum, unit area: its spectrum convolved
+    with itself on the energy axis; the share of a mean pixel's counts it holds). A pixel's
+    pile-up grows with the square of its counts."""
+    if spec.pileup <= 0:
+        return None
+    mean = flat_maps.mean(axis=1) @ templates.astype(np.float64)
+    e = spec.offset + spec.gain * np.arange(spec.channels)
+    mean[e < 0.5] = 0.0  # the noise peak is no photon
+    z = int(round(-spec.offset / spec.gain))  # the channel of 0 keV (energies add from there)
+    summed = np.convolve(mean, mean)[z : z + spec.channels] if z >= 0 else np.convolve(
+        mean, mean)[: spec.channels]
+    summed = np.clip(summed, 0.0, None)
+    return (summed / max(summed.sum(), 1e-300)).astype(np.float32), float(spec.pileup)
+
+
 def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int = 2) -> dict:
     """Write ``PREFIX.raw``, ``PREFIX.rpl``, ``PREFIX.truth.json`` and ``PREFIX.truth.npz`` (the
     planted element maps, expected counts per pixel); return the truth dict."""
@@ -340,10 +396,15 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
     item = dtype.itemsize
 
     pulser = _pulser(spec, names, flat_maps, templates32)
+    pileup = _pileup(spec, flat_maps, templates32)
 
     def work(i: int, fd: int) -> None:
         lo, hi = i * block, min(n_pix, (i + 1) * block)
         expected = flat_maps[:, lo:hi].T @ templates32
+        if pileup is not None:  # pairs of photons counted as one at the sum of their energies
+            shape, share = pileup
+            total = expected.sum(axis=1, keepdims=True)
+            expected = expected + share * total**2 / spec.counts * shape[None, :]
         rng = np.random.default_rng([spec.seed, 2, i])
         counts = rng.poisson(expected)
         if pulser is not None:  # each pulse survives the dead time like a photon

@@ -332,3 +332,49 @@ def test_equalized_maps_keep_absent_at_zero_and_ties_together():
     ticks, labels = equalized_ticks(m)
     assert ticks[0] == 0 and labels[0] == "0" and labels[-1] == "50"  # real counts
     assert equalize(np.zeros((3, 3))).max() == 0 and equalized_ticks(np.zeros(3))[1] == ["0"]
+
+
+@pytest.fixture(scope="module")
+def detector_stack(tmp_path_factory) -> Path:
+    """A scan whose detector has tails, a shelf and pile-up, with P and Cl paint (what the
+    model's own Gaussian lines would misread: tails under neighbours, sum peaks as elements)."""
+    folder = tmp_path_factory.mktemp("detector")
+    spec = DemoSpec(height=48, width=64, seed=4, counts=4000, tail=0.06, shelf=0.004,
+                    pileup=0.01, light=True)
+    path = make_stack(folder, spec)
+    steps.elementmap_layers(path)
+    return path
+
+
+def test_generator_tails_shelf_and_pileup():
+    from maxrf.demo import _line_shape, _pileup
+
+    spec = DemoSpec(tail=0.06, shelf=0.004, pileup=0.01)
+    e = spec.offset + spec.gain * np.arange(spec.channels)
+    shape = _line_shape(spec, e, 6.4, 0.14)
+    plain = _line_shape(DemoSpec(), e, 6.4, 0.14)
+    assert abs(shape.sum() - 1) < 0.01 and abs(plain.sum() - 1) < 0.01
+    low = (e > 5.5) & (e < 6.1)  # the tail lifts the low side only
+    high = (e > 6.7) & (e < 7.3)
+    assert shape[low].sum() > 10 * plain[low].sum() and shape[high].sum() < 1e-3
+    assert 0.003 < shape[(e > 1) & (e < 5)].sum() < 0.02  # the shelf, down to 0 keV
+    templates = np.zeros((1, spec.channels), np.float32)
+    templates[0, np.argmin(abs(e - 3.69))] = 1.0  # one line: Ca Kα
+    pile, share = _pileup(spec, np.ones((1, 4), np.float32), templates)
+    assert share == 0.01 and abs(e[np.argmax(pile)] - 7.38) < 0.02  # the sum peak
+
+
+def test_the_model_fits_tails_shelf_and_pileup_and_maps_light_paint(detector_stack):
+    ds = DataStack(detector_stack)
+    attrs = ds.attrs("maxrf_elementmaps")
+    elements, maps = attrs["elements"], ds.read("maxrf_elementmaps")
+    inst = attrs["instrument"]
+    assert inst["line_tail"] > 0.01 and inst["line_shelf"] > 0.0005, inst
+    assert "pileup" in attrs["components"]
+    assert "Ni" not in elements  # Ca Kα + Ca Kα at 7.38 keV is pile-up, not nickel
+    for el, t in truth_of(detector_stack).items():
+        if t.mean() >= 5:
+            assert el in elements, (el, elements)
+            a = accuracy(maps[elements.index(el)], t)
+            assert abs(a["total_ratio"] - 1) <= 0.10, (el, a)
+    assert {"P", "Cl"} <= set(elements)

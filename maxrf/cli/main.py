@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from maxrf import __version__
 from maxrf.errors import MaxrfError
@@ -18,10 +19,19 @@ from maxrf.pipeline.table import default
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    raw, rpl = scan_paths(args.scan)
-    header = read_rpl(rpl)
+    from maxrf.io.crono import is_crono, read_crono_header
+
+    meta = None
+    if is_crono(args.scan):  # one HDF5 file: the cube's header is made from its datasets
+        header, meta = read_crono_header(args.scan)
+        raw = rpl = Path(args.scan)
+    else:
+        raw, rpl = scan_paths(args.scan)
+        header = read_rpl(rpl)
     actual = raw.stat().st_size if raw.exists() else None
     info = {**header.to_dict(), "raw": str(raw), "raw_bytes_actual": actual}
+    if meta is not None:
+        info["metadata"] = meta
     if args.json:
         print(json.dumps(info))
     else:
@@ -42,11 +52,13 @@ def cmd_info(args: argparse.Namespace) -> int:
                 else f"{energy.offset_kev:+.4f}keV + {energy.gain_kev:.6f} keV/ch [{energy.source}]"
             )
         )
+        if meta is not None:
+            print(f"format     Bruker Crono HDF5 ({meta['spectra_measured']} spectra measured)")
         if header.depth_axis is not None:
             axis = header.depth_axis
             print(f"depth axis {axis['origin']:g} + {axis['scale']:g} {axis['units']} per "
                   f"channel [{axis['source']}] (not energy: 'convert' refuses it)")
-    if args.check:
+    if args.check and meta is None:
         check_raw_size(header, raw)
     return 0
 
@@ -71,6 +83,10 @@ def cmd_demo_scan(args: argparse.Namespace) -> int:
         layout=args.layout,
         layers=args.layers,
         pulser_hz=args.pulser_hz,
+        tail=args.tail,
+        shelf=args.shelf,
+        pileup=args.pileup,
+        light=args.light,
     )
     try:
         generate_scan(args.prefix, spec)
@@ -100,6 +116,13 @@ def _add_demo_options(p: argparse.ArgumentParser) -> None:
                    "pixel by pixel")
     p.add_argument("--pulser-hz", type=float, default=0.0,
                    help="a zero-energy pulser at this rate (live time per pixel in the truth)")
+    p.add_argument("--tail", type=float, default=0.0,
+                   help="share of each line's counts in a low-energy tail (at 5.9 keV)")
+    p.add_argument("--shelf", type=float, default=0.0,
+                   help="share of each line's counts in a flat shelf down to 0 keV")
+    p.add_argument("--pileup", type=float, default=0.0,
+                   help="share of a mean pixel's counts piled up in pairs (sum peaks)")
+    p.add_argument("--light", action="store_true", help="phosphorus and chlorine paint too")
 
 
 def _flows_command(name: str):

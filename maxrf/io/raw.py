@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,10 +89,37 @@ class Scan:
         """Positioned-read access to the counts (picklable; no memmap)."""
         return RawFile(str(self.raw), self.header)
 
+    @property
+    def metadata(self) -> dict:
+        """What the file says besides the cube (a Crono file's tube, live time …)."""
+        return {"format": "ripple"}
+
+
+@dataclass(frozen=True)
+class CronoScan(Scan):
+    """A Bruker Crono HDF5 scan (``raw`` and ``rpl`` are the same file)."""
+
+    meta: dict = field(default_factory=dict)
+
+    def file(self):
+        from maxrf.io.crono import CronoFile
+
+        return CronoFile(str(self.raw), self.header)
+
+    @property
+    def metadata(self) -> dict:
+        return dict(self.meta)
+
 
 def open_scan(path: str | Path, rpl_path: str | Path | None = None) -> Scan:
-    """Find the pair from either file, parse the header and check the ``.raw`` size exactly: the
-    one entry point to a scan (``MaxrfError`` subclasses name the file when it is not right)."""
+    """The one entry point to a scan: a Ripple pair (found from either file; the header parsed
+    and the ``.raw`` size checked exactly) or a Crono HDF5 file (``.hdf5``/``.h5``).
+    ``MaxrfError`` subclasses name the file when it is not right."""
+    from maxrf.io.crono import is_crono, read_crono_header
+
+    if is_crono(path):
+        header, meta = read_crono_header(path)
+        return CronoScan(Path(path), Path(path), header, meta)
     raw, rpl = scan_paths(path, rpl_path)
     header = read_rpl(rpl)
     if header.depth_axis is not None and header.energy is None:

@@ -274,7 +274,7 @@ def convert(
     raw, rpl, header = scan.raw, scan.rpl, scan.header
     output = Path(output) if output else raw.with_suffix(".datastack")
     h, w, c = header.shape
-    rawfile = RawFile(str(raw), header)
+    rawfile = scan.file()
     blocks = plan_blocks(h, w, c, flip_vertical, flip_horizontal)
     params = {
         "sigma": float(sigma),
@@ -284,7 +284,11 @@ def convert(
         "truncate": 4.0,
         "mode": "reflect",
     }
-    source = {"raw": str(raw), "rpl": str(rpl), "header": header.to_dict()}
+    source = {"raw": str(raw), "rpl": str(rpl), "header": header.to_dict(),
+              "metadata": scan.metadata}
+    missing = getattr(rawfile, "missing", None)  # pixels a Crono scan never measured: zeros
+    if missing is not None and len(missing):
+        source["missing_pixels"] = np.asarray(missing).tolist()[:100_000]
     ds = DataStack(output)
     with ds.appending() as app:
         # Always 16x16-pixel chunks with all channels: the blocks below are aligned to them.

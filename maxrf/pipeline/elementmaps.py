@@ -43,7 +43,7 @@ from maxrf.xrf.fit import (
     usable_elements,
 )
 from maxrf.xrf.lines import atomic_number, excitation_spectrum
-from maxrf.xrf.model import Instrument, SpectrumModel, build_model
+from maxrf.xrf.model import Instrument, SpectrumModel, build_model, pileup_shape
 from maxrf.xrf.solver import GramSolver, nnls_weighted, spectra_f32
 
 LAYERS = step("element-maps").layers
@@ -183,7 +183,7 @@ def prepare(
     if elements is None:
         spectra = [("mean spectrum", ysum, h * w)] + _hot_spectra(ds)
         proposal = propose(spectra, energies, inst, fit_range, CANDIDATES,
-                           min_per_pixel=MIN_COUNTS_PER_PIXEL)
+                           min_per_pixel=MIN_COUNTS_PER_PIXEL, pileup=True)
         chosen = list(proposal.elements)
     else:
         chosen = list(elements)
@@ -203,7 +203,9 @@ def prepare(
         )
     if not chosen:
         raise ElementMapError("no element to map (none proposed; give --elements)", ds.path)
-    fit = refine(ysum, axis, chosen, inst, fit_range, split_families=True)
+    pile = pileup_shape(energies, ysum)
+    fit = refine(ysum, axis, chosen, inst, fit_range, split_families=True, peak_shape=True,
+                 pileup=pile)
     shares = family_shares(fit, min_counts=200.0 * max(h * w, 1) ** 0.5)
     cont = [i for i, k in enumerate(fit.model.kinds) if k == "continuum"]
     shape = fit.amplitudes[cont] @ fit.model.templates[cont]
@@ -211,7 +213,8 @@ def prepare(
         shape = np.ones_like(energies, dtype=np.float64)
     tube = tube_shares(fit)
     model = build_model(energies, chosen, fit.instrument, fit_range, continuum=shape,
-                        pieces=CONTINUUM_PIECES, ratios=shares, sensor=False, tube_shares=tube)
+                        pieces=CONTINUUM_PIECES, ratios=shares, sensor=False, tube_shares=tube,
+                        pileup=pile)
     sel = (energies >= fit_range[0]) & (energies <= fit_range[1])
     t = model.templates[:, sel]
     keep = t.sum(axis=1) > 0

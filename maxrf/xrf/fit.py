@@ -16,11 +16,13 @@ from maxrf.xrf.lines import (
     line_components,
     tube_series,
 )
-from maxrf.xrf.model import FAMILIES, Instrument, SpectrumModel, build_model
+from maxrf.xrf.model import FAMILIES, Instrument, SpectrumModel, build_model, pileup_shape
 from maxrf.xrf.solver import fit_nonlinear, nnls_weighted, poisson_weights
 
 CANDIDATES = PAINTING_ELEMENTS  # proposals choose among these (anode excluded)
-WEAK_SUBSHELLS = ("L1", "L2")
+# A weak line family stands only beside its element's main one (Lβ/Lγ lines alone, or a Kβ
+# alone, only mimic neighbours: Cd Lβ1 on K Kα), and its share stays near physics.
+MAIN_FAMILY = {"L1": "L3", "L2": "L3", "Kb": "Ka"}
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 MIN_COUNTS_PER_PIXEL = 0.5  # and, found in a sum of pixels, this many counts per pixel
 
@@ -82,7 +84,11 @@ def usable_elements(
 # (one standard deviation, relative): absorption in the paint changes Lβ/Lα (L2, L1 vs L3) by
 # tens of per cent, M vs L by far more (left free). Without it a dominant Pb L3 family took the
 # whole 10.5 keV peak from As Kα on PyMca's XRFSpectrum.mca.
-FAMILY_RATIO_SIGMA = {"L1": 0.35, "L2": 0.35}
+# Kβ/Kα moves less (both lines below the same edge), some 10-20 % in a matrix.
+FAMILY_RATIO_SIGMA = {"L1": 0.35, "L2": 0.35, "Kb": 0.2}
+# The bounds of a weak family's ratio to its main one, × the cross-section ratio, that a fit on
+# the mean spectrum may reach (beyond them a misfit elsewhere is buying the ratio).
+RATIO_BOUNDS = {"L1": (0.4, 2.5), "L2": (0.4, 2.5), "Kb": (0.6, 1.6)}
 
 
 def family_priors(names: list[str], inst: Instrument, e_max: float
@@ -95,12 +101,12 @@ def family_priors(names: list[str], inst: Instrument, e_max: float
     out = []
     for el in dict.fromkeys(n.split("-")[0] for n in names if "-" in n):
         shares = nominal_family_shares(el, inst, e_max, merge_m=True)
-        main = f"{el}-L3"
-        if main not in index or not shares.get("L3"):
-            continue
         for fam, rel in FAMILY_RATIO_SIGMA.items():
-            if f"{el}-{fam}" in index and shares.get(fam):
-                out.append((index[f"{el}-{fam}"], index[main], shares[fam] / shares["L3"], rel))
+            main = MAIN_FAMILY[fam]
+            if (f"{el}-{fam}" in index and f"{el}-{main}" in index and shares.get(fam)
+                    and shares.get(main)):
+                out.append((index[f"{el}-{fam}"], index[f"{el}-{main}"],
+                            shares[fam] / shares[main], rel))
     return out
 
 
@@ -165,10 +171,10 @@ def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], backgro
            need: np.ndarray, floor: float, names: list[str], inst: Instrument | None = None,
            e_max: float = 0.0):
     """Drop element families (rows ``keep`` of ``t``; the ``background`` rows stay) until every
-    one left stands: significance ≥ ``need``, amplitude ≥ ``floor``, and an L1/L2 family only
-    beside its element's L3 family: an element's L3 lines (Lα) are always its strongest L lines,
-    so L1/L2 lines alone only mimic neighbours (Cd Lβ1 on K Kα) and would hold lines that no
-    proposed element explains."""
+    one left stands: significance ≥ ``need``, amplitude ≥ ``floor``, and a weak family (L1, L2,
+    Kβ) only beside its element's main one (L3, Kα): an element's Lα and Kα lines are always its
+    strongest, so the others alone only mimic neighbours and would hold lines that no proposed
+    element explains."""
     for _ in range(len(keep) + 1):
         rows = keep + background
         priors = (family_priors([names[k] if k < len(names) else "" for k in rows], inst, e_max)
@@ -179,7 +185,7 @@ def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], backgro
         standing = {names[k] for k, good in zip(keep, ok, strict=True) if good}
         for i, k in enumerate(keep):
             el, fam = names[k].split("-")
-            if ok[i] and fam in WEAK_SUBSHELLS and f"{el}-L3" not in standing:
+            if ok[i] and fam in MAIN_FAMILY and f"{el}-{MAIN_FAMILY[fam]}" not in standing:
                 ok[i] = False
         if ok.all():
             break
@@ -203,11 +209,14 @@ def propose(
     min_counts: float = 20.0,
     smoothing_sigma: float = 0.0,
     min_per_pixel: float = 0.0,
+    pileup: bool = False,
 ) -> Proposal:
     """Elements significantly present in any of ``spectra`` ((label, counts, pixels)): all
     candidates are fitted at once, then the insignificant ones dropped until all stand. A family
     also needs ``min_counts`` counts and ``min_per_pixel`` counts per pixel of the spectrum (a
-    sum of millions of pixels shows a 0.1 % misfit of a strong line as a "significant" trace)."""
+    sum of millions of pixels shows a 0.1 % misfit of a strong line as a "significant" trace).
+    With ``pileup`` each spectrum's own pile-up (its self-convolution) is a background
+    component: a Ca Kα + Ca Kα sum peak must not read as nickel."""
     cands = usable_elements(candidates, energies, inst, fit_range)
     lo, hi = fit_range
     sl = (energies >= lo) & (energies <= hi)
@@ -226,12 +235,17 @@ def propose(
     ])
     found = Proposal([])
     background = list(range(n_el, len(full.names)))
-    t_all = full.templates[:, sl]
-    for label, y, pixels in spectra:
-        y = np.asarray(y, dtype=np.float64)[sl]
+    for label, y_full, pixels in spectra:
+        y_full = np.asarray(y_full, dtype=np.float64)
+        y = y_full[sl]
+        t_all, bg = full.templates[:, sl], background
+        shape = pileup_shape(energies, y_full) if pileup else None
+        if shape is not None:
+            t_all = np.vstack([t_all, shape[sl]])
+            bg = background + [t_all.shape[0] - 1]
         floor = max(min_counts, min_per_pixel * pixels)
         keep, a, za, aa, ok = _prune(t_all, y, poisson_weights(y), list(range(n_el)),
-                                     background, need, floor, fam_names, inst, hi)
+                                     bg, need, floor, fam_names, inst, hi)
         for i, k in enumerate(keep):
             if not ok[i]:
                 continue
@@ -267,7 +281,11 @@ class SpectrumFit:
 
 NONLINEAR = ("noise_fwhm_kev", "fano", "angle_deg", "doppler", "tail_kev", "shoulder_shift",
              "shoulder_width")
+PEAK_SHAPE = ("line_tail", "line_tail_kev", "line_shelf")  # fitted where counts allow
 BOUNDS = {
+    "line_tail": (0.0, 0.3),
+    "line_tail_kev": (0.03, 1.0),
+    "line_shelf": (0.0, 0.05),
     "noise_fwhm_kev": (0.02, 0.3),
     "fano": (0.05, 0.3),
     "angle_deg": (30.0, 179.0),
@@ -289,10 +307,13 @@ def refine(
     split_families: bool = True,
     max_nfev: int = 40,
     smoothing_sigma: float = 0.0,
+    peak_shape: bool = False,
+    pileup: np.ndarray | None = None,
 ) -> SpectrumFit:
     """Fit the model to the counts ``y`` over ``fit_range``, freeing the instrument's
     resolution and scatter parameters (and the axis ``offset + gain·ch + quad·ch²`` with
-    ``fit_axis``; the quadratic term only with ``quadratic``)."""
+    ``fit_axis``; the quadratic term only with ``quadratic``; the lines' low-energy tail and
+    shelf with ``peak_shape``)."""
     y = np.asarray(y, dtype=np.float64)
     ch = np.arange(y.size, dtype=np.float64)
     off0, gain0, quad0 = axis
@@ -301,12 +322,16 @@ def refine(
     lo, hi = fit_range
     has_sensor = energies0[0] < -0.1 and lo <= 0.0
     sl = (energies0 >= lo) & (energies0 <= hi)
-    names = list(NONLINEAR) + (["offset", "gain"] + (["quad"] if quadratic else []) if fit_axis
-                               else [])
-    p0 = [getattr(inst, n) for n in NONLINEAR]
-    lower = [BOUNDS[n][0] for n in NONLINEAR]
-    upper = [BOUNDS[n][1] for n in NONLINEAR]
-    scale = [0.01, 0.02, 5.0, 0.005, 0.1, 0.2, 0.2]
+    free = NONLINEAR + (PEAK_SHAPE if peak_shape else ())
+    names = list(free) + (["offset", "gain"] + (["quad"] if quadratic else []) if fit_axis
+                          else [])
+    p0 = [getattr(inst, n) for n in free]
+    if peak_shape:  # start inside, not at the bound (a zero tail has no gradient of its slope)
+        p0[len(NONLINEAR):] = [max(inst.line_tail, 0.02), inst.line_tail_kev,
+                               max(inst.line_shelf, 0.002)]
+    lower = [BOUNDS[n][0] for n in free]
+    upper = [BOUNDS[n][1] for n in free]
+    scale = [0.01, 0.02, 5.0, 0.005, 0.1, 0.2, 0.2] + ([0.02, 0.05, 0.002] if peak_shape else [])
     if fit_axis:
         p0 += [off0, gain0] + ([quad0] if quadratic else [])
         lower += [off0 - 0.05, gain0 * 0.99] + ([-1e-6] if quadratic else [])
@@ -316,7 +341,7 @@ def refine(
 
     def unpack(p):
         kw = dict(zip(names, p, strict=True))
-        i = inst.with_(**{n: float(kw[n]) for n in NONLINEAR})
+        i = inst.with_(**{n: float(kw[n]) for n in free})
         ax = (kw.get("offset", off0), kw.get("gain", gain0), kw.get("quad", quad0))
         return i, ax
 
@@ -324,7 +349,8 @@ def refine(
         i, ax = unpack(p)
         e = ax[0] + ax[1] * ch + ax[2] * ch**2
         return smoothed(build_model(e, elements, i, fit_range, continuum=12, sensor=has_sensor,
-                                    split_families=split_families), smoothing_sigma)
+                                    split_families=split_families, pileup=pileup),
+                        smoothing_sigma)
 
     def templates(p):
         return model_of(p).templates[:, sl]
@@ -352,8 +378,25 @@ def family_shares(fit: SpectrumFit, min_counts: float) -> dict[str, dict[str, fl
     for el, fams in per.items():
         total = sum(fams.values())
         if len(fams) > 1 and total >= min_counts:
-            out[el] = {f: v / total for f, v in fams.items()}
+            out[el] = _bounded_ratios(el, {f: v / total for f, v in fams.items()}, fit)
     return out
+
+
+def _bounded_ratios(element: str, shares: dict[str, float], fit: SpectrumFit
+                    ) -> dict[str, float]:
+    """Shares with each weak family's ratio to its main one held within ``RATIO_BOUNDS`` of the
+    cross-section ratio (renormalised)."""
+    from maxrf.xrf.model import nominal_family_shares
+
+    nominal = nominal_family_shares(element, fit.instrument, fit.fit_range[1])
+    out = dict(shares)
+    for fam, (lo, hi) in RATIO_BOUNDS.items():
+        main = MAIN_FAMILY[fam]
+        if fam in out and out.get(main, 0) > 0 and nominal.get(fam) and nominal.get(main):
+            r0 = nominal[fam] / nominal[main]
+            out[fam] = out[main] * float(np.clip(out[fam] / out[main], lo * r0, hi * r0))
+    total = sum(out.values())
+    return {f: v / total for f, v in out.items()} if total > 0 else out
 
 
 def tube_shares(fit: SpectrumFit) -> dict[str, float] | None:

@@ -29,7 +29,15 @@ from maxrf.xrf.lines import anode_lines, compton_energy, line_codes, line_compon
 
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
 MIN_LINE_KEV = 0.9  # lines below this are absorbed by air and the detector window
-FAMILIES = ("K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
+FAMILIES = ("K", "Ka", "Kb", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
+
+
+def line_family(line) -> str:
+    """The family a line is fitted in: an element's K lines as Kα (KL) and Kβ (KM, KN …), whose
+    ratio absorption in the paint changes, else its initial vacancy (L1-L3, M1-M5)."""
+    if line.family == "K":
+        return "Ka" if line.name.startswith("KL") else "Kb"
+    return line.family
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,10 @@ class Instrument:
     tail_kev: float = 0.35  # decay length of the Compton low-energy tail
     shoulder_shift: float = 1.0  # Compton shoulder centre below the peak, in Compton sigmas
     shoulder_width: float = 2.0  # Compton shoulder sigma, in Compton sigmas
+    # the detector's peak shape beyond the Gaussian (hypermet-like, as PyMca and Bruker fit):
+    line_tail: float = 0.0  # share of a line's counts in its low-energy tail, at 5.9 keV
+    line_tail_kev: float = 0.15  # the tail's decay length
+    line_shelf: float = 0.0  # share of a line's counts in a flat shelf down to 0 keV, at 5.9 keV
 
     def fwhm_kev(self, energy_kev):
         return np.asarray(fwhm_kev(energy_kev, self.noise_fwhm_kev, self.fano))
@@ -118,21 +130,55 @@ def tail_counts(edges: np.ndarray, centers, sigmas, weights, tail_kev: float) ->
 
 
 def element_family_lines(element: str, inst: Instrument, e_max: float) -> dict[str, list]:
-    """The lines of ``element`` in range, grouped by family: ``{"K": [Line, ...], ...}``."""
+    """The lines of ``element`` in range, grouped by family: ``{"Ka": [Line, ...], ...}``."""
     out: dict[str, list] = {}
     for line in line_components(element, inst.anode, inst.tube_kv):
         if MIN_LINE_KEV <= line.energy_kev <= e_max:
-            out.setdefault(line.family, []).append(line)
+            out.setdefault(line_family(line), []).append(line)
     return out
 
 
+def _step_integral(x: np.ndarray, c: float, s: float) -> np.ndarray:
+    """∫ 0.5·erfc((x − c)/(√2 s)) dx: the primitive of an error-function step down at ``c``."""
+    u = (x - c) / (np.sqrt(2) * s)
+    return 0.5 * ((x - c) * erfc(u) - np.sqrt(2 / np.pi) * s * np.exp(-u * u))
+
+
+def shelf_counts(edges: np.ndarray, centers, sigmas, weights) -> np.ndarray:
+    """Flat shelves from each line (an error-function edge at its centre) down to 0 keV, unit
+    area × ``weights`` (charge lost at the detector's entrance window)."""
+    x0, x1 = edges[:-1], edges[1:]
+    out = np.zeros(x0.size)
+    for c, s, w in zip(np.atleast_1d(centers), np.atleast_1d(sigmas), np.atleast_1d(weights),
+                       strict=True):
+        if c <= 0:
+            continue
+        lo, hi = np.maximum(x0, 0.0), np.maximum(x1, 0.0)
+        out += w * (_step_integral(hi, c, s) - _step_integral(lo, c, s)) / c
+    return out
+
+
+def _peak_shape_shares(inst: Instrument, energies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each line's share of counts in its tail and its shelf: both larger at low energy, where
+    more photons are absorbed near the entrance window (∝ 5.9 keV / E, at most 1/2)."""
+    rel = np.minimum(5.9 / np.maximum(energies, 0.5), 4.0)
+    tail = np.minimum(inst.line_tail * rel, 0.5)
+    shelf = np.minimum(inst.line_shelf * rel, 0.25)
+    return tail, shelf
+
+
 def _lines_template(edges, energies, weights, inst: Instrument) -> np.ndarray:
-    """Lines at ``energies`` (keV) with ``weights``, at the detector's resolution, plus their Si
-    escape peaks."""
+    """Lines at ``energies`` (keV) with ``weights``, at the detector's resolution (a Gaussian
+    with the instrument's low-energy tail and shelf), plus their Si escape peaks."""
     energies = np.asarray(energies, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     sig = inst.sigma_kev(energies)
-    row = gaussian_counts(edges, energies, sig, weights)
+    tail, shelf = _peak_shape_shares(inst, energies)
+    row = gaussian_counts(edges, energies, sig, weights * (1 - tail - shelf))
+    if inst.line_tail > 0:
+        row += tail_counts(edges, energies, sig, weights * tail, inst.line_tail_kev)
+    if inst.line_shelf > 0:
+        row += shelf_counts(edges, energies, sig, weights * shelf)
     esc = np.array([escape_fraction(e) for e in energies])
     if esc.any():
         ee = energies - SI_KA_KEV
@@ -272,6 +318,22 @@ def scatter_templates(
     return out
 
 
+def pileup_shape(energies: np.ndarray, counts: np.ndarray, min_kev: float = 0.5
+                 ) -> np.ndarray | None:
+    """The shape (unit total) of pile-up in a spectrum ``counts``: two photons counted as one at
+    the sum of their energies, i.e. the spectrum convolved with itself on the energy axis (the
+    noise or pulser peak below ``min_kev`` left out). None when there are no photons."""
+    e = np.asarray(energies, dtype=np.float64)
+    y = np.where(e >= min_kev, np.clip(np.asarray(counts, dtype=np.float64), 0, None), 0.0)
+    if y.sum() <= 0 or e.size < 2:
+        return None
+    gain = (e[-1] - e[0]) / (e.size - 1)
+    conv = np.convolve(y, y)
+    at = 2 * e[0] + gain * np.arange(conv.size)  # the energy of each sum
+    shape = np.interp(e, at, conv, left=0.0, right=0.0)
+    return shape / shape.sum() if shape.sum() > 0 else None
+
+
 def bspline_basis(x: np.ndarray, lo: float, hi: float, pieces: int) -> np.ndarray:
     """``pieces + 3`` cubic B-splines over [lo, hi] evaluated at ``x`` (zero outside)."""
     inner = np.linspace(lo, hi, pieces + 1)
@@ -292,7 +354,7 @@ class SpectrumModel:
     """Templates (components × channels) of expected counts per unit coefficient."""
 
     names: list[str]
-    kinds: list[str]  # "element", "scatter", "sensor", "continuum"
+    kinds: list[str]  # "element", "scatter", "sensor", "pileup", "continuum"
     templates: np.ndarray
     energies: np.ndarray
     instrument: Instrument
@@ -318,13 +380,15 @@ def build_model(
     sensor: bool = True,
     tube_shares: dict[str, float] | None = None,
     merge_m: bool = False,
+    pileup: np.ndarray | None = None,
 ) -> SpectrumModel:
     """The model on the axis ``energies`` (channel centres, keV); element templates hold the
     lines up to the end of ``fit_range`` (their counts are what the fit measures). ``continuum``
     is a number of B-spline pieces over ``fit_range``, or a shape (one value per channel) cut
     into ``pieces`` broad pieces. ``split_families``: one component per line family
     (``Pb-L3``), and per subshell of the tube's lines (``rayleigh-L3``, for W); ``tube_shares``:
-    the tube subshells' shares as fitted; ``merge_m``: one M family per element."""
+    the tube subshells' shares as fitted; ``merge_m``: one M family per element; ``pileup``: the
+    shape of pile-up (:func:`pileup_shape`), a component of its own."""
     energies = np.asarray(energies, dtype=np.float64)
     edges = channel_edges(energies)
     names, kinds, rows = [], [], []
@@ -346,6 +410,10 @@ def build_model(
         names.append("sensor")
         kinds.append("sensor")
         rows.append(gaussian_counts(edges, [0.0], [inst.sigma_kev(0.0)], [1.0]))
+    if pileup is not None:
+        names.append("pileup")
+        kinds.append("pileup")
+        rows.append(np.asarray(pileup, dtype=np.float64))
     lo, hi = fit_range
     if np.ndim(continuum) == 0:
         basis = bspline_basis(energies, lo, hi, int(continuum))

@@ -1,0 +1,154 @@
+"""Bruker Crono scans: one HDF5 file (the layout the ``cronomaxrf`` package reads).
+
+``/XRF/Spectra`` holds only the measured spectra (n_spectra × channels), ``/XRF/EnergyVector``
+the energy of each channel (keV), and ``/XRF/SpectraSelectedIndex`` (height × width × k) the row
+of ``/XRF/Spectra`` of each pixel (first plane; a negative index: a pixel that was not measured,
+read as zeros and listed as missing; an index past the spectra: a damaged file, refused). The
+cube is gathered block by block (sorted reads of the rows a block needs), so memory stays bounded
+whatever the scan size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from maxrf.errors import HeaderError, ScanNotFoundError
+from maxrf.io.rpl import EnergyCalibration, RplHeader
+
+SPECTRA, ENERGIES, INDEX = "/XRF/Spectra", "/XRF/EnergyVector", "/XRF/SpectraSelectedIndex"
+SUFFIXES = (".hdf5", ".h5", ".hdf")
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py is a dependency
+        raise HeaderError("reading Crono HDF5 files needs h5py (pip install h5py)") from None
+    return h5py
+
+
+def is_crono(path: str | Path) -> bool:
+    """Whether ``path`` names an HDF5 file (by its suffix): a Crono scan to open as one."""
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+@dataclass(frozen=True)
+class CronoFile:
+    """A picklable array-like over a Crono file presenting (height, width, channels), with the
+    interface of :class:`maxrf.io.raw.RawFile` (``header``, ``read_block``, ``prefetch``)."""
+
+    path: str
+    header: RplHeader
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.header.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.header.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def _open(self):
+        return _h5py().File(self.path, "r")
+
+    def read_block(self, rows: slice, cols: slice, out: np.ndarray | None = None) -> np.ndarray:
+        """Pixels ``[rows, cols]`` with all channels (missing pixels: zeros), into ``out``."""
+        h = self.header
+        r0, r1, _ = rows.indices(h.height)
+        c0, c1, _ = cols.indices(h.width)
+        shape = (max(r1 - r0, 0), max(c1 - c0, 0), h.depth)
+        if out is None:
+            out = np.empty(shape, dtype=h.dtype)
+        elif out.shape != shape or out.dtype != h.dtype:
+            raise ValueError(f"out must be {shape} {h.dtype}, not {out.shape} {out.dtype}")
+        with self._open() as f:
+            spectra = f[SPECTRA]
+            plane = f[INDEX]
+            index = np.asarray(plane[r0:r1, c0:c1, 0] if plane.ndim == 3 else plane[r0:r1, c0:c1],
+                               dtype=np.int64).reshape(-1)
+            valid = (index >= 0) & (index < spectra.shape[0])
+            flat = out.reshape(-1, h.depth)
+            flat[~valid] = 0
+            if valid.any():
+                wanted, where = np.unique(index[valid], return_inverse=True)
+                rows_ = spectra[wanted]  # h5py reads sorted, unique rows in one request
+                flat[valid] = rows_[where]
+        return out
+
+    def prefetch(self, rows: slice, cols: slice | None = None) -> None:
+        """Nothing to do: HDF5 reads go through its own cache."""
+
+    @cached_property
+    def missing(self) -> np.ndarray:
+        """(row, col) of every pixel that was not measured."""
+        with self._open() as f:
+            plane = f[INDEX]
+            index = np.asarray(plane[:, :, 0] if plane.ndim == 3 else plane[...], dtype=np.int64)
+            n = f[SPECTRA].shape[0]
+        return np.argwhere((index < 0) | (index >= n))
+
+
+def read_crono_header(path: str | Path) -> tuple[RplHeader, dict]:
+    """The cube's shape, dtype and energy axis as an :class:`RplHeader` (record-by vector), and
+    the file's metadata (``/XRF`` attributes and the energy vector's linearity)."""
+    path = Path(path)
+    if not path.exists():
+        raise ScanNotFoundError("Crono file not found", path)
+    h5py = _h5py()
+    try:
+        with h5py.File(path, "r") as f:
+            for name in (SPECTRA, ENERGIES, INDEX):
+                if name not in f:
+                    raise HeaderError(f"not a Crono MA-XRF file (no {name})", path)
+            spectra, index = f[SPECTRA], f[INDEX]
+            energies = np.asarray(f[ENERGIES][...], dtype=np.float64).reshape(-1)
+            if spectra.ndim != 2 or index.ndim not in (2, 3):
+                raise HeaderError(f"{SPECTRA} must be spectra × channels and {INDEX} height × "
+                                  f"width (× k), got {spectra.shape} and {index.shape}", path)
+            n, channels = spectra.shape
+            height, width = index.shape[:2]
+            first = index[:, :, 0] if index.ndim == 3 else index[:, :]
+            top = int(np.max(first)) if first.size else -1
+            if top >= n:
+                raise HeaderError(f"{INDEX} points past the {n} spectra (to row {top})", path)
+            dtype = np.dtype(spectra.dtype).newbyteorder("<")
+            meta = {k: _plain(v) for k, v in f["/XRF"].attrs.items()}
+    except OSError as exc:  # truncated or not HDF5 at all
+        why = " ".join(str(exc).split())[:160]
+        raise HeaderError(f"unreadable HDF5 file ({why})", path) from None
+    if energies.size != channels:
+        raise HeaderError(f"{ENERGIES} has {energies.size} values for {channels} channels", path)
+    if dtype.kind not in "uif":
+        raise HeaderError(f"{SPECTRA} holds {dtype}, not numbers", path)
+    ch = np.arange(channels, dtype=np.float64)
+    gain, offset = np.polyfit(ch, energies, 1) if channels > 1 else (1.0, float(energies[0]))
+    nonlinear = float(np.max(np.abs(offset + gain * ch - energies))) if channels > 1 else 0.0
+    kinds = {"u": "unsigned", "i": "signed", "f": "float"}
+    header = RplHeader(
+        path=path, width=width, height=height, depth=channels, offset=0,
+        data_length=dtype.itemsize, data_type=kinds[dtype.kind], byte_order="little-endian",
+        record_by="vector", energy=EnergyCalibration(float(offset), float(gain)),
+    )
+    meta.update({"format": "crono-hdf5", "spectra_measured": int(n),
+                 "energy_vector_nonlinearity_kev": nonlinear})
+    return header, meta
+
+
+def _plain(value):
+    """An HDF5 attribute as JSON-able Python (byte strings decoded, arrays of one unwrapped)."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    arr = np.asarray(value)
+    if arr.dtype.kind == "S":
+        return b"".join(arr.reshape(-1).tolist()).decode(errors="replace")
+    if arr.size == 1:
+        return arr.reshape(-1)[0].item()
+    return arr.tolist() if arr.size <= 64 else f"array {arr.shape} {arr.dtype}"
