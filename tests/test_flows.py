@@ -203,16 +203,17 @@ def test_watcher_processes_each_complete_scan_once(prefect_api, tmp_path):
     (folder / "b.raw").write_bytes(full_b[: len(full_b) // 2])  # still being written
     (folder / "c.raw").write_bytes(b"\0" * 100)
     (folder / "c.rpl").write_text("width\tten\n")  # a bad header
-    first = watch_scans(str(folder), settle_s=0)
+    fast = {"plots": False, "maps": False}  # what is watched here, not the maps or plots
+    first = watch_scans(str(folder), settle_s=0, **fast)
     assert [Path(p).name for p in first["processed"]] == ["a.raw"]
     assert [Path(w["raw"]).name for w in first["waiting"]] == ["b.raw"]
     assert [Path(b["raw"]).name for b in first["bad"]] == ["c.raw"]
-    second = watch_scans(str(folder), settle_s=0)
+    second = watch_scans(str(folder), settle_s=0, **fast)
     assert second["processed"] == [] and [Path(p).name for p in second["already"]] == ["a.raw"]
     (folder / "b.raw").write_bytes(full_b)  # the scan finished
-    unsettled = watch_scans(str(folder), settle_s=3600)
+    unsettled = watch_scans(str(folder), settle_s=3600, **fast)
     assert unsettled["processed"] == []
-    third = watch_scans(str(folder), settle_s=0)
+    third = watch_scans(str(folder), settle_s=0, **fast)
     assert [Path(p).name for p in third["processed"]] == ["b.raw"]
     assert DataStack(folder / "b.datastack").latest("maxrf_cube") == "maxrf_cube"
     assert DataStack(folder / "a.datastack").latest("maxrf_cube") == "maxrf_cube"
