@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 from helpers import free_port, stop_group
@@ -99,3 +100,13 @@ def prefect_server(tmp_path_factory) -> dict[str, str]:
     stop_group(proc)
     log.close()
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_server(prefect_server):
+    """CLI runs of the session (``helpers.run_maxrf``) use the session's Prefect server."""
+    keys = ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_UI_API_URL",
+            "PREFECT_SERVER_ANALYTICS_ENABLED")
+    helpers.CLI_ENV.update({k: prefect_server[k] for k in keys})
+    yield
+    helpers.CLI_ENV.clear()

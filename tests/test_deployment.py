@@ -89,6 +89,8 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
                 "watch-scans/watch-scans",
                 "-p",
                 "settle_s=0",
+                "-p",
+                "plots=false",
                 "--watch",
             ],
             env,
@@ -116,7 +118,7 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
         assert again.returncode == 0 and "announced" not in again.stdout  # once per scan
         # An empty poll ends quickly in its own state.
         run([*PREFECT, "deployment", "run", "watch-scans/watch-scans", "-p", "settle_s=0",
-             "--watch"], env, 300)
+             "-p", "plots=false", "--watch"], env, 300)
         polls = [r for r in flow_runs(env) if r["name"].startswith("watch-scans: scans")
                  and r["state_type"] == "COMPLETED"]
         empty = [r for r in polls if r["state_name"] == "Nothing new"]
