@@ -47,6 +47,7 @@ from maxrf.xrf.model import Instrument, SpectrumModel, build_model, pileup_shape
 from maxrf.xrf.solver import GramSolver, nnls_weighted, spectra_f32
 
 LAYERS = step("element-maps").layers
+PEAK_SHAPE_MIN_COUNTS = 2e7  # counts of the summed spectrum needed to fit line tails and shelf
 BLOCK = (16, 256)  # rows × columns per fitted block (aligned to the 16 × 16 chunks)
 CONTINUUM_PIECES = 5
 DETECTION_SIGMA = 3.5  # per test (pixel, neighbourhood): two tests, and model misfits are not noise
@@ -179,11 +180,21 @@ def prepare(
     h, w, _c = ds.array("maxrf_raw").shape
     ysum = ds.read("maxrf_rawmeanspectrum").astype(np.float64) * (h * w)
     fit_range = default_fit_range(energies, inst)
+    pile = pileup_shape(energies, ysum)
+    # the peak shape's tail and shelf are fitted where the counts can tell them (a real scan's
+    # mean spectrum holds 1e9 counts; a small test scan's few million cannot)
+    shape = float(ysum.sum()) >= PEAK_SHAPE_MIN_COUNTS
     proposal = None
     if elements is None:
         spectra = [("mean spectrum", ysum, h * w)] + _hot_spectra(ds)
         proposal = propose(spectra, energies, inst, fit_range, CANDIDATES,
                            min_per_pixel=MIN_COUNTS_PER_PIXEL, pileup=True)
+        if shape and proposal.elements:  # again with the detector's tails and shelf: without
+            # them a line's tail reads as traces of its neighbours (Tl and Sb beside Pb and Ca)
+            inst = refine(ysum, axis, proposal.elements, inst, fit_range, split_families=True,
+                          pileup=pile, peak_shape=True).instrument
+            proposal = propose(spectra, energies, inst, fit_range, CANDIDATES,
+                               min_per_pixel=MIN_COUNTS_PER_PIXEL, pileup=True)
         chosen = list(proposal.elements)
     else:
         chosen = list(elements)
@@ -203,9 +214,8 @@ def prepare(
         )
     if not chosen:
         raise ElementMapError("no element to map (none proposed; give --elements)", ds.path)
-    pile = pileup_shape(energies, ysum)
-    fit = refine(ysum, axis, chosen, inst, fit_range, split_families=True, peak_shape=True,
-                 pileup=pile)
+    fit = refine(ysum, axis, chosen, inst, fit_range, split_families=True, pileup=pile,
+                 peak_shape=shape)
     shares = family_shares(fit, min_counts=200.0 * max(h * w, 1) ** 0.5)
     cont = [i for i, k in enumerate(fit.model.kinds) if k == "continuum"]
     shape = fit.amplitudes[cont] @ fit.model.templates[cont]

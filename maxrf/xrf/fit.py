@@ -20,9 +20,11 @@ from maxrf.xrf.model import FAMILIES, Instrument, SpectrumModel, build_model, pi
 from maxrf.xrf.solver import fit_nonlinear, nnls_weighted, poisson_weights
 
 CANDIDATES = PAINTING_ELEMENTS  # proposals choose among these (anode excluded)
-# A weak line family stands only beside its element's main one (Lβ/Lγ lines alone, or a Kβ
-# alone, only mimic neighbours: Cd Lβ1 on K Kα), and its share stays near physics.
-MAIN_FAMILY = {"L1": "L3", "L2": "L3", "Kb": "Ka"}
+# A weak line family stands only beside its element's main one (Lβ/Lγ lines alone only mimic
+# neighbours: Cd Lβ1 on K Kα), and its share stays near physics. (Kβ/Kα as a free ratio was
+# measured and left out: in the V-Cr-Mn chain each Kβ lies on the next Kα, and freeing it lost
+# Cr on XRFSpectrum.mca and moved As under Pb Lα from 1.17 to 1.34 on the layered demo.)
+MAIN_FAMILY = {"L1": "L3", "L2": "L3"}
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 MIN_COUNTS_PER_PIXEL = 0.5  # and, found in a sum of pixels, this many counts per pixel
 
@@ -84,11 +86,10 @@ def usable_elements(
 # (one standard deviation, relative): absorption in the paint changes Lβ/Lα (L2, L1 vs L3) by
 # tens of per cent, M vs L by far more (left free). Without it a dominant Pb L3 family took the
 # whole 10.5 keV peak from As Kα on PyMca's XRFSpectrum.mca.
-# Kβ/Kα moves less (both lines below the same edge), some 10-20 % in a matrix.
-FAMILY_RATIO_SIGMA = {"L1": 0.35, "L2": 0.35, "Kb": 0.2}
+FAMILY_RATIO_SIGMA = {"L1": 0.35, "L2": 0.35}
 # The bounds of a weak family's ratio to its main one, × the cross-section ratio, that a fit on
 # the mean spectrum may reach (beyond them a misfit elsewhere is buying the ratio).
-RATIO_BOUNDS = {"L1": (0.4, 2.5), "L2": (0.4, 2.5), "Kb": (0.6, 1.6)}
+RATIO_BOUNDS = {"L1": (0.4, 2.5), "L2": (0.4, 2.5)}
 
 
 def family_priors(names: list[str], inst: Instrument, e_max: float
@@ -171,9 +172,9 @@ def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], backgro
            need: np.ndarray, floor: float, names: list[str], inst: Instrument | None = None,
            e_max: float = 0.0):
     """Drop element families (rows ``keep`` of ``t``; the ``background`` rows stay) until every
-    one left stands: significance ≥ ``need``, amplitude ≥ ``floor``, and a weak family (L1, L2,
-    Kβ) only beside its element's main one (L3, Kα): an element's Lα and Kα lines are always its
-    strongest, so the others alone only mimic neighbours and would hold lines that no proposed
+    one left stands: significance ≥ ``need``, amplitude ≥ ``floor``, and a weak family (L1, L2)
+    only beside its element's main one (L3): an element's Lα lines are always its strongest L
+    lines, so the others alone only mimic neighbours and would hold lines that no proposed
     element explains."""
     for _ in range(len(keep) + 1):
         rows = keep + background

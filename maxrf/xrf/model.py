@@ -29,15 +29,7 @@ from maxrf.xrf.lines import anode_lines, compton_energy, line_codes, line_compon
 
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
 MIN_LINE_KEV = 0.9  # lines below this are absorbed by air and the detector window
-FAMILIES = ("K", "Ka", "Kb", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
-
-
-def line_family(line) -> str:
-    """The family a line is fitted in: an element's K lines as Kα (KL) and Kβ (KM, KN …), whose
-    ratio absorption in the paint changes, else its initial vacancy (L1-L3, M1-M5)."""
-    if line.family == "K":
-        return "Ka" if line.name.startswith("KL") else "Kb"
-    return line.family
+FAMILIES = ("K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
 
 
 @dataclass(frozen=True)
@@ -130,11 +122,11 @@ def tail_counts(edges: np.ndarray, centers, sigmas, weights, tail_kev: float) ->
 
 
 def element_family_lines(element: str, inst: Instrument, e_max: float) -> dict[str, list]:
-    """The lines of ``element`` in range, grouped by family: ``{"Ka": [Line, ...], ...}``."""
+    """The lines of ``element`` in range, grouped by family: ``{"K": [Line, ...], ...}``."""
     out: dict[str, list] = {}
     for line in line_components(element, inst.anode, inst.tube_kv):
         if MIN_LINE_KEV <= line.energy_kev <= e_max:
-            out.setdefault(line_family(line), []).append(line)
+            out.setdefault(line.family, []).append(line)
     return out
 
 
