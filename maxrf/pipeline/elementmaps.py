@@ -47,7 +47,7 @@ from maxrf.xrf.model import Instrument, SpectrumModel, build_model, pileup_shape
 from maxrf.xrf.solver import GramSolver, nnls_weighted, spectra_f32
 
 LAYERS = step("element-maps").layers
-PEAK_SHAPE_MIN_COUNTS = 2e7  # counts of the summed spectrum needed to fit line tails and shelf
+PEAK_SHAPE_MIN_COUNTS = 5e7  # counts of the summed spectrum needed to fit line tails and shelf
 BLOCK = (16, 256)  # rows × columns per fitted block (aligned to the 16 × 16 chunks)
 CONTINUUM_PIECES = 5
 DETECTION_SIGMA = 3.5  # per test (pixel, neighbourhood): two tests, and model misfits are not noise
