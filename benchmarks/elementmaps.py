@@ -38,8 +38,9 @@ def prepare_stack(folder: Path, size: int, counts: float) -> Path:
 def run_maxrf(path: Path) -> dict:
     """maxrf's element-map step in a fresh process (its own peak RSS)."""
     code = (
-        "import json,resource,time,sys;from maxrf import steps;from maxrf.datastack import "
-        "DataStack;t=time.time();steps.elementmap_layers(sys.argv[1], progress=False);"
+        "import json,resource,time,sys;from maxrf.pipeline import steps;"
+        "from maxrf.datastack import DataStack;t=time.time();"
+        "steps.elementmap_layers(sys.argv[1], progress=False);"
         "d=time.time()-t;a=DataStack(sys.argv[1]).attrs('maxrf_elementmaps');"
         "print(json.dumps({'seconds':d,'fit_spectra_per_s':a['maxrf']['spectra_per_s'],"
         "'rss_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"

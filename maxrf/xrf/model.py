@@ -109,15 +109,17 @@ def tail_counts(edges: np.ndarray, centers, sigmas, weights, tail_kev: float) ->
     out = np.zeros(x.size)
     for c, s, w in zip(np.atleast_1d(centers), np.atleast_1d(sigmas), np.atleast_1d(weights),
                        strict=True):
-        d = x - c
-        ok = (d > -12 * tail_kev - 8 * s) & (d < 8 * s)
-        dd = d[ok]
+        lo = int(np.searchsorted(x, c - 12 * tail_kev - 8 * s))
+        hi = int(np.searchsorted(x, c + 8 * s))
+        if hi <= lo:
+            continue
+        dd = x[lo:hi] - c
         arg = (dd / s + s / tail_kev) / np.sqrt(2)
         neg = arg < 0  # exp(a)·erfc(b) directly where erfcx would overflow
         val = np.empty_like(dd)
         val[neg] = np.exp(dd[neg] / tail_kev + 0.5 * (s / tail_kev) ** 2) * erfc(arg[neg])
         val[~neg] = np.exp(-0.5 * (dd[~neg] / s) ** 2) * erfcx(arg[~neg])
-        out[ok] += w * width[ok] / (2 * tail_kev) * val
+        out[lo:hi] += w * width[lo:hi] / (2 * tail_kev) * val
     return out
 
 
@@ -139,14 +141,18 @@ def _step_integral(x: np.ndarray, c: float, s: float) -> np.ndarray:
 def shelf_counts(edges: np.ndarray, centers, sigmas, weights) -> np.ndarray:
     """Flat shelves from each line (an error-function edge at its centre) down to 0 keV, unit
     area × ``weights`` (charge lost at the detector's entrance window)."""
-    x0, x1 = edges[:-1], edges[1:]
+    x0, x1 = np.maximum(edges[:-1], 0.0), np.maximum(edges[1:], 0.0)
     out = np.zeros(x0.size)
     for c, s, w in zip(np.atleast_1d(centers), np.atleast_1d(sigmas), np.atleast_1d(weights),
                        strict=True):
         if c <= 0:
             continue
-        lo, hi = np.maximum(x0, 0.0), np.maximum(x1, 0.0)
-        out += w * (_step_integral(hi, c, s) - _step_integral(lo, c, s)) / c
+        # flat (the channel's width) well below the edge; the erfc edge near it
+        a = int(np.searchsorted(x1, c - 6 * s))
+        b = int(np.searchsorted(x0, c + 6 * s))
+        out[:a] += w * (x1[:a] - x0[:a]) / c
+        if b > a:
+            out[a:b] += w * (_step_integral(x1[a:b], c, s) - _step_integral(x0[a:b], c, s)) / c
     return out
 
 
