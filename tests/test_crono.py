@@ -65,6 +65,7 @@ def test_the_crono_cube_is_cronomaxrf_s_gather(crono_scan):
     np.testing.assert_array_equal(f.read_block(slice(None), slice(None)), expected)
     np.testing.assert_array_equal(f.read_block(slice(2, 9), slice(5, 17)), expected[2:9, 5:17])
     assert f.missing.tolist() == [[3, 5]]
+    assert scan.key().startswith("scan-crono-") and scan.key() == open_scan(path).key()
     # cronomaxrf's gridify: dask_spectra.vindex[SpectraSelectedIndex[:, :, 0]]
     with h5py.File(path) as h5:
         spectra = h5["/XRF/Spectra"][...]

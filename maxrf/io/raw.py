@@ -101,6 +101,12 @@ class CronoScan(Scan):
 
     meta: dict = field(default_factory=dict)
 
+    def fingerprint(self, mode: str = "quick") -> str:
+        """One file: its content's fingerprint (sampled blocks, or every byte with ``full``)."""
+        from maxrf.io.fingerprint import file_fingerprint
+
+        return "crono-" + file_fingerprint(self.raw, mode)
+
     def file(self):
         from maxrf.io.crono import CronoFile
 
