@@ -339,7 +339,7 @@ def detector_stack(tmp_path_factory) -> Path:
     """A scan whose detector has tails, a shelf and pile-up, with P and Cl paint (what the
     model's own Gaussian lines would misread: tails under neighbours, sum peaks as elements)."""
     folder = tmp_path_factory.mktemp("detector")
-    spec = DemoSpec(height=48, width=64, seed=4, counts=20000, tail=0.06, shelf=0.004,
+    spec = DemoSpec(height=32, width=48, seed=4, counts=40000, tail=0.06, shelf=0.004,
                     pileup=0.01, light=True)  # 6e7 counts: enough to fit the peak shape
     path = make_stack(folder, spec)
     steps.elementmap_layers(path)

@@ -189,11 +189,11 @@ def prepare(
         spectra = [("mean spectrum", ysum, h * w)] + _hot_spectra(ds)
         proposal = propose(spectra, energies, inst, fit_range, CANDIDATES,
                            min_per_pixel=MIN_COUNTS_PER_PIXEL, pileup=True)
-        if shape and proposal.elements:  # again with the detector's tails and shelf: without
-            # them a line's tail reads as traces of its neighbours (Tl and Sb beside Pb and Ca)
+        if shape and proposal.elements:  # again with the detector's tails and shelf, among the
+            # elements found: without them a line's tail reads as traces of its neighbours
             inst = refine(ysum, axis, proposal.elements, inst, fit_range, split_families=True,
                           pileup=pile, peak_shape=True, max_nfev=15).instrument
-            proposal = propose(spectra, energies, inst, fit_range, CANDIDATES,
+            proposal = propose(spectra, energies, inst, fit_range, tuple(proposal.elements),
                                min_per_pixel=MIN_COUNTS_PER_PIXEL, pileup=True)
         chosen = list(proposal.elements)
     else:

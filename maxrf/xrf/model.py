@@ -185,8 +185,31 @@ def _lines_template(edges, energies, weights, inst: Instrument) -> np.ndarray:
     return row
 
 
+_ROWS: dict[tuple, dict[str, np.ndarray]] = {}  # element rows by what shapes them (see below)
+
+
 def _family_rows(element: str, edges, inst: Instrument, e_max: float) -> dict[str, np.ndarray]:
-    """Per line family of ``element``: its lines (up to ``e_max``) weighted by cross section."""
+    """Per line family of ``element``: its lines (up to ``e_max``) weighted by cross section.
+    Cached on what shapes them (the axis, the resolution, the peak shape): a fit of the scatter
+    parameters rebuilds the model many times with the same element rows. Read-only arrays."""
+    import hashlib
+
+    key = (element, float(e_max), inst.anode, inst.tube_kv, inst.noise_fwhm_kev, inst.fano,
+           inst.line_tail, inst.line_tail_kev, inst.line_shelf,
+           hashlib.blake2b(np.ascontiguousarray(edges).tobytes(), digest_size=16).digest())
+    rows = _ROWS.get(key)
+    if rows is None:
+        if len(_ROWS) > 2048:
+            _ROWS.clear()
+        rows = _family_rows_uncached(element, edges, inst, e_max)
+        for r in rows.values():
+            r.flags.writeable = False
+        _ROWS[key] = rows
+    return rows
+
+
+def _family_rows_uncached(element: str, edges, inst: Instrument, e_max: float
+                          ) -> dict[str, np.ndarray]:
     out = {}
     for family, lines_ in element_family_lines(element, inst, e_max).items():
         energies = [x.energy_kev for x in lines_]
