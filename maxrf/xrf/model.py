@@ -16,6 +16,7 @@ channel's width. The same model serves the energy calibration's refinement and t
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from functools import cache
 
@@ -185,7 +186,8 @@ def _lines_template(edges, energies, weights, inst: Instrument) -> np.ndarray:
     return row
 
 
-_ROWS: dict[tuple, dict[str, np.ndarray]] = {}  # element rows by what shapes them (see below)
+_ROWS: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()  # least recently used first
+_ROWS_KEPT = 160  # element row sets kept (~0.3 MB each at 4096 channels): one model's worth
 
 
 def _family_rows(element: str, edges, inst: Instrument, e_max: float) -> dict[str, np.ndarray]:
@@ -199,12 +201,14 @@ def _family_rows(element: str, edges, inst: Instrument, e_max: float) -> dict[st
            hashlib.blake2b(np.ascontiguousarray(edges).tobytes(), digest_size=16).digest())
     rows = _ROWS.get(key)
     if rows is None:
-        if len(_ROWS) > 2048:
-            _ROWS.clear()
         rows = _family_rows_uncached(element, edges, inst, e_max)
         for r in rows.values():
             r.flags.writeable = False
         _ROWS[key] = rows
+        while len(_ROWS) > _ROWS_KEPT:
+            _ROWS.popitem(last=False)
+    else:
+        _ROWS.move_to_end(key)
     return rows
 
 
