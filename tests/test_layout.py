@@ -73,6 +73,7 @@ ALLOWED = {
     "maxrf.xrf": {"maxrf.io"},
     "maxrf.pipeline": {"maxrf.io", "maxrf.datastack", "maxrf.xrf"},
     "maxrf.figures": {"maxrf.io", "maxrf.datastack", "maxrf.xrf"},
+    "maxrf.exports": {"maxrf.io", "maxrf.datastack"},
     "maxrf.viewer": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.pipeline",
                      "maxrf.figures"},
     "maxrf.demo": {"maxrf.io", "maxrf.xrf"},

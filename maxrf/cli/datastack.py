@@ -129,6 +129,20 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a datastack's data in another tool's format."""
+    from pathlib import Path
+
+    from maxrf.exports.ripple import export_ripple
+
+    ds = DataStack(args.file)
+    ds.require_file()
+    prefix = Path(args.output) if args.output else ds.path.with_name(ds.path.stem + "-export")
+    raw, rpl = export_ripple(ds, prefix)
+    print(f"wrote {raw} and {rpl}")
+    return 0
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -162,6 +176,14 @@ def add_commands(sub) -> None:
     p.add_argument("--colors", metavar="LIST", help="composite colours (names or #rrggbb)")
     p.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler to use")
     p.set_defaults(func=cmd_maps)
+
+    p = sub.add_parser("export", help="write a datastack's raw counts in another format")
+    p.add_argument("file", help="SCAN.datastack")
+    p.add_argument("--to", choices=["rpl"], default="rpl",
+                   help="rpl: a clean Lispix .rpl/.raw pair (rosettasciio, HyperSpy, PyMca)")
+    p.add_argument("-o", "--output", metavar="PREFIX",
+                   help="PREFIX.raw and PREFIX.rpl (default: SCAN-export beside the datastack)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tree", help="list the layers of a datastack")
     p.add_argument("file")
