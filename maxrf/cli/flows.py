@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from maxrf.cli.options import add_options
+from maxrf.cli.options import add_options, param_help
 from maxrf.pipeline.table import CONVERTING, PARAMS, PROCESSING, default
 
 WATCHING = ("pattern", "settle_s", "output_folder")
@@ -13,7 +13,7 @@ WATCHING = ("pattern", "settle_s", "output_folder")
 
 def _help(name: str) -> str:
     """A parameter's description from the pipeline table (argparse-safe)."""
-    return PARAMS[name].description.replace("%", "%%")
+    return param_help(PARAMS[name])
 
 
 def _scan_options(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 from maxrf.pipeline.table import PARAMS, Param
 
 
-def _help(p: Param) -> str:
+def param_help(p: Param) -> str:
+    """A parameter's description, argparse-safe."""
     return p.description.replace("%", "%%")
 
 
@@ -32,7 +33,7 @@ def _bounded(p: Param, cast):
 def add_option(parser: argparse.ArgumentParser, name: str) -> None:
     """The option of parameter ``name`` (its value lands in ``args.<name>``)."""
     p = PARAMS[name]
-    kw: dict[str, Any] = {"dest": name, "help": _help(p)}
+    kw: dict[str, Any] = {"dest": name, "help": param_help(p)}
     if p.kind == "bool":
         if p.default:  # the option turns it off
             kw["help"] = "do not " + kw["help"][0].lower() + kw["help"][1:]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from maxrf.errors import HeaderError, ScanNotFoundError
+from maxrf.io.cube import CubeFile
 from maxrf.io.rpl import EnergyCalibration, RplHeader
 
 SPECTRA, ENERGIES, INDEX = "/XRF/Spectra", "/XRF/EnergyVector", "/XRF/SpectraSelectedIndex"
@@ -37,24 +38,8 @@ def is_crono(path: str | Path) -> bool:
 
 
 @dataclass(frozen=True)
-class CronoFile:
-    """A picklable array-like over a Crono file presenting (height, width, channels), with the
-    interface of :class:`maxrf.io.raw.RawFile` (``header``, ``read_block``, ``prefetch``)."""
-
-    path: str
-    header: RplHeader
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.header.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.header.dtype
-
-    @property
-    def ndim(self) -> int:
-        return 3
+class CronoFile(CubeFile):
+    """A Crono file presenting (height, width, channels), read like a ``RawFile``."""
 
     def _open(self):
         return _h5py().File(self.path, "r")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maxrf.errors import HeaderError, RawSizeError, ScanNotFoundError
+from maxrf.io.cube import CubeFile
 from maxrf.io.rpl import RplHeader, read_rpl
 
 if TYPE_CHECKING:
@@ -136,27 +137,12 @@ def open_scan(path: str | Path, rpl_path: str | Path | None = None) -> Scan:
 
 
 @dataclass(frozen=True)
-class RawFile:
+class RawFile(CubeFile):
     """A picklable array-like over a ``.raw`` file presenting (height, width, channels).
 
     Holds only the path and header, so dask workers in other processes read the file themselves
     instead of receiving data. Image-ordered files are gathered per block into pixel order.
     """
-
-    path: str
-    header: RplHeader
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.header.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.header.dtype
-
-    @property
-    def ndim(self) -> int:
-        return 3
 
     def read_block(self, rows: slice, cols: slice, out: np.ndarray | None = None) -> np.ndarray:
         """Pixels ``[rows, cols]`` with all channels, read with positioned reads (no memmap, so
