@@ -72,7 +72,7 @@ ALLOWED = {
     "maxrf.datastack": {"maxrf.io", "maxrf.compat"},
     "maxrf.xrf": {"maxrf.io"},
     "maxrf.pipeline": {"maxrf.io", "maxrf.datastack", "maxrf.xrf"},
-    "maxrf.figures": {"maxrf.io", "maxrf.datastack", "maxrf.xrf"},
+    "maxrf.figures": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.exports"},
     "maxrf.exports": {"maxrf.io", "maxrf.datastack"},
     "maxrf.viewer": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.pipeline",
                      "maxrf.figures"},

@@ -133,13 +133,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write a datastack's data in another tool's format."""
     from pathlib import Path
 
-    from maxrf.exports.ripple import export_ripple
+    from maxrf.exports import export
 
     ds = DataStack(args.file)
     ds.require_file()
-    prefix = Path(args.output) if args.output else ds.path.with_name(ds.path.stem + "-export")
-    raw, rpl = export_ripple(ds, prefix)
-    print(f"wrote {raw} and {rpl}")
+    target = Path(args.output) if args.output else ds.path.with_name(ds.path.stem + "-export")
+    written = export(ds, args.to, target)
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -177,12 +177,15 @@ def add_commands(sub) -> None:
     p.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler to use")
     p.set_defaults(func=cmd_maps)
 
-    p = sub.add_parser("export", help="write a datastack's raw counts in another format")
+    from maxrf.exports import FORMATS
+
+    p = sub.add_parser("export", help="write a datastack's counts or maps in another format")
     p.add_argument("file", help="SCAN.datastack")
-    p.add_argument("--to", choices=["rpl"], default="rpl",
-                   help="rpl: a clean Lispix .rpl/.raw pair (rosettasciio, HyperSpy, PyMca)")
-    p.add_argument("-o", "--output", metavar="PREFIX",
-                   help="PREFIX.raw and PREFIX.rpl (default: SCAN-export beside the datastack)")
+    p.add_argument("--to", choices=list(FORMATS), default="rpl",
+                   help="; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="prefix (rpl, hspy), file (dms) or folder (tiff); default: "
+                        "SCAN-export beside the datastack")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tree", help="list the layers of a datastack")

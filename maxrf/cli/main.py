@@ -19,11 +19,12 @@ from maxrf.pipeline.table import default
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from maxrf.io.crono import is_crono, read_crono_header
+    from maxrf.io.raw import read_one_file_header
 
     meta = None
-    if is_crono(args.scan):  # one HDF5 file: the cube's header is made from its datasets
-        header, meta = read_crono_header(args.scan)
+    one_file = read_one_file_header(args.scan)  # Crono HDF5, .bcf, .spx: the header is made
+    if one_file is not None:  # from the file's own datasets
+        header, meta = one_file
         raw = rpl = Path(args.scan)
     else:
         raw, rpl = scan_paths(args.scan)
@@ -43,7 +44,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"dtype      {header.dtype.str} ({header.data_type} {header.data_length} bytes, "
             f"{header.byte_order}), record-by {header.record_by}, offset {header.offset}"
         )
-        print(f"expected   {header.raw_bytes_expected} bytes")
+        if meta is None:
+            print(f"expected   {header.raw_bytes_expected} bytes")
         print(
             "energy     "
             + (
@@ -53,7 +55,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             )
         )
         if meta is not None:
-            print(f"format     Bruker Crono HDF5 ({meta['spectra_measured']} spectra measured)")
+            print(f"format     {describe_format(meta)}")
         if header.depth_axis is not None:
             axis = header.depth_axis
             print(f"depth axis {axis['origin']:g} + {axis['scale']:g} {axis['units']} per "
@@ -61,6 +63,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.check and meta is None:
         check_raw_size(header, raw)
     return 0
+
+
+def describe_format(meta: dict) -> str:
+    """One line naming a one-file scan's format and what it says about the measurement."""
+    fmt = meta.get("format", "")
+    if fmt == "crono-hdf5":
+        return f"Bruker Crono HDF5 ({meta['spectra_measured']} spectra measured)"
+    names = {"bruker-bcf": "Bruker .bcf hypermap", "bruker-spx": "Bruker .spx spectrum"}
+    name = names.get(fmt, fmt)
+    facts = [f"{meta['tube_kv']:g} kV" if "tube_kv" in meta else "",
+             f"live {meta['live_time_s']:g} s" if "live_time_s" in meta else "",
+             f"pixel {meta['pixel_size_mm'] * 1000:.4g} µm" if "pixel_size_mm" in meta else ""]
+    facts = [f for f in facts if f]
+    return name + (f" ({', '.join(facts)})" if facts else "")
 
 
 def cmd_demo_scan(args: argparse.Namespace) -> int:

@@ -10,56 +10,13 @@ import numpy as np
 
 from maxrf.datastack import DataStack
 from maxrf.errors import MaxrfError
+from maxrf.exports.tiff import read_maps, read_tiff, write_tiffs  # noqa: F401
 from maxrf.figures.png import EXPORT_DPI, pyplot, save_png
 from maxrf.io.atomic import atomic_write
 
 COLORS = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "cyan": (0, 1, 1),
           "magenta": (1, 0, 1), "yellow": (1, 1, 0), "white": (1, 1, 1)}
 DEFAULT_RGB = ("red", "green", "blue", "yellow")
-
-
-def read_maps(datastack: str | Path | DataStack) -> tuple[list[str], np.ndarray]:
-    """(element symbols, maps elements × height × width in counts) from a datastack."""
-    ds = DataStack.of(datastack)
-    if "maxrf_elementmaps" not in ds:
-        raise MaxrfError("no element maps: run 'maxrf maps' first", ds.path)
-    return list(ds.attrs("maxrf_elementmaps")["elements"]), ds.read("maxrf_elementmaps")
-
-
-def write_tiffs(elements: list[str], maps: np.ndarray, folder: Path) -> list[Path]:
-    """``EL.tif`` per element and ``elementmaps.tif`` (a stack, one slice per element labelled
-    with its symbol): 32-bit float counts per pixel in ImageJ's format, so Fiji/ImageJ show
-    counts, not grey levels."""
-    import tifffile
-
-    out = []
-    for el, m in zip(elements, maps, strict=True):
-        desc = json.dumps({"element": el, "units": "counts per pixel"})
-
-        def one(p, m=m, el=el, desc=desc):
-            tifffile.imwrite(p, np.asarray(m, np.float32), imagej=True,
-                             metadata={"Labels": [el], "Info": desc}, description=None)
-
-        out.append(atomic_write(folder / f"{el}.tif", one))
-    if len(elements):
-        stack = np.asarray(maps, np.float32)
-
-        def save_all(p):
-            tifffile.imwrite(p, stack, imagej=True,
-                             metadata={"axes": "ZYX", "Labels": list(elements),
-                                       "Info": json.dumps({"units": "counts per pixel",
-                                                           "elements": list(elements)})})
-
-        out.append(atomic_write(folder / "elementmaps.tif", save_all))
-    return out
-
-
-def read_tiff(path: str | Path) -> np.ndarray:
-    """A TIFF written by ``write_tiffs`` back in counts (its first slice)."""
-    import tifffile
-
-    data = tifffile.imread(path)
-    return np.asarray(data[0] if data.ndim == 3 else data, dtype=np.float64)
 
 
 def equalize(image: np.ndarray) -> np.ndarray:

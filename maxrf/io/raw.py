@@ -97,18 +97,27 @@ class Scan:
 
 
 @dataclass(frozen=True)
-class CronoScan(Scan):
-    """A Bruker Crono HDF5 scan (``raw`` and ``rpl`` are the same file)."""
+class FileScan(Scan):
+    """A scan in one file (Bruker Crono HDF5, ``.bcf``, ``.spx``): ``raw`` and ``rpl`` are that
+    file, ``meta`` what it says besides the counts (``format`` names the reader)."""
 
     meta: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("format", "file")).split("-")[0]  # crono, bruker
 
     def fingerprint(self, mode: str = "quick") -> str:
         """One file: its content's fingerprint (sampled blocks, or every byte with ``full``)."""
         from maxrf.io.fingerprint import file_fingerprint
 
-        return "crono-" + file_fingerprint(self.raw, mode)
+        return f"{self.kind}-" + file_fingerprint(self.raw, mode)
 
     def file(self):
+        if self.kind == "bruker":
+            from maxrf.io.bruker import BrukerFile
+
+            return BrukerFile(str(self.raw), self.header)
         from maxrf.io.crono import CronoFile
 
         return CronoFile(str(self.raw), self.header)
@@ -118,15 +127,30 @@ class CronoScan(Scan):
         return dict(self.meta)
 
 
-def open_scan(path: str | Path, rpl_path: str | Path | None = None) -> Scan:
-    """The one entry point to a scan: a Ripple pair (found from either file; the header parsed
-    and the ``.raw`` size checked exactly) or a Crono HDF5 file (``.hdf5``/``.h5``).
-    ``MaxrfError`` subclasses name the file when it is not right."""
+CronoScan = FileScan  # the name it had when Crono was the only one-file format
+
+
+def read_one_file_header(path: str | Path) -> tuple[RplHeader, dict] | None:
+    """The header and metadata of a one-file scan (by suffix: ``.hdf5``/``.h5``/``.hdf`` Crono,
+    ``.bcf``/``.spx`` Bruker), or None for a Ripple pair."""
+    from maxrf.io.bruker import is_bruker, read_bruker_header
     from maxrf.io.crono import is_crono, read_crono_header
 
     if is_crono(path):
-        header, meta = read_crono_header(path)
-        return CronoScan(Path(path), Path(path), header, meta)
+        return read_crono_header(path)
+    if is_bruker(path):
+        return read_bruker_header(path)
+    return None
+
+
+def open_scan(path: str | Path, rpl_path: str | Path | None = None) -> Scan:
+    """The one entry point to a scan: a Ripple pair (found from either file; the header parsed
+    and the ``.raw`` size checked exactly), a Crono HDF5 file (``.hdf5``/``.h5``) or a Bruker
+    ``.bcf``/``.spx``. ``MaxrfError`` subclasses name the file when it is not right."""
+    one_file = read_one_file_header(path)
+    if one_file is not None:
+        header, meta = one_file
+        return FileScan(Path(path), Path(path), header, meta)
     raw, rpl = scan_paths(path, rpl_path)
     header = read_rpl(rpl)
     if header.depth_axis is not None and header.energy is None:
