@@ -37,6 +37,7 @@ from maxrf.xrf.fit import (
     Proposal,
     default_fit_range,
     family_shares,
+    matrix_elements,
     propose,
     refine,
     tube_shares,
@@ -189,10 +190,15 @@ def prepare(
         spectra = [("mean spectrum", ysum, h * w)] + _hot_spectra(ds)
         proposal = propose(spectra, energies, inst, fit_range, CANDIDATES,
                            min_per_pixel=MIN_COUNTS_PER_PIXEL, pileup=True)
-        if shape and proposal.elements:  # again with the detector's tails and shelf, among the
-            # elements found: without them a line's tail reads as traces of its neighbours
-            inst = refine(ysum, axis, proposal.elements, inst, fit_range, split_families=True,
-                          pileup=pile, peak_shape=True, max_nfev=15).instrument
+        matrix = matrix_elements(proposal)
+        if (shape or matrix) and proposal.elements:  # again with the detector's tails and
+            # shelf and the matrix's own Kβ/Kα: without them a line's tail and a strong Kβ
+            # read as traces of their neighbours
+            inst = inst.with_(kb_free=matrix)
+            if shape:
+                inst = refine(ysum, axis, proposal.elements, inst, fit_range,
+                              split_families=True, pileup=pile, peak_shape=True,
+                              max_nfev=15).instrument
             proposal = propose(spectra, energies, inst, fit_range, tuple(proposal.elements),
                                min_per_pixel=MIN_COUNTS_PER_PIXEL, pileup=True)
         chosen = list(proposal.elements)

@@ -143,7 +143,7 @@ STEPS: tuple[Step, ...] = (
          ("convert",), "the viewer's band layers"),
     Step("livetime", "1", ("maxrf_livetime", "maxrf_deadtime"), ("pulser_hz", "dwell_ms"),
          ("calibrate", "bands"), "live time per pixel from the zero-peak pulser"),
-    Step("element-maps", "6",
+    Step("element-maps", "7",
          ("maxrf_elementmaps", "maxrf_elementmaps_atomnums", "maxrf_elementmaps_residual",
           "maxrf_elementmaps_sigma",
           "maxrf_elementmaps_background", "maxrf_elementmaps_model", "nmf_elementmaps",

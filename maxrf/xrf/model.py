@@ -30,7 +30,17 @@ from maxrf.xrf.lines import anode_lines, compton_energy, line_codes, line_compon
 
 SI_KA_KEV, SI_K_EDGE_KEV = 1.7398, 1.8389
 MIN_LINE_KEV = 0.9  # lines below this are absorbed by air and the detector window
-FAMILIES = ("K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
+FAMILIES = ("K", "KB", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5", "M")
+
+
+def family_of(line, element: str, inst: Instrument) -> str:
+    """A line's family: its initial vacancy (K, L1-L3, M1-M5). For the elements in
+    ``inst.kb_free`` the K lines filled from the M and N shells (Kβ) are a family ``KB`` of
+    their own: absorption in the paint moves Kβ/Kα by several per cent, which the strong line
+    of a matrix element (Ca in chalk) shows."""
+    if line.family == "K" and element in inst.kb_free and not line.name.startswith("KL"):
+        return "KB"
+    return line.family
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Instrument:
     line_tail: float = 0.0  # share of a line's counts in its low-energy tail, at 5.9 keV
     line_tail_kev: float = 0.15  # the tail's decay length
     line_shelf: float = 0.0  # share of a line's counts in a flat shelf down to 0 keV, at 5.9 keV
+    kb_free: tuple[str, ...] = ()  # elements whose Kβ/Kα is fitted (a family KB; see family_of)
 
     def fwhm_kev(self, energy_kev):
         return np.asarray(fwhm_kev(energy_kev, self.noise_fwhm_kev, self.fano))
@@ -58,7 +69,8 @@ class Instrument:
         return self.fwhm_kev(energy_kev) / 2.3548
 
     def attrs(self) -> dict:
-        return {k: (str(v) if k == "anode" else float(v)) for k, v in asdict(self).items()}
+        return {k: (str(v) if k == "anode" else list(v) if k == "kb_free" else float(v))
+                for k, v in asdict(self).items()}
 
     def with_(self, **changes) -> Instrument:
         return replace(self, **changes)
@@ -129,7 +141,7 @@ def element_family_lines(element: str, inst: Instrument, e_max: float) -> dict[s
     out: dict[str, list] = {}
     for line in line_components(element, inst.anode, inst.tube_kv):
         if MIN_LINE_KEV <= line.energy_kev <= e_max:
-            out.setdefault(line.family, []).append(line)
+            out.setdefault(family_of(line, element, inst), []).append(line)
     return out
 
 
@@ -197,7 +209,7 @@ def _family_rows(element: str, edges, inst: Instrument, e_max: float) -> dict[st
     import hashlib
 
     key = (element, float(e_max), inst.anode, inst.tube_kv, inst.noise_fwhm_kev, inst.fano,
-           inst.line_tail, inst.line_tail_kev, inst.line_shelf,
+           inst.line_tail, inst.line_tail_kev, inst.line_shelf, element in inst.kb_free,
            hashlib.blake2b(np.ascontiguousarray(edges).tobytes(), digest_size=16).digest())
     rows = _ROWS.get(key)
     if rows is None:
