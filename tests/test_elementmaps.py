@@ -154,7 +154,8 @@ def test_given_elements_and_bad_input(rh_stack, tmp_path):
 
 
 def test_cli_exports_tiffs_pngs_and_composite(rh_stack, tmp_path):
-    r = run_maxrf("maps", rh_stack, "--export", tmp_path / "out", "--rgb", "Pb,Hg,Cu")
+    r = run_maxrf("maps", rh_stack, "--export", tmp_path / "out", "--rgb", "Pb,Hg,Cu",
+                  "--pixel-size-mm", "0.25")
     assert r.returncode == 0, r.stderr
     assert "using the element maps" in r.stdout and "Pb" in r.stdout
     ds = DataStack(rh_stack)
@@ -170,6 +171,10 @@ def test_cli_exports_tiffs_pngs_and_composite(rh_stack, tmp_path):
     with tifffile.TiffFile(tmp_path / "out" / "elementmaps.tif") as tif:
         assert tif.is_imagej and tif.imagej_metadata["Labels"] == elements  # slice labels
         np.testing.assert_array_equal(tif.asarray(), maps)
+        # ImageJ's calibration: 4 pixels per mm, so Fiji measures in mm
+        assert tif.imagej_metadata["unit"] == "mm"
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert num / den == pytest.approx(4.0)
     with Image.open(tmp_path / "out" / f"{elements[0]}_linear.png") as img:
         assert round(img.info["dpi"][0]) >= 299
     with Image.open(tmp_path / "out" / "rgb_Pb-Hg-Cu.png") as img:

@@ -75,7 +75,7 @@ ALLOWED = {
     "maxrf.figures": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.exports"},
     "maxrf.exports": {"maxrf.io", "maxrf.datastack"},
     "maxrf.viewer": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.pipeline",
-                     "maxrf.figures"},
+                     "maxrf.figures", "maxrf.exports"},
     "maxrf.demo": {"maxrf.io", "maxrf.xrf"},
 }
 

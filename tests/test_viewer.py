@@ -128,7 +128,8 @@ def free_port() -> int:
 def server(stack):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(stack), "--no-browser",
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--port", str(port), "--pixel-size-mm", "0.5"], cwd=ROOT,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 60
@@ -207,7 +208,7 @@ def test_browser_click_pixel_and_drag_band(server, raw):
         wait.until(lambda d: d.execute_script(f"return viewer.imageLoads > {loads}"))
         band = driver.execute_script("return viewer.band")
         assert 6.1 < band["lo_kev"] < 6.3 and 6.6 < band["hi_kev"] < 6.8
-        assert "band.png" in driver.execute_script("return viewer.imageUrl")
+        assert "band.npy" in driver.execute_script("return viewer.imageUrl")
         assert "band" in driver.find_element(By.ID, "status").text
         out = ROOT / "test-artifacts"
         out.mkdir(exist_ok=True)
@@ -224,7 +225,8 @@ def test_ctrl_c_stops_the_viewer_cleanly(stack):
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(stack), "--no-browser",
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--port", str(port), "--pixel-size-mm", "0.5"], cwd=ROOT,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
     deadline = time.time() + 60
@@ -237,3 +239,94 @@ def test_ctrl_c_stops_the_viewer_cleanly(stack):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_browser_image_pane_reads_without_asking(server, stack):
+    """What a person needs to read a map: a colour bar in counts up to the map's white point,
+    a legend naming the composite's elements in their colours, a scale bar of a round length
+    for the given pixel size, the values under the cursor, a crosshair on the chosen pixel,
+    contrast that follows the slider, and a 300 dpi figure; screenshots are kept."""
+    import base64
+    import io
+
+    from PIL import Image
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    url, _proc = server
+    ds = DataStack(stack)
+    elements = ds.attrs("maxrf_elementmaps")["elements"]
+    maps = ds.read("maxrf_elementmaps")
+    driver = browser()
+    out = ROOT / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.execute_script("return window.viewer && viewer.ready"))
+        drawn = driver.execute_script("return viewer.drawn")
+        legend = [name for name, _color in drawn["legend"]]
+        assert legend and set(legend) <= set(elements)
+        colors = {c for _n, c in drawn["legend"]}
+        assert "#ffff00" not in colors and len(colors) == len(legend)  # no red+green yellow
+        # the scale bar: a round length, drawn at that many mm / (0.5 mm per pixel) pixels
+        bar = drawn["scalebar"]
+        scale = driver.execute_script("return viewer.pixelToCanvas(0, 1)[0] - "
+                                      "viewer.pixelToCanvas(0, 0)[0]")
+        assert abs(bar["px"] - bar["mm"] / 0.5 * scale) < 0.5
+        assert bar["label"].endswith("mm") or bar["label"].endswith("µm")
+        # the mean spectrum is there at load, with y ticks
+        wait.until(lambda d: d.execute_script("return viewer.spectrum !== null"))
+        assert "whole scan" in driver.find_element(By.ID, "what").text
+        assert driver.execute_script("return viewer.yticks.length") >= 2
+        driver.save_screenshot(str(out / "viewer-composite.png"))
+        # one map: the colour bar in counts, its white point the map's 99.5th percentile
+        el = elements[0]
+        loads = driver.execute_script("return viewer.imageLoads")
+        Select(driver.find_element(By.ID, "mode")).select_by_value(f"map:{el}")
+        wait.until(lambda d: d.execute_script(f"return viewer.imageLoads > {loads}"))
+        cb = driver.execute_script("return viewer.drawn.colorbar")
+        m = maps[elements.index(el)]
+        assert cb["units"] == "counts per pixel" and cb["lo"] == 0
+        assert abs(cb["hi"] - np.percentile(m, 99.5)) <= 0.02 * m.max() + 1e-6
+        # hover: the map's value under the cursor
+        canvas = driver.find_element(By.ID, "image")
+        row, col = 11, 30
+        x, y = driver.execute_script(f"return viewer.pixelToCanvas({row}, {col})")
+        w, h = canvas.size["width"], canvas.size["height"]
+        ActionChains(driver).move_to_element_with_offset(canvas, int(x - w / 2),
+                                                         int(y - h / 2)).perform()
+        wait.until(lambda d: d.execute_script("return viewer.hover !== null"))
+        hover = driver.execute_script("return viewer.hover")
+        assert [hover["row"], hover["col"]] == [row, col]
+        assert abs(hover["values"][el] - float(m[row, col])) <= 1e-3 * max(1.0, abs(m[row, col]))
+        assert f"row {row}, col {col}: {el}" in driver.find_element(By.ID, "hover").text
+        # a click puts a crosshair there (white over black pixels around it)
+        ActionChains(driver).click().perform()
+        wait.until(lambda d: d.execute_script(
+            "return viewer.spectrum && viewer.spectrum.row !== undefined"))
+        shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+        dpr = driver.execute_script("return window.devicePixelRatio")
+        left, top = canvas.location["x"], canvas.location["y"]
+        g = max(4, scale)
+        arm = shot.getpixel((int((left + x + g + 6) * dpr), int((top + y) * dpr)))
+        assert min(arm) > 150 and max(arm) - min(arm) < 30, arm  # the crosshair: white (AA)
+        # contrast follows the white-point slider at once
+        before = driver.execute_script("return viewer.drawn.colorbar.hi")
+        driver.execute_script("const s = document.getElementById('hi'); s.value = s.max / 2;"
+                              "s.dispatchEvent(new Event('input'));")
+        after = driver.execute_script("return viewer.drawn.colorbar.hi")
+        assert after != before
+        driver.save_screenshot(str(out / "viewer-map.png"))
+        # hotmax spots can be hidden
+        driver.find_element(By.ID, "spots").click()
+        # the exported figure: 300 dpi, colour bar included, at least 1800 px wide
+        data = driver.execute_script("return viewer.exportFigure()")
+        fig = Image.open(io.BytesIO(base64.b64decode(data.split(",")[1])))
+        assert round(fig.info["dpi"][0]) == 300 and fig.size[0] >= 1800
+        fig.save(out / "viewer-figure.png", dpi=(300, 300))
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()

@@ -102,7 +102,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     if args.export or rgb:
         folder = Path(args.export or ds.path.with_suffix(".maps"))
-        out = export_all(pinned, folder, rgb, colors)
+        out = export_all(pinned, folder, rgb, colors, args.pixel_size_mm)
         print(f"wrote {len(out)} files to {folder}")
     return 0
 
@@ -125,7 +125,8 @@ def cmd_view(args: argparse.Namespace) -> int:
                   "counts)", flush=True)
 
     Runner(ds.path, options=Options(progress=None), log=say).run(["bands"])
-    serve(ds.path, args.host, args.port, open_browser=not args.no_browser)
+    serve(ds.path, args.host, args.port, open_browser=not args.no_browser,
+          pixel_size_mm=args.pixel_size_mm)
     return 0
 
 
@@ -141,6 +142,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     written = export(ds, args.to, target)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a positive number of mm, got {text!r}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -160,6 +171,8 @@ def add_commands(sub) -> None:
     p.add_argument("--port", type=_port, default=8765,
                    help="TCP port (default 8765; the next free one when taken; 0: any)")
     p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.add_argument("--pixel-size-mm", type=_positive, metavar="MM",
+                   help="the scan's pixel size for the scale bar (default: from the scan file)")
     p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("maps", help="fit per-pixel element maps into a datastack and export them")
@@ -173,6 +186,8 @@ def add_commands(sub) -> None:
     p.add_argument("--refit", action="store_true", help="fit again even if maps exist")
     p.add_argument("--export", metavar="DIR", help="write TIFFs and PNGs here")
     p.add_argument("--rgb", metavar="LIST", help="RGB composite of up to 4 elements")
+    p.add_argument("--pixel-size-mm", type=_positive, metavar="MM",
+                   help="pixel size for scale bars and TIFF calibration (default: the scan's)")
     p.add_argument("--colors", metavar="LIST", help="composite colours (names or #rrggbb)")
     p.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler to use")
     p.set_defaults(func=cmd_maps)

@@ -12,19 +12,11 @@ import numpy as np
 from maxrf import __version__
 from maxrf.datastack import DataStack
 from maxrf.errors import MaxrfError
+from maxrf.exports.tiff import pixel_size_mm
 from maxrf.io.atomic import atomic_write
 
 CUBE_SIGNAL = "EDS_SEM"  # exspy's EDS class (energy-axis tools, element lines); the tube
 # voltage goes where it reads the beam energy
-
-
-def pixel_size_mm(ds: DataStack) -> float | None:
-    """The scan's pixel size (mm) when its file said so (``maxrf_raw`` source metadata)."""
-    if "maxrf_raw" not in ds:
-        return None
-    meta = ds.attrs("maxrf_raw").get("source", {}).get("metadata", {}) or {}
-    size = meta.get("pixel_size_mm")
-    return float(size) if size else None
 
 
 def _space_axes(ds: DataStack, height: int, width: int) -> list[dict]:

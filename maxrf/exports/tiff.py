@@ -13,6 +13,15 @@ from maxrf.errors import MaxrfError
 from maxrf.io.atomic import atomic_write
 
 
+def pixel_size_mm(ds: DataStack) -> float | None:
+    """The scan's pixel size (mm) when its file said so (``maxrf_raw`` source metadata)."""
+    if "maxrf_raw" not in ds:
+        return None
+    meta = ds.attrs("maxrf_raw").get("source", {}).get("metadata", {}) or {}
+    size = meta.get("pixel_size_mm")
+    return float(size) if size else None
+
+
 def read_maps(datastack: str | Path | DataStack) -> tuple[list[str], np.ndarray]:
     """(element symbols, maps elements × height × width in counts) from a datastack."""
     ds = DataStack.of(datastack)
@@ -21,27 +30,31 @@ def read_maps(datastack: str | Path | DataStack) -> tuple[list[str], np.ndarray]
     return list(ds.attrs("maxrf_elementmaps")["elements"]), ds.read("maxrf_elementmaps")
 
 
-def write_tiffs(elements: list[str], maps: np.ndarray, folder: Path) -> list[Path]:
+def write_tiffs(elements: list[str], maps: np.ndarray, folder: Path,
+                pixel_mm: float | None = None) -> list[Path]:
     """``EL.tif`` per element and ``elementmaps.tif`` (a stack, one slice per element labelled
     with its symbol): 32-bit float counts per pixel in ImageJ's format, so Fiji/ImageJ show
     counts, not grey levels."""
     import tifffile
 
+    # the pixel size as ImageJ's calibration (Fiji's scale bar and measurements in mm)
+    spacing = {"resolution": (1.0 / pixel_mm, 1.0 / pixel_mm)} if pixel_mm else {}
+    units = {"unit": "mm"} if pixel_mm else {}
     out = []
     for el, m in zip(elements, maps, strict=True):
         desc = json.dumps({"element": el, "units": "counts per pixel"})
 
         def one(p, m=m, el=el, desc=desc):
-            tifffile.imwrite(p, np.asarray(m, np.float32), imagej=True,
-                             metadata={"Labels": [el], "Info": desc}, description=None)
+            tifffile.imwrite(p, np.asarray(m, np.float32), imagej=True, **spacing,
+                             metadata={"Labels": [el], "Info": desc, **units})
 
         out.append(atomic_write(folder / f"{el}.tif", one))
     if len(elements):
         stack = np.asarray(maps, np.float32)
 
         def save_all(p):
-            tifffile.imwrite(p, stack, imagej=True,
-                             metadata={"axes": "ZYX", "Labels": list(elements),
+            tifffile.imwrite(p, stack, imagej=True, **spacing,
+                             metadata={"axes": "ZYX", "Labels": list(elements), **units,
                                        "Info": json.dumps({"units": "counts per pixel",
                                                            "elements": list(elements)})})
 
@@ -59,5 +72,6 @@ def read_tiff(path: str | Path) -> np.ndarray:
 
 def export_tiff(datastack: str | Path | DataStack, folder: str | Path) -> list[Path]:
     """The element maps of a datastack as TIFFs in ``folder``."""
-    elements, maps = read_maps(datastack)
-    return write_tiffs(elements, maps, Path(folder))
+    ds = DataStack.of(datastack)
+    elements, maps = read_maps(ds)
+    return write_tiffs(elements, maps, Path(folder), pixel_size_mm(ds))

@@ -10,7 +10,7 @@ import numpy as np
 
 from maxrf.datastack import DataStack
 from maxrf.errors import MaxrfError
-from maxrf.exports.tiff import read_maps, read_tiff, write_tiffs  # noqa: F401
+from maxrf.exports.tiff import pixel_size_mm, read_maps, read_tiff, write_tiffs  # noqa: F401
 from maxrf.figures.png import EXPORT_DPI, pyplot, save_png
 from maxrf.io.atomic import atomic_write
 
@@ -39,9 +39,11 @@ def equalized_ticks(image: np.ndarray, levels=(0.25, 0.5, 0.75, 1.0)) -> tuple[l
     return [0.0, *levels], ["0", *(f"{np.quantile(v, q):.3g}" for q in levels)]
 
 
-def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = "") -> list[Path]:
-    """Per element a linear PNG with a colour bar in counts and a histogram-equalised one, and
-    ``elementmaps_grid.png`` with every map side by side."""
+def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = "",
+               pixel_mm: float | None = None) -> list[Path]:
+    """Per element a linear PNG with a colour bar in counts and a histogram-equalised one (a
+    scale bar when the pixel size is known), and ``elementmaps_grid.png`` with every map side
+    by side."""
     plt = pyplot()
 
     out = []
@@ -52,6 +54,8 @@ def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = 
             im = ax.imshow(shown, cmap="inferno", interpolation="nearest")
             ax.set_title(f"{el} ({kind}) {scan}".strip())
             ax.set_axis_off()
+            if pixel_mm:
+                scale_bar(ax, m.shape[1], pixel_mm)
             if kind == "linear":
                 fig.colorbar(im, ax=ax, shrink=0.8, label="counts per pixel")
             else:
@@ -60,9 +64,29 @@ def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = 
                 ticks, labels = equalized_ticks(m)
                 cb.set_ticks(ticks)
                 cb.set_ticklabels(labels)
-            out.append(save_png(fig, folder / f"{el}_{kind}.png", EXPORT_DPI, tight=True))
+            name = f"{el}_{kind}.png"
+            out.append(save_png(fig, folder / name, EXPORT_DPI, tight=True))
     out.append(plot_grid(elements, maps, folder / "elementmaps_grid.png", scan))
     return out
+
+
+def scale_bar(ax, width_px: int, pixel_mm: float) -> float:
+    """A white bar of a round length (1, 2 or 5 × 10ⁿ mm, about a fifth of the image) at the
+    lower left of ``ax``; returns its length in mm."""
+    from matplotlib.patches import Rectangle
+
+    target = width_px * pixel_mm / 5
+    p = 10 ** np.floor(np.log10(target))
+    mm = float((5 if target / p >= 5 else 2 if target / p >= 2 else 1) * p)
+    y0, y1 = ax.get_ylim()  # imshow: y grows downwards
+    h = abs(y0 - y1)
+    x, y = 0.04 * width_px, max(y0, y1) - 0.06 * h
+    ax.add_patch(Rectangle((x, y), mm / pixel_mm, 0.015 * h + 0.5, color="white", ec="black",
+                           lw=0.5))
+    label = f"{mm:g} mm" if mm >= 1 else f"{mm * 1000:g} µm"
+    ax.text(x, y - 0.02 * h, label, color="white", fontsize=8, va="bottom",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+    return mm
 
 
 def plot_grid(
@@ -135,8 +159,9 @@ def write_composite(elements: list[str], maps: np.ndarray, chosen: list[str], pa
 
 
 def export_all(datastack: str | Path | DataStack, folder: str | Path, rgb: list[str] | None = None,
-               colors: list[str] | None = None) -> list[Path]:
-    """TIFFs, PNGs, the grid and (with ``rgb``) a composite of the datastack's maps."""
+               colors: list[str] | None = None, pixel_mm: float | None = None) -> list[Path]:
+    """TIFFs, PNGs, the grid and (with ``rgb``) a composite of the datastack's maps; the pixel
+    size (``pixel_mm``, else the scan file's) calibrates the TIFFs and draws scale bars."""
     ds = DataStack.of(datastack)
     elements, maps = read_maps(ds)
     folder = Path(folder)
@@ -146,7 +171,9 @@ def export_all(datastack: str | Path | DataStack, folder: str | Path, rgb: list[
         before = set(json.loads(manifest.read_text()).get("files", []))
     except (OSError, ValueError, AttributeError):
         before = set()
-    out = write_tiffs(elements, maps, folder) + write_pngs(elements, maps, folder, scan)
+    pixel_mm = pixel_mm or pixel_size_mm(ds)
+    out = (write_tiffs(elements, maps, folder, pixel_mm)
+           + write_pngs(elements, maps, folder, scan, pixel_mm))
     if rgb:
         out.append(write_composite(elements, maps, rgb, folder / f"rgb_{'-'.join(rgb)}.png",
                                    colors))

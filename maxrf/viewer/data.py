@@ -59,8 +59,9 @@ def png(image: np.ndarray, palette: np.ndarray | None = None) -> bytes:
 class ViewerData:
     """The datastack behind one viewer (thread-safe; layers read lazily and kept small)."""
 
-    def __init__(self, datastack: str | Path) -> None:
+    def __init__(self, datastack: str | Path, pixel_size_mm: float | None = None) -> None:
         self.path = Path(datastack)
+        self.pixel_size_option = pixel_size_mm
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
         self._load()
@@ -121,7 +122,15 @@ class ViewerData:
             "suggested": self.suggested(),
             "hotmax_spots": self.spots,
             "lines": {el: self.lines(el) for el in self.elements},
+            "pixel_size_mm": self.pixel_size_mm(),
+            "map_units": "counts per pixel",
         }
+
+    def pixel_size_mm(self) -> float | None:
+        """The scan's pixel size: ``maxrf view --pixel-size-mm``, else what its file said."""
+        from maxrf.exports.tiff import pixel_size_mm
+
+        return float(self.pixel_size_option) if self.pixel_size_option else pixel_size_mm(self.ds)
 
     def suggested(self, n: int = 3) -> list[str]:
         """The maps with the most structure (spread × strength, of a subsample): a first

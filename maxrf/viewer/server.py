@@ -36,7 +36,8 @@ def _png(image: np.ndarray | bytes) -> Response:
 def _npy(image: np.ndarray) -> Response:
     buf = io.BytesIO()
     np.save(buf, image)
-    return Response(buf.getvalue(), media_type="application/octet-stream")
+    return Response(buf.getvalue(), media_type="application/octet-stream",
+                    headers={"Cache-Control": "no-store"})
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -89,10 +90,11 @@ class LocalOnly:
         await self.app(scope, receive, send)
 
 
-def create_app(datastack: str | Path, served_host: str = "127.0.0.1") -> Starlette:
+def create_app(datastack: str | Path, served_host: str = "127.0.0.1",
+               pixel_size_mm: float | None = None) -> Starlette:
     """The viewer app for one datastack (raises MaxrfError if it cannot be opened); it answers
     only requests addressed to this machine (``served_host`` or loopback)."""
-    data = ViewerData(datastack)
+    data = ViewerData(datastack, pixel_size_mm)
 
     def handler(make):
         def endpoint(request: Request) -> Response:  # sync: Starlette runs it in a thread
@@ -121,6 +123,7 @@ def create_app(datastack: str | Path, served_host: str = "127.0.0.1") -> Starlet
         Route("/api/band.png", handler(lambda p: _png(data.colorize(data.band(p), p)))),
         Route("/api/band.npy", handler(lambda p: _npy(data.band(p)))),
         Route("/api/total.png", handler(lambda p: _png(data.colorize(data.total(), p)))),
+        Route("/api/total.npy", handler(lambda p: _npy(data.total()))),
         Route("/api/map.png", handler(
             lambda p: _png(data.colorize(data.element_map(p.get("element", "")), p)))),
         Route("/api/map.npy", handler(lambda p: _npy(data.element_map(p.get("element", ""))))),
@@ -158,12 +161,12 @@ def bind(host: str, port: int, tries: int = PORT_TRIES) -> tuple[socket.socket, 
 
 
 def serve(datastack: str | Path, host: str = "127.0.0.1", port: int = 8765,
-          open_browser: bool = True) -> None:
+          open_browser: bool = True, pixel_size_mm: float | None = None) -> None:
     """Serve the viewer until Ctrl-C: bind first (the next free port when ``port`` is taken),
     then say where, then open the browser there."""
     import uvicorn
 
-    app = create_app(datastack, served_host=host)
+    app = create_app(datastack, served_host=host, pixel_size_mm=pixel_size_mm)
     sock, moved = bind(host, port)
     real = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

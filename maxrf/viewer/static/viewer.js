@@ -1,12 +1,19 @@
 // maxrf viewer: an image pane (total counts, element maps, band images, composites) and a
-// spectrum pane, both drawn on canvases; all data comes from the /api endpoints.
+// spectrum pane, both drawn on canvases; all data comes from the /api endpoints. Images are the
+// values themselves (.npy arrays) coloured here, so contrast, colour bars, hover readouts and the
+// composite's sliders follow every change at once.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const viewer = (window.viewer = { ready: false, spectrum: null, band: null, imageUrl: null,
-                                  imageLoads: 0, timings: [] });
-let info = null, img = null, view = { scale: 1, ox: 0, oy: 0 }, pixel = null, rect = null;
+                                  imageLoads: 0, timings: [], hover: null, drawn: {} });
+let info = null, view = { scale: 1, ox: 0, oy: 0 }, pixel = null, rect = null;
 let spec = null, drag = null, bandSel = null;
-const COLORS = ["#ff3030", "#30ff30", "#3080ff", "#ffff30"];
+// composite defaults: colour-blind-safe hues of which no two add up to a third
+const COLORS = ["#ff00ff", "#00e000", "#00a0ff", "#ff9900"];
+const arrays = new Map();  // url -> {data: Float32Array, h, w, p995, max}
+let layers = [];  // what is shown: [{label, arr, color|null, gain, on}]
+let contrast = { lo: 0, hi: 1, gamma: 1 };
+let rendered = null;  // an offscreen canvas of the current image at scan resolution
 
 function status(text) { $("status").textContent = text; }
 
@@ -19,21 +26,100 @@ async function getJSON(url) {
   return body;
 }
 
-function setImage(url, label) {
+function parseNpy(buf) {
+  // NumPy .npy: magic, version, header length, a dict header, then the data (C order)
+  const bytes = new Uint8Array(buf);
+  const major = bytes[6];
+  const dv = new DataView(buf);
+  const hlen = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
+  const start = (major === 1 ? 10 : 12) + hlen;
+  const header = new TextDecoder().decode(bytes.subarray(major === 1 ? 10 : 12, start));
+  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(",").filter((x) => x.trim())
+    .map(Number);
+  const kinds = { "<f4": Float32Array, "<f8": Float64Array, "<i4": Int32Array,
+                  "<u4": Uint32Array, "<i2": Int16Array, "<u2": Uint16Array, "|u1": Uint8Array,
+                  "<i8": BigInt64Array, "<u8": BigUint64Array };
+  const T = kinds[descr];
+  if (!T) throw new Error("unsupported array type " + descr);
+  const raw = new T(buf.slice(start));
+  const data = new Float32Array(raw.length);
+  for (let i = 0; i < raw.length; i++) data[i] = Number(raw[i]);
+  return { data, shape };
+}
+
+function stats(data) {  // 99.5th percentile of a subsample, and the maximum
+  let max = 0;
+  for (let i = 0; i < data.length; i++) if (data[i] > max) max = data[i];
+  const step = Math.max(1, Math.floor(data.length / 200000)), sample = [];
+  for (let i = 0; i < data.length; i += step) sample.push(data[i]);
+  sample.sort((a, b) => a - b);
+  const p995 = sample[Math.min(sample.length - 1, Math.floor(0.995 * sample.length))] || max;
+  return { p995: p995 > 0 ? p995 : max || 1, max: max || 1 };
+}
+
+async function getArray(url) {
+  if (arrays.has(url)) return arrays.get(url);
   const t0 = performance.now();
-  const next = new Image();
-  next.onload = () => {
-    img = next; viewer.imageUrl = url; viewer.imageLoads += 1;
-    const ms = performance.now() - t0;
-    viewer.timings.push([url, ms]);
-    status(`${label} (${ms.toFixed(0)} ms)`);
-    draw();
-  };
-  next.onerror = async () => {
-    try { const r = await fetch(url); status("error: " + (await r.json()).error); }
-    catch (e) { status("error loading " + url); }
-  };
-  next.src = url;
+  const r = await fetch(url);
+  if (!r.ok) throw new Error((await r.json()).error || r.statusText);
+  const { data, shape } = parseNpy(await r.arrayBuffer());
+  const a = { data, h: shape[0], w: shape[1], ...stats(data) };
+  viewer.timings.push([url, performance.now() - t0]);
+  if (url.includes("band")) for (const k of [...arrays.keys()]) if (k.includes("band"))
+    arrays.delete(k);  // keep one band: they are many
+  arrays.set(url, a);
+  return a;
+}
+
+// inferno, 9 stops (matplotlib's), interpolated to 256 entries
+const INFERNO = (() => {
+  const stops = [[0, 0, 4], [31, 12, 72], [85, 15, 109], [136, 34, 106], [186, 54, 85],
+                 [227, 89, 51], [249, 140, 10], [249, 201, 50], [252, 255, 164]];
+  const lut = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const t = i / 255 * 8, k = Math.min(7, Math.floor(t)), f = t - k;
+    for (let c = 0; c < 3; c++) lut[3 * i + c] = Math.round(stops[k][c] * (1 - f) + stops[k + 1][c] * f);
+  }
+  return lut;
+})();
+const hex = (c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
+
+function render() {
+  // the shown layers coloured into an offscreen canvas at the scan's resolution
+  const on = layers.filter((l) => l.on);
+  if (!layers.length) { rendered = null; draw(); return; }
+  const { h, w } = layers[0].arr;
+  const off = rendered && rendered.width === w && rendered.height === h ? rendered
+    : Object.assign(document.createElement("canvas"), { width: w, height: h });
+  const octx = off.getContext("2d"), im = octx.createImageData(w, h), px = im.data;
+  if (layers[0].color === null) {  // one map: black/white point and gamma through inferno
+    const d = layers[0].arr.data, lo = contrast.lo, span = Math.max(contrast.hi - lo, 1e-12);
+    const g = contrast.gamma;
+    for (let i = 0; i < d.length; i++) {
+      let t = (d[i] - lo) / span;
+      t = t <= 0 ? 0 : t >= 1 ? 1 : (g === 1 ? t : Math.pow(t, g));
+      const k = 3 * Math.round(t * 255);
+      px[4 * i] = INFERNO[k]; px[4 * i + 1] = INFERNO[k + 1]; px[4 * i + 2] = INFERNO[k + 2];
+      px[4 * i + 3] = 255;
+    }
+  } else {  // a composite: each map stretched to its 99.5th percentile × gain, added in colour
+    const acc = new Float32Array(w * h * 3);
+    for (const l of on) {
+      const d = l.arr.data, k = l.gain / l.arr.p995, [r, gg, b] = hex(l.color);
+      for (let i = 0; i < d.length; i++) {
+        const t = Math.min(Math.max(d[i] * k, 0), 1);
+        acc[3 * i] += t * r; acc[3 * i + 1] += t * gg; acc[3 * i + 2] += t * b;
+      }
+    }
+    for (let i = 0; i < w * h; i++) {
+      px[4 * i] = acc[3 * i]; px[4 * i + 1] = acc[3 * i + 1]; px[4 * i + 2] = acc[3 * i + 2];
+      px[4 * i + 3] = 255;
+    }
+  }
+  octx.putImageData(im, 0, 0);
+  rendered = off;
+  draw();
 }
 
 // ---- image pane ---------------------------------------------------------------------------
@@ -44,10 +130,58 @@ viewer.pixelToCanvas = (r, c) => [view.ox + (c + 0.5) * view.scale, view.oy + (r
 viewer.energyToCanvas = (e) => (axis ? axis.X(e) : null);
 
 function fit() {
-  const w = canvas.clientWidth, h = canvas.clientHeight;
+  const w = canvas.clientWidth - BAR_W, h = canvas.clientHeight;
   view.scale = Math.min(w / info.width, h / info.height);
   view.ox = (w - info.width * view.scale) / 2;
   view.oy = (h - info.height * view.scale) / 2;
+}
+
+const BAR_W = 80;  // the colour bar's strip at the right of the image pane (px)
+const fmt = (v) => Math.abs(v) >= 1e4 ? v.toExponential(1) : Math.abs(v) >= 100 ? v.toFixed(0)
+  : Math.abs(v) >= 1 ? v.toFixed(1) : v.toPrecision(2);
+const niceStep = (x) => { const p = Math.pow(10, Math.floor(Math.log10(x))), m = x / p;
+                          return (m >= 5 ? 5 : m >= 2 ? 2 : 1) * p; };
+
+function decorate(c, W, H, s, ox, oy, big) {
+  // colour bar (one map) or legend (composite), and the scale bar: what makes an image readable
+  const k = big ? 3 : 1;
+  c.font = `${11 * k}px system-ui, sans-serif`;
+  c.textBaseline = "middle";
+  viewer.drawn = {};
+  if (layers.length && layers[0].color === null) {
+    const x = W - (BAR_W - 8) * k, top = 12 * k, bh = H - 24 * k, bw = 12 * k;
+    for (let i = 0; i < bh; i++) {
+      const t = 1 - i / bh, v = Math.pow(t, contrast.gamma), q = 3 * Math.round(v * 255);
+      c.fillStyle = `rgb(${INFERNO[q]},${INFERNO[q + 1]},${INFERNO[q + 2]})`;
+      c.fillRect(x, top + i, bw, 1.5);
+    }
+    c.strokeStyle = "#889"; c.lineWidth = k; c.strokeRect(x, top, bw, bh);
+    c.fillStyle = "#dde";
+    const ticks = [contrast.lo, (contrast.lo + contrast.hi) / 2, contrast.hi];
+    ticks.forEach((v, i) => c.fillText(fmt(v), x + bw + 3 * k, top + bh * (1 - i / 2)));
+    c.save(); c.translate(W - 5 * k, top + bh / 2); c.rotate(-Math.PI / 2);
+    c.textAlign = "center"; c.fillText(layers[0].units, 0, 0); c.restore();
+    viewer.drawn.colorbar = { lo: contrast.lo, hi: contrast.hi, units: layers[0].units };
+  } else if (layers.length) {
+    const on = layers.filter((l) => l.on);
+    c.fillStyle = "rgba(0,0,0,0.55)";
+    c.fillRect(6 * k, 6 * k, 90 * k, (on.length * 16 + 8) * k);
+    on.forEach((l, i) => {
+      c.fillStyle = l.color; c.fillRect(12 * k, (12 + 16 * i) * k, 10 * k, 10 * k);
+      c.fillStyle = "#fff"; c.fillText(l.label, 28 * k, (17 + 16 * i) * k);
+    });
+    viewer.drawn.legend = on.map((l) => [l.label, l.color]);
+  }
+  if (info.pixel_size_mm) {  // a scale bar of a round length, ~1/5 of the image's width
+    const mmPerPx = info.pixel_size_mm / s, target = (W - BAR_W * k) / 5 * mmPerPx;
+    const mm = niceStep(target), len = mm / mmPerPx;
+    const x0 = 14 * k, y0 = H - 16 * k;
+    c.fillStyle = "rgba(0,0,0,0.55)"; c.fillRect(x0 - 6 * k, y0 - 18 * k, len + 12 * k, 26 * k);
+    c.fillStyle = "#fff"; c.fillRect(x0, y0, len, 4 * k);
+    const label = mm >= 1 ? `${mm} mm` : `${Math.round(mm * 1000)} µm`;
+    c.fillText(label, x0, y0 - 8 * k);
+    viewer.drawn.scalebar = { mm, px: len / k, label };
+  }
 }
 
 function draw() {
@@ -55,35 +189,56 @@ function draw() {
   canvas.width = canvas.clientWidth * dpr; canvas.height = canvas.clientHeight * dpr;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  if (!img) return;
+  if (!rendered) return;
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(img, view.ox, view.oy, info.width * view.scale, info.height * view.scale);
+  ctx.drawImage(rendered, view.ox, view.oy, info.width * view.scale, info.height * view.scale);
   const s = view.scale;
-  ctx.lineWidth = 1.5;
-  ctx.strokeStyle = "#4fd1ff";
-  for (const [r, c] of info.hotmax_spots) {  // hotmax spots: small circles, clickable
-    ctx.beginPath();
-    ctx.arc(view.ox + (c + 0.5) * s, view.oy + (r + 0.5) * s, Math.max(4, 0.7 * s), 0,
-            2 * Math.PI);
-    ctx.stroke();
+  if ($("spots").checked) {
+    ctx.lineWidth = 1.5;
+    ctx.strokeStyle = "#4fd1ff";
+    for (const [r, c] of info.hotmax_spots) {  // hotmax spots: small circles, clickable
+      ctx.beginPath();
+      ctx.arc(view.ox + (c + 0.5) * s, view.oy + (r + 0.5) * s, Math.max(4, 0.7 * s), 0,
+              2 * Math.PI);
+      ctx.stroke();
+    }
   }
-  if (pixel) {
-    ctx.strokeStyle = "#fff";
-    ctx.strokeRect(view.ox + pixel[1] * s - 1, view.oy + pixel[0] * s - 1, s + 2, s + 2);
+  if (pixel) {  // a crosshair with a gap at the pixel, black under white: visible on any colour
+    const [x, y] = viewer.pixelToCanvas(pixel[0], pixel[1]), g = Math.max(4, s);
+    for (const [color, width] of [["#000", 3], ["#fff", 1.2]]) {
+      ctx.strokeStyle = color; ctx.lineWidth = width; ctx.beginPath();
+      ctx.moveTo(x - g - 12, y); ctx.lineTo(x - g, y); ctx.moveTo(x + g, y); ctx.lineTo(x + g + 12, y);
+      ctx.moveTo(x, y - g - 12); ctx.lineTo(x, y - g); ctx.moveTo(x, y + g); ctx.lineTo(x, y + g + 12);
+      ctx.stroke();
+      ctx.strokeRect(x - s / 2, y - s / 2, s, s);
+    }
   }
   if (rect) {
-    ctx.strokeStyle = "#ffe14f";
+    ctx.strokeStyle = "#ffe14f"; ctx.lineWidth = 1.5;
     ctx.setLineDash([4, 3]);
     ctx.strokeRect(view.ox + rect[2] * s, view.oy + rect[0] * s,
                    (rect[3] - rect[2]) * s, (rect[1] - rect[0]) * s);
     ctx.setLineDash([]);
   }
+  decorate(ctx, canvas.clientWidth, canvas.clientHeight, s, view.ox, view.oy, false);
 }
 
 function toPixel(ev) {
   const b = canvas.getBoundingClientRect();
   const x = ev.clientX - b.left, y = ev.clientY - b.top;
   return [Math.floor((y - view.oy) / view.scale), Math.floor((x - view.ox) / view.scale), x, y];
+}
+
+function hover(ev) {  // (row, col) and the value of every shown map under the cursor
+  const [r, c] = toPixel(ev);
+  if (!layers.length || r < 0 || c < 0 || r >= info.height || c >= info.width) {
+    $("hover").textContent = ""; viewer.hover = null; return;
+  }
+  const i = r * info.width + c;
+  const vals = layers.filter((l) => l.on).map((l) => [l.label, l.arr.data[i]]);
+  viewer.hover = { row: r, col: c, values: Object.fromEntries(vals) };
+  $("hover").textContent = `row ${r}, col ${c}: ` +
+    vals.map(([k, v]) => `${k} ${fmt(v)}`).join(" · ") + ` (${layers[0].units})`;
 }
 
 canvas.addEventListener("wheel", (ev) => {
@@ -98,6 +253,8 @@ canvas.addEventListener("mousedown", (ev) => {
   drag = { start: toPixel(ev), x: ev.clientX, y: ev.clientY, ox: view.ox, oy: view.oy,
            shift: ev.shiftKey, moved: false };
 });
+canvas.addEventListener("mousemove", (ev) => { if (!drag) hover(ev); });
+canvas.addEventListener("mouseleave", () => { $("hover").textContent = ""; viewer.hover = null; });
 window.addEventListener("mousemove", (ev) => {
   if (!drag) return;
   const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
@@ -117,7 +274,7 @@ window.addEventListener("mouseup", (ev) => {
     if (rect[1] > rect[0] && rect[3] > rect[2]) loadMean(rect);
   } else if (!d.moved) {
     let [r, c, x, y] = d.start;
-    for (const [sr, sc] of info.hotmax_spots) {  // a click near a spot picks the spot
+    for (const [sr, sc] of ($("spots").checked ? info.hotmax_spots : [])) {  // near a spot
       const sx = view.ox + (sc + 0.5) * view.scale, sy = view.oy + (sr + 0.5) * view.scale;
       if (Math.hypot(sx - x, sy - y) <= 6) { r = sr; c = sc; break; }
     }
@@ -139,14 +296,14 @@ async function loadSpectrum(r, c) {
   } catch (e) { status("error: " + e.message); }
 }
 
-async function loadMean(q) {
-  pixel = null; draw();
+async function loadMean(q, whole) {
+  pixel = null; if (!whole) draw(); else rect = null;
   const t0 = performance.now();
   try {
     spec = await getJSON(`/api/mean_spectrum?r0=${q[0]}&r1=${q[1]}&c0=${q[2]}&c1=${q[3]}`);
     viewer.spectrum = spec;
-    $("what").textContent = `mean of rows ${q[0]}–${q[1] - 1}, columns ${q[2]}–${q[3] - 1}` +
-      ` (${spec.pixels} pixels)`;
+    $("what").textContent = (whole ? "mean spectrum of the whole scan" :
+      `mean of rows ${q[0]}–${q[1] - 1}, columns ${q[2]}–${q[3] - 1}`) + ` (${spec.pixels} pixels)`;
     status(`mean spectrum (${(performance.now() - t0).toFixed(0)} ms)`);
     drawSpectrum();
   } catch (e) { status("error: " + e.message); }
@@ -170,25 +327,36 @@ function drawSpectrum() {
     return;
   }
   const e = spec.energy_kev, log = $("log").checked;
-  const e0 = Math.max(e[0], -0.5), e1 = e[e.length - 1];
+  const full = [Math.max(e[0], -0.5), e[e.length - 1]];
+  const [e0, e1] = ezoom || full;
   const series = [["counts", "show-raw", "rgba(150,155,165,0.45)", "raw counts"],
                   ["smoothed", "show-smooth", "#4fa3ff", "smoothed"],
                   ["fit", "show-fit", "#ff5f5f", "fit"]]
     .filter(([k, box]) => spec[k] && $(box).checked);
   let ymax = 1;
   for (const [k] of series) for (let i = 0; i < e.length; i++)
-    if (e[i] >= 0.5 && spec[k][i] > ymax) ymax = spec[k][i];
+    if (e[i] >= Math.max(0.5, e0) && e[i] <= e1 && spec[k][i] > ymax) ymax = spec[k][i];
   const X = (v) => PAD.l + (v - e0) / (e1 - e0) * (W - PAD.l - PAD.r);
   const Y = (v) => log ? H - PAD.b - Math.log10(1 + Math.max(v, 0)) / Math.log10(1 + ymax * 1.2)
                           * (H - PAD.t - PAD.b)
                        : H - PAD.b - Math.max(v, 0) / (ymax * 1.1) * (H - PAD.t - PAD.b);
   axis = { X, e0, e1, W };
   sctx.strokeStyle = "#445"; sctx.fillStyle = "#9ab"; sctx.font = "11px system-ui";
-  for (let k = Math.ceil(e0); k <= e1; k += (e1 - e0) > 30 ? 5 : 2) {
+  const step = niceStep((e1 - e0) / 8);
+  for (let k = Math.ceil(e0 / step) * step; k <= e1; k += step) {
     sctx.beginPath(); sctx.moveTo(X(k), H - PAD.b); sctx.lineTo(X(k), H - PAD.b + 4); sctx.stroke();
-    sctx.fillText(`${k}`, X(k) - 4, H - PAD.b + 15);
+    sctx.fillText(`${+k.toFixed(3)}`, X(k) - 4, H - PAD.b + 15);
   }
   sctx.fillText("keV", W - 30, H - 4);
+  // y ticks: decades (log) or round steps (linear)
+  const yt = log ? Array.from({ length: Math.floor(Math.log10(ymax * 1.2)) + 1 }, (_, i) => 10 ** i)
+    : Array.from({ length: 5 }, (_, i) => i * niceStep(ymax / 4)).filter((v) => v <= ymax * 1.1);
+  viewer.yticks = yt;
+  for (const v of yt) {
+    const y = Y(v);
+    sctx.beginPath(); sctx.moveTo(PAD.l - 4, y); sctx.lineTo(PAD.l, y); sctx.stroke();
+    sctx.fillText(fmt(v), 2, y + 3);
+  }
   sctx.fillText(log ? "counts (log)" : "counts", 4, 14);
   series.forEach(([, , color, label], i) => {  // legend
     sctx.fillStyle = color; sctx.fillRect(W - 250 + i * 84, 6, 10, 10);
@@ -197,7 +365,7 @@ function drawSpectrum() {
   for (const [k, , color] of series) {
     sctx.strokeStyle = color; sctx.lineWidth = k === "counts" ? 1 : 1.6; sctx.beginPath();
     for (let i = 0; i < e.length; i++) {
-      if (e[i] < e0) continue;
+      if (e[i] < e0 || e[i] > e1) continue;
       const x = X(e[i]), y = Y(spec[k][i]);
       i && e[i - 1] >= e0 ? sctx.lineTo(x, y) : sctx.moveTo(x, y);
     }
@@ -208,21 +376,49 @@ function drawSpectrum() {
     sctx.fillRect(X(bandSel[0]), PAD.t, Math.max(2, X(bandSel[1]) - X(bandSel[0])),
                   H - PAD.t - PAD.b);
   }
-  // theoretical line markers of the mapped elements: ticks under the top edge (height by
-  // relative intensity), labelled at the strongest line, labels staggered on three rows
+  // theoretical line markers of the mapped elements: dashed full-height lines (opacity by
+  // relative intensity), each element labelled at its strongest line on the first row of labels
+  // where it collides with none
   const lines = info.lines || {};
+  const labels = [];
   Object.entries(lines).forEach(([el, ls], n) => {
-    sctx.strokeStyle = `hsla(${(n * 67) % 360},80%,65%,0.9)`;
-    sctx.fillStyle = sctx.strokeStyle;
-    const base = PAD.t + 34;
+    const color = `hsla(${(n * 67) % 360},80%,65%,`;
+    sctx.setLineDash([3, 3]);
     ls.forEach(([en, rel], j) => {
       if (en < e0 || en > e1) return;
-      sctx.beginPath(); sctx.moveTo(X(en), base); sctx.lineTo(X(en), base + 4 + 22 * rel);
+      sctx.strokeStyle = color + (0.25 + 0.6 * rel) + ")";
+      sctx.beginPath(); sctx.moveTo(X(en), PAD.t + 40); sctx.lineTo(X(en), H - PAD.b);
       sctx.stroke();
-      if (j === 0) sctx.fillText(el, X(en) - 4, PAD.t + 8 + (n % 3) * 11);
+      if (j === 0) labels.push([X(en), el, color + "1)"]);
     });
+    sctx.setLineDash([]);
   });
+  labels.sort((a, b) => a[0] - b[0]);
+  const rowEnd = [-1e9, -1e9, -1e9, -1e9];
+  viewer.labels = [];
+  for (const [x, el, color] of labels) {
+    const w = sctx.measureText(el).width, left = x - w / 2;
+    const row = rowEnd.findIndex((end) => left > end + 3);
+    if (row < 0) continue;  // no room: the dashed line stays
+    rowEnd[row] = left + w;
+    sctx.fillStyle = color; sctx.fillText(el, left, PAD.t + 8 + row * 11);
+    viewer.labels.push([el, left, row, w]);
+  }
 }
+
+let ezoom = null;  // the energy range shown, [lo, hi] keV (null: all)
+sc.addEventListener("wheel", (ev) => {  // zoom the energy axis around the cursor
+  if (!axis || !spec) return;
+  ev.preventDefault();
+  const b = sc.getBoundingClientRect();
+  const at = axis.e0 + (ev.clientX - b.left - PAD.l) / (axis.W - PAD.l - PAD.r) * (axis.e1 - axis.e0);
+  const k = ev.deltaY < 0 ? 0.8 : 1.25, e = spec.energy_kev;
+  let lo = at - (at - axis.e0) * k, hi = at + (axis.e1 - at) * k;
+  lo = Math.max(lo, Math.max(e[0], -0.5)); hi = Math.min(hi, e[e.length - 1]);
+  ezoom = hi - lo > 0.05 ? [lo, hi] : ezoom;
+  drawSpectrum();
+}, { passive: false });
+sc.addEventListener("dblclick", () => { ezoom = null; drawSpectrum(); });
 
 sc.addEventListener("mousedown", (ev) => {
   if (!axis) return;
@@ -255,6 +451,8 @@ function mixControls() {
   box.innerHTML = "";
   for (let i = 0; i < 4; i++) {
     const row = document.createElement("span"); row.className = "row";
+    const on = document.createElement("input"); on.type = "checkbox"; on.id = `mix-on-${i}`;
+    on.checked = true; on.title = "show (untick to mute this channel)";
     const sel = document.createElement("select"); sel.id = `mix-el-${i}`;
     sel.add(new Option("—", ""));
     info.elements.forEach((el) => sel.add(new Option(el, el)));
@@ -262,46 +460,148 @@ function mixControls() {
     const col = document.createElement("input"); col.type = "color"; col.id = `mix-color-${i}`;
     col.value = COLORS[i];
     const gain = document.createElement("input"); gain.type = "range"; gain.id = `mix-gain-${i}`;
-    gain.min = -1.5; gain.max = 1.5; gain.step = 0.1; gain.value = 0;
-    gain.title = "contrast";
-    [sel, col, gain].forEach((x) => x.addEventListener("change", showMode));
-    row.append(sel, col, gain); box.append(row);
+    gain.min = -1.5; gain.max = 1.5; gain.step = 0.05; gain.value = 0;
+    gain.title = "contrast (brightness of this map)";
+    const solo = document.createElement("button"); solo.textContent = "solo"; solo.id = `mix-solo-${i}`;
+    solo.title = "show only this channel (again: all)";
+    sel.addEventListener("change", showMode);
+    [on, col, gain].forEach((x) => x.addEventListener("input", updateMix));
+    solo.addEventListener("click", () => {
+      const alone = [0, 1, 2, 3].every((j) => j === i || !$(`mix-on-${j}`).checked);
+      for (let j = 0; j < 4; j++) $(`mix-on-${j}`).checked = alone || j === i;
+      updateMix();
+    });
+    row.append(on, sel, col, gain, solo); box.append(row);
   }
 }
 
-function showMode() {
+function updateMix() {  // colours, gains and mutes change the picture at once (no refetch)
+  for (const l of layers) {
+    if (l.slot === undefined) continue;
+    l.color = $(`mix-color-${l.slot}`).value;
+    l.gain = Math.pow(10, +$(`mix-gain-${l.slot}`).value);
+    l.on = $(`mix-on-${l.slot}`).checked;
+  }
+  render();
+}
+
+function setContrastRange(arr, keep) {
+  for (const id of ["lo", "hi"]) { $(id).max = arr.max; $(id).step = arr.max / 1000; }
+  if (!keep) contrast = { lo: 0, hi: arr.p995, gamma: 1 };
+  $("lo").value = contrast.lo; $("hi").value = contrast.hi; $("gamma").value = contrast.gamma;
+  showContrast();
+}
+
+function showContrast() {
+  $("lo-val").value = fmt(contrast.lo); $("hi-val").value = fmt(contrast.hi);
+  $("gamma-val").value = contrast.gamma.toFixed(2);
+}
+
+["lo", "hi", "gamma"].forEach((id) => $(id).addEventListener("input", () => {
+  contrast[id] = +$(id).value;
+  if (contrast.hi <= contrast.lo) contrast.hi = contrast.lo + (+$("hi").step || 1e-6);
+  showContrast(); render();
+}));
+$("auto").addEventListener("click", () => { if (layers[0]) setContrastRange(layers[0].arr, false); render(); });
+
+async function showMode() {
   const mode = $("mode").value;
-  $("mix").style.display = mode === "composite" ? "" : "none";
-  if (mode === "total") setImage("/api/total.png", "total counts");
-  else if (mode === "band") {
-    const b = viewer.band;
-    setImage(`/api/band.png?lo_kev=${b.lo_kev.toFixed(4)}&hi_kev=${b.hi_kev.toFixed(4)}`,
-             `band ${b.lo_kev.toFixed(2)}–${b.hi_kev.toFixed(2)} keV`);
-  } else if (mode === "composite") {
-    const els = [], cols = [], gains = [];
-    for (let i = 0; i < 4; i++) {
-      const el = $(`mix-el-${i}`).value;
-      if (!el) continue;
-      els.push(el); cols.push($(`mix-color-${i}`).value);
-      gains.push(Math.pow(10, +$(`mix-gain-${i}`).value).toFixed(3));
+  const composite = mode === "composite";
+  $("mix").style.visibility = composite ? "visible" : "hidden";  // no jump: space kept
+  $("contrast").style.visibility = composite ? "hidden" : "visible";
+  if (mode !== "band" && bandSel) { bandSel = null; drawSpectrum(); }  // the band no longer shown
+  const t0 = performance.now();
+  try {
+    let label, next;
+    if (mode === "total") {
+      next = [{ label: "total", url: "/api/total.npy", units: "counts" }];
+      label = "total counts";
+    } else if (mode === "band") {
+      const b = viewer.band;
+      label = `band ${b.lo_kev.toFixed(2)}–${b.hi_kev.toFixed(2)} keV`;
+      next = [{ label: "band", units: "counts in the band",
+                url: `/api/band.npy?lo_kev=${b.lo_kev.toFixed(4)}&hi_kev=${b.hi_kev.toFixed(4)}` }];
+    } else if (composite) {
+      next = [];
+      for (let i = 0; i < 4; i++) {
+        const el = $(`mix-el-${i}`).value;
+        if (el) next.push({ label: el, url: `/api/map.npy?element=${el}`, slot: i,
+                            units: info.map_units });
+      }
+      label = "composite " + next.map((l) => l.label).join(", ");
+      if (!next.length) { layers = []; render(); return; }
+    } else {
+      const el = mode.slice(4);
+      next = [{ label: el, url: `/api/map.npy?element=${el}`, units: info.map_units }];
+      label = `${el} map`;
     }
-    if (!els.length) return;
-    setImage(`/api/composite.png?elements=${els.join(",")}&colors=${cols.map(encodeURIComponent)
-      .join(",")}&gains=${gains.join(",")}`, "composite " + els.join(", "));
-  } else setImage(`/api/map.png?element=${mode.slice(4)}`, `${mode.slice(4)} map (counts)`);
+    const arrs = await Promise.all(next.map((l) => getArray(l.url)));
+    layers = next.map((l, i) => ({ ...l, arr: arrs[i], color: null, gain: 1, on: true }));
+    if (composite) updateMix(); else { setContrastRange(arrs[0], false); render(); }
+    viewer.imageUrl = next.map((l) => l.url).join(" ");
+    viewer.imageLoads += 1;
+    status(`${label} (${(performance.now() - t0).toFixed(0)} ms)`);
+  } catch (e) { status("error: " + e.message); }
 }
 
 $("mode").addEventListener("change", showMode);
+$("spots").addEventListener("change", draw);
 ["log", "show-raw", "show-smooth", "show-fit"].forEach((id) =>
   $(id).addEventListener("change", drawSpectrum));
+
+function figureName() {
+  const base = info.datastack.split("/").pop().replace(".datastack", "");
+  const mode = $("mode").value;
+  if (mode === "band") return `${base}-band-${viewer.band.lo_kev.toFixed(2)}-${viewer.band.hi_kev.toFixed(2)}keV.png`;
+  if (mode === "composite") return `${base}-composite-${layers.filter((l) => l.on).map((l) => l.label).join("-")}.png`;
+  return `${base}-${mode.replace("map:", "")}.png`;
+}
+
+function exportFigure() {
+  // the whole scan at 3 device pixels per scan pixel (at least 1800 px wide), with the colour
+  // bar or legend, the scale bar and a title; 300 dpi written into the PNG
+  if (!rendered) return null;
+  const k = 3, s = Math.max(1, Math.ceil(1800 / info.width)), W = info.width * s + BAR_W * k;
+  const H = info.height * s + 40 * k;
+  const off = Object.assign(document.createElement("canvas"), { width: W, height: H });
+  const c = off.getContext("2d");
+  c.fillStyle = "#000"; c.fillRect(0, 0, W, H);
+  c.imageSmoothingEnabled = false;
+  c.drawImage(rendered, 0, 40 * k, info.width * s, info.height * s);
+  c.fillStyle = "#fff"; c.font = `${14 * k}px system-ui, sans-serif`; c.textBaseline = "middle";
+  c.fillText(`${info.datastack.split("/").pop()} · ${$("mode").selectedOptions[0].text}`,
+             10 * k, 20 * k);
+  c.save(); c.translate(0, 40 * k);
+  decorate(c, W, info.height * s, s, 0, 0, true);
+  c.restore();
+  return withDpi(off.toDataURL("image/png"), 300);
+}
+
+function withDpi(dataUrl, dpi) {  // a pHYs chunk after IHDR: readers see the print size
+  const bin = atob(dataUrl.split(",")[1]);
+  const bytes = Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
+  const ppm = Math.round(dpi / 0.0254);
+  const chunk = new Uint8Array(21), dv = new DataView(chunk.buffer);
+  dv.setUint32(0, 9); chunk.set([0x70, 0x48, 0x59, 0x73], 4);
+  dv.setUint32(8, ppm); dv.setUint32(12, ppm); chunk[16] = 1;
+  let crc = -1;
+  for (let i = 4; i < 17; i++) {
+    crc ^= chunk[i];
+    for (let b = 0; b < 8; b++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+  }
+  dv.setUint32(17, (crc ^ -1) >>> 0);
+  const out = new Uint8Array(bytes.length + 21);
+  out.set(bytes.subarray(0, 33)); out.set(chunk, 33); out.set(bytes.subarray(33), 54);
+  let s = ""; for (let i = 0; i < out.length; i += 8192) s += String.fromCharCode(...out.subarray(i, i + 8192));
+  return "data:image/png;base64," + btoa(s);
+}
+viewer.exportFigure = exportFigure;
+
 $("export").addEventListener("click", () => {
-  if (!img) return;
-  const off = document.createElement("canvas");
-  off.width = info.width; off.height = info.height;
-  off.getContext("2d").drawImage(img, 0, 0);
+  const url = exportFigure();
+  if (!url) return;
   const a = document.createElement("a");
-  a.download = `${info.datastack.split("/").pop().replace(".datastack", "")}-${$("mode").value}.png`;
-  a.href = off.toDataURL("image/png"); a.click();
+  a.download = figureName(); a.href = url; a.click();
 });
 window.addEventListener("resize", () => { fit(); draw(); drawSpectrum(); });
 
@@ -317,7 +617,8 @@ window.addEventListener("resize", () => { fit(); draw(); drawSpectrum(); });
   mixControls();
   fit();
   $("mode").value = info.elements.length ? "composite" : "total";
-  showMode();
+  await showMode();
   drawSpectrum();
+  loadMean([0, info.height, 0, info.width], true);  // the whole scan's mean spectrum at once
   viewer.ready = true;
 })();
