@@ -19,14 +19,40 @@ def artifact_key(datastack: str, what: str) -> str:
 
     stem = re.sub(r"[^a-z0-9]+", "-", Path(datastack).stem.lower()).strip("-") or "scan"
     where = hashlib.sha1(str(Path(datastack).resolve()).encode()).hexdigest()[:6]
-    return f"{stem[:80]}-{where}-{what}"[:100]
+    return f"{what}-{stem[:80]}-{where}"[:100]  # what it is first: the card reads as a title
 
 
-def _peak_row(row: dict, candidates: str, cal: dict) -> dict:
-    """A peak-table row as a person reads it: keV to the eV, the pixel, and what the
-    calibration knows the peak to be (sensor noise, the anode's Rayleigh, Compton)."""
+def _fitted_lines(energy: float, fitted: list[str], cal: dict) -> str:
+    """The lines of the mapped elements within one detector resolution of ``energy`` (the
+    strongest first), or "" when none is: what the fit says the peak is."""
+    from maxrf.xrf.lines import line_components, siegbahn
+    from maxrf.xrf.model import Instrument
+
+    kv = float(cal.get("tube_kv") or (cal.get("refinement") or {}).get("instrument", {})
+               .get("tube_kv") or 50.0)
+    anode = cal.get("anode", "Rh")
+    inst = Instrument(anode=str(anode), tube_kv=kv)
+    width = float(inst.fwhm_kev(max(energy, 1.0)))
+    near = []
+    for el in fitted:
+        try:
+            lines_ = line_components(el, str(anode), kv)
+        except (ValueError, TypeError):
+            continue
+        top = max((x.intensity for x in lines_), default=0.0)
+        for x in lines_:
+            if abs(x.energy_kev - energy) <= width and x.intensity >= 0.05 * top:
+                near.append((x.intensity / top, f"{el} {siegbahn(x.name)}"))
+    near.sort(reverse=True)
+    return ", ".join(dict.fromkeys(name for _w, name in near[:3]))
+
+
+def _peak_row(row: dict, candidates: str, cal: dict, fitted: list[str] | None = None) -> dict:
+    """A peak-table row as a person reads it: keV to the eV, the pixel, and what the peak is:
+    the calibration's landmarks (sensor noise, the anode's Rayleigh, Compton), else the lines
+    of the mapped elements there, else the candidate lines by energy alone."""
     energy = row["energy_kev"]
-    label = candidates
+    label = (_fitted_lines(energy, fitted, cal) if fitted else "") or candidates
     landmarks = {m["name"]: m["energy_kev"] for m in cal.get("landmarks", [])}
     for name, e in landmarks.items():
         if ("sensor" in name or "Rayleigh" in name) and abs(e - energy) < 0.1:
@@ -65,13 +91,15 @@ def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = 
     """Artifacts: the datastack tree, steps (cached or computed) with timings, the calibration and
     the hotmax peak table; returns a summary."""
     ds = DataStack(datastack)
-    extra_markdown = _calibration_markdown(ds) + _elementmaps_markdown(ds)
+    extra_markdown = _elementmaps_markdown(ds) + _calibration_markdown(ds)
     if "hotmax_peak_table" in ds:
         table = ds.array("hotmax_peak_table")
         cols, cands = table.attrs["columns"], table.attrs["candidates"]
         cal = ds.attrs("maxrf_energies").get("calibration", {}) if "maxrf_energies" in ds else {}
+        fitted = (list(ds.attrs("maxrf_elementmaps")["elements"])
+                  if "maxrf_elementmaps" in ds else None)
         rows = [
-            _peak_row(dict(zip(cols, map(float, r), strict=True)), c, cal)
+            _peak_row(dict(zip(cols, map(float, r), strict=True)), c, cal, fitted)
             for r, c in zip(table[...], cands, strict=True)
         ]
         create_table_artifact(
@@ -99,10 +127,10 @@ def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = 
         description="Steps of this run (cached = reused from the datastack)",
     )
     view = view_command(datastack)
-    md = (
+    md = (  # what a scientist reads first: the elements, then the axis, then the file
         f"# {Path(datastack).name}\n\n**Look at it:** `{view}` (opens the viewer at "
         f"http://127.0.0.1:8765/: element maps, click a pixel for its spectrum, drag an energy "
-        f"band)\n\n```\n{tree}\n```\n{extra_markdown}"
+        f"band)\n{extra_markdown}\n\n## Layers\n\n```\n{tree}\n```\n"
     )
     create_markdown_artifact(
         md, key=artifact_key(datastack, "summary"), description="maxrf datastack summary"

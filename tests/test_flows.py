@@ -76,6 +76,7 @@ def test_rerun_is_cached_and_byte_identical(prefect_api, scan):
 def test_runs_publish_artifacts(prefect_api, scan):
     """The UI shows the datastack tree, steps with timings, calibration and the peak table."""
     import asyncio
+    import json
 
     from prefect import get_client
 
@@ -95,14 +96,19 @@ def test_runs_publish_artifacts(prefect_api, scan):
         "plot-spectra", "plot-elementmaps")}
     for k in key.values():
         assert k in found, sorted(found)
-    assert key["layers"].startswith("scan-") and key["layers"].endswith("-layers")
+    assert key["layers"].startswith("layers-scan-")  # what it is first, then the scan
     summary = str(found[key["summary"]].data)
     assert "Energy calibration" in summary and "## Element maps" in summary and "| Pb |" in summary
+    # read in the order a scientist reads: elements, then the axis, then the layers
+    assert (summary.index("## Element maps") < summary.index("Energy calibration")
+            < summary.index("## Layers"))
     assert "maxrf view " in summary
     assert "maxrf_cube" in str(found[key["layers"]].data)
     assert "duration_s" in str(found[key["steps"]].data)
     peaks = str(found[key["hotmax-peaks"]].data)
     assert "pixel" in peaks and "Rayleigh" in peaks
+    labels = [row["lines"] for row in json.loads(peaks)]
+    assert any("Pb Lα" in x for x in labels), labels  # named by the mapped elements' lines
     plot = found[key["plot-spectra"]]
     assert plot.type == "markdown" and "](data:image/png;base64," in str(plot.data)
     # A cached rerun draws nothing again: each PNG carries the key it was drawn for.

@@ -253,3 +253,18 @@ def atomic_number(element: str) -> int:
         return int(xl.SymbolToAtomicNumber(element.strip().capitalize()))
     except ValueError:
         raise ValueError(f"unknown element symbol {element!r}") from None
+
+
+# IUPAC transition → the Siegbahn group a person reads on a spectrum (Kα, Kβ, Lα, Lβ, Lγ, Mα …)
+_SIEGBAHN = {"KL": "Kα", "KM": "Kβ", "KN": "Kβ", "L3M": "Lα", "L2M": "Lβ", "L3N": "Lβ",
+             "L1M": "Lβ", "L2N": "Lγ", "L1N": "Lγ", "L3O": "Lβ", "L2O": "Lγ", "L1O": "Lγ",
+             "M5N": "Mα", "M4N": "Mβ", "M3N": "Mγ", "M3O": "Mγ"}
+
+
+def siegbahn(name: str) -> str:
+    """``KL3`` → ``Kα``, ``L3M5`` → ``Lα``, ``L2M4`` → ``Lβ`` … (the IUPAC name itself when
+    no group fits)."""
+    for prefix in sorted(_SIEGBAHN, key=len, reverse=True):
+        if name.startswith(prefix):
+            return _SIEGBAHN[prefix]
+    return name
