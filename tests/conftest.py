@@ -110,3 +110,16 @@ def cli_server(prefect_server):
     helpers.CLI_ENV.update({k: prefect_server[k] for k in keys})
     yield
     helpers.CLI_ENV.clear()
+
+
+# The longest tests first (longest-processing-time-first scheduling): a two-minute test that
+# starts last keeps one worker busy alone at the end of the run.
+FIRST = ("tests/test_deployment.py", "tests/test_flows.py")
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return FIRST.index(path) if path in FIRST else len(FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its own order

@@ -3,6 +3,7 @@ the server keeps serving, and a real headless Chromium clicks a pixel and drags 
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -330,3 +331,85 @@ def test_browser_image_pane_reads_without_asking(server, stack):
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_element_parts_and_peak_candidates(client, stack):
+    """Each element's part of a pixel's fit (they add up to the fit's element lines), and what
+    a clicked peak may be; a refit is refused without the page's header."""
+    spec = client.get("/api/spectrum?row=5&col=9").json()
+    parts = spec["parts"]
+    assert parts and set(parts) <= set(spec["fit_counts"])
+    for el, part in parts.items():
+        values = np.asarray(part["values"])
+        assert values.min() >= 0 and abs(values.sum() - spec["fit_counts"][el]) \
+            <= 0.01 * spec["fit_counts"][el] + 0.5
+    total = np.zeros(len(spec["fit"]))
+    for part in parts.values():
+        total[part["start"]: part["start"] + len(part["values"])] += part["values"]
+    assert np.all(total <= np.asarray(spec["fit"]) + 1e-3)  # the rest is scatter, continuum
+    mean = client.get("/api/mean_spectrum?r0=0&r1=4&c0=0&c1=4").json()
+    assert mean["parts"]
+    near = client.get("/api/lines_near?kev=8.04").json()
+    assert near["candidates"][0]["line"].startswith("Cu K")
+    assert 0.1 < near["width_kev"] < 0.25
+    r = client.post("/api/refit?add=Zn")
+    assert r.status_code == 403 and "viewer page" in r.json()["error"]
+    assert client.get("/api/refit").json()["state"] == "idle"
+
+
+def test_browser_click_a_peak_add_the_element_and_refit(tmp_path, stack):
+    """Copper left out of the maps: a click on its Kα peak names it, its button refits the maps
+    through the pipeline, and the page then offers a Cu map."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    path = tmp_path / "v.datastack"
+    shutil.copy(stack, path)
+    r = subprocess.run([sys.executable, "-m", "maxrf.cli", "maps", str(path), "--refit",
+                        "--drop-elements", "Cu"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "Cu " not in r.stdout, r.stdout + r.stderr
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(path),
+                             "--no-browser", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    driver = None
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(url + "api/info", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        driver = browser()
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: d.execute_script("return window.viewer && viewer.ready && "
+                                              "viewer.spectrum !== null"))
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+
+        spectrum = driver.find_element(By.ID, "spectrum")
+        x = driver.execute_script("return viewer.energyToCanvas(8.04)")
+        ActionChains(driver).move_to_element_with_offset(
+            spectrum, int(x - spectrum.size["width"] / 2), 0).click().perform()
+        wait.until(lambda d: d.execute_script("return viewer.identified !== undefined"))
+        button = driver.find_element(By.CSS_SELECTOR, "#identify button[data-element='Cu']")
+        assert "add Cu and refit" in button.text
+        button.click()
+        wait.until(lambda d: d.execute_script("return (viewer.reloads || 0) >= 1"))
+        assert driver.execute_script("return viewer.refit.state") == "done"
+        options = driver.execute_script(
+            "return [...document.getElementById('mode').options].map(o => o.value)")
+        assert "map:Cu" in options
+        driver.save_screenshot(str(ROOT / "test-artifacts" / "viewer-refit.png"))
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.terminate()
+        proc.wait(timeout=20)
+    ds = DataStack(path)
+    assert "Cu" in ds.attrs("maxrf_elementmaps")["elements"]
+    assert ds.attrs("maxrf_elementmaps")["maxrf"]["params"]["add_elements"] == ["Cu"]

@@ -61,9 +61,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
     from maxrf.errors import MaxrfError
     from maxrf.figures.mapexport import export_all, parse_color
     from maxrf.pipeline.elementmaps import parse_elements
-    from maxrf.pipeline.params import check_parameters
-    from maxrf.pipeline.runner import Options, Runner
-    from maxrf.pipeline.table import default
+    from maxrf.pipeline.runner import map_elements
 
     ds = DataStack(args.file)
     ds.require_file()
@@ -75,18 +73,8 @@ def cmd_maps(args: argparse.Namespace) -> int:
         raise MaxrfError(f"--rgb takes 1 to 4 elements, got {len(rgb)}")
     for color in colors or []:  # every mistake before any work or file
         parse_color(color)
-    # the tube the scan was calibrated with, unless given
-    cal = (ds.attrs("maxrf_energies").get("calibration", {}) if "maxrf_energies" in ds else {})
-    anode = args.anode if args.anode is not None else cal.get("anode", default("anode"))
-    tube_kv = args.tube_kv if args.tube_kv is not None else cal.get("tube_kv",
-                                                                      default("tube_kv"))
-    check_parameters(anode=anode, tube_kv=tube_kv, elements=chosen, add_elements=add,
-                     drop_elements=drop)
-    params = {"anode": anode, "tube_kv": float(tube_kv), "elements": chosen,
-              "add_elements": add, "drop_elements": drop}
-    runner = Runner(ds.path, params, options=Options(progress=None, scheduler=args.dask),
-                    force=args.refit)
-    (run,) = runner.run(["element-maps"])
+    run = map_elements(ds.path, elements=chosen, add=add, drop=drop, anode=args.anode,
+                       tube_kv=args.tube_kv, force=args.refit, scheduler=args.dask)
     if run.cached:
         print(f"using the element maps in {ds.path} with these parameters' key {run.key} "
               "(--refit to fit again)")

@@ -345,3 +345,29 @@ def process(raw_path: str | Path, output: str | Path | None = None, *,
     datastack = Path(output) if output else Path(scan.raw).with_suffix(".datastack")
     runner = Runner(datastack, params, scan, Options(progress, scheduler))
     return runner.run(steps)
+
+
+def map_elements(datastack: str | Path, *, elements: list[str] | None = None,
+                 add: list[str] | None = None, drop: list[str] | None = None,
+                 anode: str | float | None = None, tube_kv: float | None = None,
+                 force: bool = False, scheduler: Any = None,
+                 progress: bool | None = None) -> StepRun:
+    """The element-map step of a converted, calibrated datastack (``maxrf maps``, the viewer's
+    "add element and refit"): the tube defaults to the one the scan was calibrated with; maps
+    whose key exists are reused unless ``force``."""
+    from maxrf.pipeline.params import check_parameters
+    from maxrf.pipeline.table import default
+
+    ds = DataStack(datastack)
+    ds.require_file()
+    cal = ds.attrs("maxrf_energies").get("calibration", {}) if "maxrf_energies" in ds else {}
+    anode = anode if anode is not None else cal.get("anode", default("anode"))
+    tube_kv = tube_kv if tube_kv is not None else cal.get("tube_kv", default("tube_kv"))
+    check_parameters(anode=anode, tube_kv=tube_kv, elements=elements, add_elements=add,
+                     drop_elements=drop)
+    params = {"anode": anode, "tube_kv": float(tube_kv), "elements": elements,
+              "add_elements": add, "drop_elements": drop}
+    runner = Runner(ds.path, params, options=Options(progress=progress, scheduler=scheduler),
+                    force=force)
+    (run,) = runner.run(["element-maps"])
+    return run

@@ -123,6 +123,8 @@ class ViewerData:
             "hotmax_spots": self.spots,
             "lines": {el: self.lines(el) for el in self.elements},
             "pixel_size_mm": self.pixel_size_mm(),
+            "fit_range_kev": (self.ds.attrs("maxrf_elementmaps").get("fit_range_kev")
+                              if self.elements else None),
             "map_units": "counts per pixel",
         }
 
@@ -175,7 +177,40 @@ class ViewerData:
             out["fit"] = fitted.tolist()
             out["fit_counts"] = dict(zip(self.elements, amps[: len(self.elements)].tolist(),
                                          strict=True))
+            out["parts"] = self._parts(amps, 1.0)
         return out
+
+    def _parts(self, amps: np.ndarray, scale: float) -> dict:
+        """Each mapped element's share of the fit (its amplitude × its template), over the
+        channels where it is not negligible: ``{el: {"start": channel, "values": [...]}}``."""
+        out = {}
+        for i, el in enumerate(self.elements):
+            if amps[i] <= 0:
+                continue
+            curve = amps[i] * self.model[i].astype(np.float64) / scale
+            where = np.flatnonzero(curve > 1e-3 * curve.max())
+            if where.size:
+                a, b = int(where[0]), int(where[-1]) + 1
+                out[el] = {"start": a, "values": np.round(curve[a:b], 4).tolist()}
+        return out
+
+    def lines_near(self, params: dict) -> dict:
+        """What a peak at ``kev`` may be: every candidate element's lines within one detector
+        resolution, nearest and strongest first, with whether the element is mapped."""
+        from maxrf.xrf.hotmax import candidate_lines
+
+        kev = _number(params, "kev")
+        width = float(Instrument().fwhm_kev(max(kev, 1.0)))
+        names = candidate_lines(kev, tolerance_kev=width, top=8)
+        return {"kev": kev, "width_kev": width,
+                "candidates": [{"line": n, "element": n.split()[0],
+                                "mapped": n.split()[0] in self.elements} for n in names]}
+
+    def map_params(self) -> dict:
+        """The parameters the shown element maps were fitted with."""
+        if "maxrf_elementmaps" not in self.ds:
+            return {}
+        return dict(self.ds.attrs("maxrf_elementmaps").get("maxrf", {}).get("params", {}))
 
     def _rect(self, params: dict) -> tuple[int, int, int, int]:
         r0, r1 = _number(params, "r0", int), _number(params, "r1", int)
@@ -200,8 +235,9 @@ class ViewerData:
             out["smoothed"] = gaussian_filter1d(total / n, self.sigma, mode="reflect",
                                                 truncate=4.0).tolist()
         if self.model is not None:
-            _a, fitted = fit_spectrum_with(self.model, total)
+            amps, fitted = fit_spectrum_with(self.model, total)
             out["fit"] = (fitted / n).tolist()
+            out["parts"] = self._parts(amps, float(n))
         return out
 
     # ---- images ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from maxrf.errors import MaxrfError
-from maxrf.viewer.data import ViewerData, png
+from maxrf.viewer.data import ViewerData, ViewerError, png
 
 STATIC = Path(__file__).with_name("static")
 
@@ -95,6 +95,7 @@ def create_app(datastack: str | Path, served_host: str = "127.0.0.1",
     """The viewer app for one datastack (raises MaxrfError if it cannot be opened); it answers
     only requests addressed to this machine (``served_host`` or loopback)."""
     data = ViewerData(datastack, pixel_size_mm)
+    refits = Refits(data)
 
     def handler(make):
         def endpoint(request: Request) -> Response:  # sync: Starlette runs it in a thread
@@ -113,6 +114,16 @@ def create_app(datastack: str | Path, served_host: str = "127.0.0.1",
 
         return endpoint
 
+    start_refit = handler(lambda p: _json(refits.start(p.get("add", ""))))
+
+    def refit_endpoint(request: Request) -> Response:
+        # a write: only from the viewer's own page (a custom header, which a page of another
+        # origin cannot send without a CORS preflight this server never grants)
+        if request.headers.get("x-maxrf-action") != "refit":
+            return JSONResponse({"error": "refits come from the viewer page only"},
+                                status_code=403)
+        return start_refit(request)
+
     routes = [
         Route("/", lambda r: FileResponse(STATIC / "index.html")),
         Route("/viewer.js", lambda r: FileResponse(STATIC / "viewer.js",
@@ -128,10 +139,66 @@ def create_app(datastack: str | Path, served_host: str = "127.0.0.1",
             lambda p: _png(data.colorize(data.element_map(p.get("element", "")), p)))),
         Route("/api/map.npy", handler(lambda p: _npy(data.element_map(p.get("element", ""))))),
         Route("/api/composite.png", handler(lambda p: _png(data.composite_image(p)))),
+        Route("/api/lines_near", handler(lambda p: _json(data.lines_near(p)))),
+        Route("/api/refit", refit_endpoint, methods=["POST"]),
+        Route("/api/refit", handler(lambda p: _json(refits.status()))),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(LocalOnly, served_host=served_host)
     return app
+
+
+class Refits:
+    """"Add element and refit" from the page: the element-map step run through the pipeline
+    (a new keyed version of the maps) in a background thread, one at a time; the page polls
+    ``GET /api/refit`` and reloads when it is done."""
+
+    def __init__(self, data: ViewerData) -> None:
+        import threading
+
+        self.data, self.lock = data, threading.Lock()
+        self.state = {"state": "idle"}
+
+    def start(self, add: str) -> dict:
+        import threading
+
+        from maxrf.pipeline.elementmaps import parse_elements
+        from maxrf.pipeline.params import check_parameters
+
+        new = parse_elements(add) or []
+        if not new:
+            raise ViewerError("give an element to add (add=Zn)")
+        params = self.data.map_params()
+        added = list(dict.fromkeys([*(params.get("add_elements") or []), *new]))
+        check_parameters(add_elements=added)
+        with self.lock:
+            if self.state.get("state") == "running":
+                raise ViewerError("a refit is already running")
+            self.state = {"state": "running", "add": added}
+        threading.Thread(target=self._run, args=(params, added), daemon=True).start()
+        return dict(self.state)
+
+    def _run(self, params: dict, added: list[str]) -> None:
+        from maxrf.pipeline.runner import map_elements
+
+        started = time.perf_counter()
+        try:
+            drop = [el for el in params.get("drop_elements") or [] if el not in added] or None
+            run = map_elements(self.data.path, elements=params.get("elements"), add=added,
+                               drop=drop, anode=params.get("anode"),
+                               tube_kv=params.get("tube_kv"))
+            state = {"state": "done", "add": added, "key": run.key,
+                     "seconds": round(time.perf_counter() - started, 1)}
+        except MaxrfError as exc:
+            state = {"state": "error", "add": added, "error": exc.reason}
+        except Exception as exc:  # the page shows it; the server keeps serving
+            state = {"state": "error", "add": added, "error": f"{type(exc).__name__}: {exc}"}
+        with self.lock:
+            self.state = state
+
+    def status(self) -> dict:
+        with self.lock:
+            return dict(self.state)
 
 
 PORT_TRIES = 20  # a busy port: the next ones are tried

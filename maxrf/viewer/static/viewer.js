@@ -371,6 +371,33 @@ function drawSpectrum() {
     }
     sctx.stroke();
   }
+  if (info.fit_range_kev && spec.fit && $("show-fit").checked) {  // where the fit does not go
+    const [flo, fhi] = info.fit_range_kev;
+    sctx.fillStyle = "rgba(120,130,150,0.12)";
+    for (const [a, b2] of [[e0, flo], [fhi, e1]]) {
+      if (b2 <= a) continue;
+      sctx.fillRect(X(Math.max(a, e0)), PAD.t, X(Math.min(b2, e1)) - X(Math.max(a, e0)),
+                    H - PAD.t - PAD.b);
+    }
+    if (fhi < e1) {
+      sctx.fillStyle = "#9ab";
+      sctx.fillText(`not fitted above ${fhi.toFixed(1)} keV`, X(fhi) + 4, H - PAD.b - 8);
+    }
+  }
+  if ($("show-parts").checked && spec.parts) {  // each element's part of the fit
+    const names = Object.keys(info.lines || {});
+    for (const [el, part] of Object.entries(spec.parts)) {
+      const n = names.indexOf(el);
+      sctx.strokeStyle = `hsla(${(n * 67) % 360},80%,65%,0.95)`; sctx.lineWidth = 1.2;
+      sctx.beginPath();
+      part.values.forEach((v, j) => {
+        const en = e[part.start + j];
+        if (en < e0 || en > e1) return;
+        j ? sctx.lineTo(X(en), Y(v)) : sctx.moveTo(X(en), Y(v));
+      });
+      sctx.stroke();
+    }
+  }
   if (bandSel) {  // the selected band, on top
     sctx.fillStyle = "rgba(255,225,79,0.25)";
     sctx.fillRect(X(bandSel[0]), PAD.t, Math.max(2, X(bandSel[1]) - X(bandSel[0])),
@@ -429,12 +456,72 @@ sc.addEventListener("mousedown", (ev) => {
     const en = toE(e2.clientX - b.left);
     bandSel = [Math.min(startE, en), Math.max(startE, en)]; drawSpectrum();
   };
-  const up = () => {
+  const up = (e2) => {
     window.removeEventListener("mousemove", move); window.removeEventListener("mouseup", up);
-    if (bandSel && bandSel[1] - bandSel[0] > 0.005) showBand(bandSel[0], bandSel[1]);
+    const en = toE(e2.clientX - b.left);
+    if (bandSel && bandSel[1] - bandSel[0] > 0.02) showBand(bandSel[0], bandSel[1]);
+    else { bandSel = null; drawSpectrum(); identify(en); }
   };
   window.addEventListener("mousemove", move); window.addEventListener("mouseup", up);
 });
+
+async function identify(kev) {  // what a clicked peak may be, and "add and refit"
+  try {
+    const found = await getJSON(`/api/lines_near?kev=${kev.toFixed(3)}`);
+    viewer.identified = found;
+    const box = $("identify");
+    box.innerHTML = `${kev.toFixed(2)} keV (±${(found.width_kev * 1000).toFixed(0)} eV): `;
+    if (!found.candidates.length) box.append("no line of a painting element here");
+    for (const c of found.candidates) {
+      const btn = document.createElement("button");
+      btn.textContent = c.mapped ? `${c.line} (mapped)` : `${c.line}: add ${c.element} and refit`;
+      btn.disabled = c.mapped || !info.elements.length;
+      btn.dataset.element = c.element;
+      btn.addEventListener("click", () => refit(c.element));
+      box.append(btn);
+    }
+  } catch (e) { status("error: " + e.message); }
+}
+
+async function refit(element) {
+  const box = $("identify");
+  try {
+    const r = await fetch(`/api/refit?add=${element}`,
+                          { method: "POST", headers: { "X-Maxrf-Action": "refit" } });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    box.textContent = `fitting the element maps again with ${body.add.join(", ")} added…`;
+    viewer.refit = body;
+    for (;;) {
+      await new Promise((ok) => setTimeout(ok, 1000));
+      const st = await getJSON("/api/refit");
+      viewer.refit = st;
+      if (st.state === "error") throw new Error(st.error);
+      if (st.state === "done") {
+        box.textContent = `element maps fitted again in ${st.seconds} s with ${st.add.join(", ")} added`;
+        break;
+      }
+    }
+    await reloadInfo();
+  } catch (e) { box.textContent = "refit failed: " + e.message; }
+}
+
+async function reloadInfo() {  // new maps: the element list, the modes, the shown spectrum
+  info = await getJSON("/api/info");
+  const keep = $("mode").value;
+  $("mode").innerHTML = "";
+  $("mode").add(new Option("total counts", "total"));
+  info.elements.forEach((el) => $("mode").add(new Option(`${el} map`, `map:${el}`)));
+  if (info.elements.length) $("mode").add(new Option("composite (up to 4)", "composite"));
+  if (viewer.band) showBand(viewer.band.lo_kev, viewer.band.hi_kev);
+  mixControls();
+  arrays.clear();
+  $("mode").value = [...$("mode").options].some((o) => o.value === keep) ? keep : "total";
+  await showMode();
+  if (pixel) await loadSpectrum(pixel[0], pixel[1]);
+  else if (spec && spec.r0 !== undefined) await loadMean([spec.r0, spec.r1, spec.c0, spec.c1]);
+  viewer.reloads = (viewer.reloads || 0) + 1;
+}
 
 function showBand(lo, hi) {
   viewer.band = { lo_kev: lo, hi_kev: hi };
@@ -546,7 +633,7 @@ async function showMode() {
 
 $("mode").addEventListener("change", showMode);
 $("spots").addEventListener("change", draw);
-["log", "show-raw", "show-smooth", "show-fit"].forEach((id) =>
+["log", "show-raw", "show-smooth", "show-fit", "show-parts"].forEach((id) =>
   $(id).addEventListener("change", drawSpectrum));
 
 function figureName() {
