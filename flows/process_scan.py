@@ -15,6 +15,7 @@ from tasks.convert import convert_scan
 from tasks.elementmaps import element_maps
 from tasks.header import check_parameters, read_header
 from tasks.livetime import live_time
+from tasks.materials import materials_map
 from tasks.plots import make_plots
 from tasks.report import publish_report
 
@@ -39,7 +40,10 @@ def _run_name(flow_name: str):
 
 
 CONVERT_PARAMS = ("raw_path", "output", *CONVERTING)
-PROCESS_PARAMS = ("raw_path", "output", *PROCESSING)
+SCIENCE_FIRST = ("anode", "tube_kv", "elements", "add_elements", "drop_elements", "materials",
+                 "maps", "plots", "energies", "use_header", "pulser_hz", "dwell_ms")
+PROCESS_PARAMS = ("raw_path", *SCIENCE_FIRST,
+                  *(p for p in PROCESSING if p not in SCIENCE_FIRST), "output")
 
 
 @flow(name="convert-scan", log_prints=True, flow_run_name=_run_name("convert-scan"))
@@ -67,28 +71,29 @@ def convert_scan_flow(
 @flow(name="process-scan", log_prints=True, flow_run_name=_run_name("process-scan"))
 @documented("The whole chain for one scan (maxrf.pipeline.STEPS); every step reuses its layers "
             "when its key is unchanged.", PROCESS_PARAMS)
-def process_scan(
+def process_scan(  # the run form's order: the scan and the science first, plumbing last
     raw_path: str,
-    output: str | None = default("output"),
-    sigma: float = default("sigma"),
     anode: Anode | float = default("anode"),
-    flip_horizontal: bool = default("flip_horizontal"),
-    flip_vertical: bool = default("flip_vertical"),
-    precision_bits: int | None = default("precision_bits"),
-    prominence: float | None = default("prominence"),
-    energies: tuple[float, float] | None = default("energies"),
-    use_header: bool = default("use_header"),
-    radius: int = default("radius"),
-    fingerprint: Fingerprint = default("fingerprint"),
-    dask_address: str | None = default("dask_address"),
-    plots: bool = default("plots"),
-    maps: bool = default("maps"),
     tube_kv: float = default("tube_kv"),
     elements: list[str] | None = default("elements"),
     add_elements: list[str] | None = default("add_elements"),
     drop_elements: list[str] | None = default("drop_elements"),
+    materials: int | None = default("materials"),
+    maps: bool = default("maps"),
+    plots: bool = default("plots"),
+    energies: tuple[float, float] | None = default("energies"),
+    use_header: bool = default("use_header"),
     pulser_hz: float | None = default("pulser_hz"),
     dwell_ms: float | None = default("dwell_ms"),
+    prominence: float | None = default("prominence"),
+    radius: int = default("radius"),
+    sigma: float = default("sigma"),
+    precision_bits: int | None = default("precision_bits"),
+    flip_horizontal: bool = default("flip_horizontal"),
+    flip_vertical: bool = default("flip_vertical"),
+    output: str | None = default("output"),
+    fingerprint: Fingerprint = default("fingerprint"),
+    dask_address: str | None = default("dask_address"),
 ) -> dict:
     given = dict(locals())
     datastack = output or default_output(raw_path)
@@ -106,11 +111,10 @@ def process_scan(
     if pulser_hz:
         done.append(live_time(calibrated, banded, datastack, pulser_hz, dwell_ms))
     if maps:
-        done.append(
-            element_maps(
-                converted, calibrated, hot, datastack, anode, tube_kv, elements, add_elements,
-                drop_elements, dask_address,
-            )
+        mapped = element_maps(
+            converted, calibrated, hot, datastack, anode, tube_kv, elements, add_elements,
+            drop_elements, dask_address,
         )
+        done += [mapped, materials_map(mapped, datastack, materials)]
     pngs = make_plots(datastack, done) if plots else []
     return publish_report(datastack, done, pngs)

@@ -55,6 +55,7 @@ def watch_scans(
     elements: list[str] | None = default("elements"),
     add_elements: list[str] | None = default("add_elements"),
     drop_elements: list[str] | None = default("drop_elements"),
+    materials: int | None = default("materials"),
     pulser_hz: float | None = default("pulser_hz"),
     dwell_ms: float | None = default("dwell_ms"),
 ) -> State:

@@ -85,6 +85,7 @@ class DemoSpec:
     shelf: float = 0.0  # share of each line's counts in a flat shelf down to 0 keV (∝ 1/E)
     pileup: float = 0.0  # share of a mean pixel's counts that pile up in pairs (∝ its rate)
     light: bool = False  # phosphorus and chlorine too (LIGHT_PIGMENTS)
+    paints: int = 0  # > 0: a mosaic of this many paints (pigment mixtures) instead of fields
     extra: dict = field(default_factory=dict)
 
 
@@ -285,8 +286,48 @@ def _smooth_field(rng: np.random.Generator, h: int, w: int, kind: str) -> np.nda
     return np.clip(out / max(out.max(), 1e-6), 0, 1)
 
 
-def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
-    """Intensity of every component at every pixel, plus the planted hot spots."""
+GROUND = ("Ar", "Ca", "K")  # under every paint of a mosaic (air, chalk ground)
+
+
+def _mosaic(spec: DemoSpec, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """A painting of ``spec.paints`` paints: regions (jittered Voronoi cells, several per paint)
+    each holding one paint, a mixture of one to three pigments in its own proportions, laid on
+    thicker or thinner (±15 %). Returns the paint of each pixel and each element's field."""
+    h, w = spec.height, spec.width
+    pigments = [p for p in _pigments(spec) if p[0] not in GROUND and ":" not in p[1]]
+    recipes = []
+    for _ in range(spec.paints):  # distinct mixtures: a paint is what sets it apart
+        while True:
+            chosen = rng.choice(len(pigments), int(rng.integers(1, 4)), replace=False)
+            recipe = {pigments[i][0]: float(pigments[i][2] * rng.uniform(0.5, 1.5))
+                      for i in chosen}
+            if all(set(recipe) != set(r) for r in recipes) or len(recipes) > 40:
+                recipes.append(recipe)
+                break
+    seeds = spec.paints * 2
+    cy, cx = rng.uniform(0, h, seeds), rng.uniform(0, w, seeds)
+    paint_of_seed = np.concatenate([np.arange(spec.paints),
+                                    rng.integers(0, spec.paints, seeds - spec.paints)])
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    wobble = (_smooth_field(rng, h, w, "blobs") - 0.5) * 0.15 * max(h, w)
+    d = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2
+    labels = paint_of_seed[np.argmin(np.sqrt(d) + wobble[None] * rng.uniform(
+        0.5, 1.5, (seeds, 1, 1)), axis=0)]
+    thickness = 0.85 + 0.3 * _smooth_field(rng, h, w, "blobs")
+    fields: dict[str, np.ndarray] = {}
+    for el, _kind, strength in _pigments(spec):
+        if el in GROUND:
+            fields[el] = strength * _smooth_field(rng, h, w, "flat")
+    for p, recipe in enumerate(recipes):
+        for el, amount in recipe.items():
+            fields.setdefault(el, np.zeros((h, w), np.float32))
+            fields[el] += np.where(labels == p, amount * thickness, 0.0).astype(np.float32)
+    return labels.astype(np.int16), fields
+
+
+def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict], np.ndarray | None]:
+    """Intensity of every component at every pixel, the planted hot spots and (a mosaic) the
+    paint of each pixel."""
     rng = np.random.default_rng([spec.seed, 1])
     h, w = spec.height, spec.width
     maps = np.zeros((len(names), h, w), np.float32)
@@ -294,7 +335,10 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
     maps[names.index("continuum")] = 0.25
     maps[names.index("scatter")] = 0.06 * (0.9 + 0.2 * rng.random((h, w)))
     fields: dict[str, np.ndarray] = {}
-    for element, kind, strength in _pigments(spec):
+    paints = None
+    if spec.paints > 0:
+        paints, fields = _mosaic(spec, rng)
+    for element, kind, strength in (() if paints is not None else _pigments(spec)):
         if kind.startswith("over:"):  # only where the other pigment lies
             under = fields[kind[5:]]
             blobs = np.clip((_smooth_field(rng, h, w, "blobs") - 0.35) / 0.65, 0, 1)
@@ -308,7 +352,7 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
     for i, name in enumerate(names):
         if name in fields:
             maps[i] = fields[name]
-        elif "@" in name:  # a band of an element under a paint layer
+        elif "@" in name and name.split("@")[0] in fields:  # a band under a paint layer
             maps[i] = fields[name.split("@")[0]] * _attenuation(spec, fields, name)
     hotspots = []
     e_max = spec.offset + spec.gain * spec.channels
@@ -336,7 +380,7 @@ def _maps(spec: DemoSpec, names: list[str]) -> tuple[np.ndarray, list[dict]]:
                 "channel": (energy - spec.offset) / spec.gain,
             }
         )
-    return maps, hotspots
+    return maps, hotspots, paints
 
 
 def _pulser(spec: DemoSpec, names: list[str], flat_maps: np.ndarray, templates: np.ndarray):
@@ -379,10 +423,12 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
     spec = spec or DemoSpec()
     if min(spec.height, spec.width, spec.channels) < 1:
         raise ValueError("height, width and channels must be at least 1")
+    if spec.paints and spec.layers:
+        raise ValueError("a mosaic of paints (paints) has no paint-over-paint layers (layers)")
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     names, templates, info = _templates(spec)
-    maps, hotspots = _maps(spec, names)
+    maps, hotspots, paints = _maps(spec, names)
     # Scale so that the average spectrum holds ``counts`` counts.
     mean_total = float((maps.reshape(len(names), -1).mean(axis=1) * templates.sum(axis=1)).sum())
     scale = spec.counts / max(mean_total, 1e-12)
@@ -445,6 +491,8 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
         element_counts[elements.index(n.split("@")[0])] += counts
     extra_truth = {} if pulser is None else {"livetime_s": pulser[1].reshape(spec.height,
                                                                             spec.width)}
+    if paints is not None:
+        extra_truth["materials"] = paints  # which paint each pixel has
     np.savez_compressed(
         f"{prefix}.truth.npz", elements=np.array(elements), maps=element_counts.astype(np.float32),
         **extra_truth,

@@ -18,7 +18,8 @@ from maxrf.pipeline.table import Step, step
 
 # Which task argument carries each upstream step's reference.
 UPSTREAM_ARG = {"scan": "scan", "convert": "converted", "calibrate": "calibrated",
-                "hotmax": "hot", "hotmax-noise": "noise", "bands": "banded"}
+                "hotmax": "hot", "hotmax-noise": "noise", "bands": "banded",
+                "element-maps": "mapped"}
 
 
 def upstream_keys(definition: Step, inputs: dict[str, Any]) -> dict[str, str]:

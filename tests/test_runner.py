@@ -53,7 +53,7 @@ def test_a_changed_parameter_recomputes_its_step_and_what_follows(processed, tmp
     raw, out = _copy(processed, tmp_path)
     runs = {r.step: r.cached for r in process(raw, out, tube_kv=40.0)}
     assert runs == {"convert": True, "calibrate": False, "hotmax": False, "hotmax-noise": False,
-                    "subpeaks": False, "bands": True, "element-maps": False}
+                    "subpeaks": False, "bands": True, "element-maps": False, "materials": False}
     assert DataStack(out).attrs("maxrf_energies")["calibration"]["tube_kv"] == 40.0
     back = {r.step: r.cached for r in process(raw, out, tube_kv=50.0)}  # both versions exist
     assert all(back.values()), back

@@ -352,6 +352,18 @@ def test_element_parts_and_peak_candidates(client, stack):
     near = client.get("/api/lines_near?kev=8.04").json()
     assert near["candidates"][0]["line"].startswith("Cu K")
     assert 0.1 < near["width_kev"] < 0.25
+    import io
+
+    ds = DataStack(stack)
+    assert set(client.get("/api/info").json()["quality"]) == {"residual", "background"}
+    for what, layer in (("residual", "maxrf_elementmaps_residual"),
+                        ("background", "maxrf_elementmaps_background")):
+        got = np.load(io.BytesIO(client.get(f"/api/quality.npy?what={what}").content))
+        np.testing.assert_array_equal(got, ds.read(layer))
+    el = ds.attrs("maxrf_elementmaps")["elements"][0]
+    got = np.load(io.BytesIO(client.get(f"/api/quality.npy?what=sigma:{el}").content))
+    np.testing.assert_array_equal(got, ds.read("maxrf_elementmaps_sigma")[0])
+    assert client.get("/api/quality.npy?what=nope").status_code == 400
     r = client.post("/api/refit?add=Zn")
     assert r.status_code == 403 and "viewer page" in r.json()["error"]
     assert client.get("/api/refit").json()["state"] == "idle"

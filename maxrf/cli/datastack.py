@@ -95,6 +95,36 @@ def cmd_maps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_materials(args: argparse.Namespace) -> int:
+    """Map the materials (paints) of a datastack from its element maps (or reuse them)."""
+    from maxrf.errors import MaxrfError
+    from maxrf.pipeline.params import check_parameters
+    from maxrf.pipeline.runner import Options, Runner
+
+    ds = DataStack(args.file)
+    ds.require_file()
+    if "maxrf_elementmaps" not in ds:
+        raise MaxrfError("no element maps: run 'maxrf maps' first", ds.path)
+    check_parameters(materials=args.k)
+    runner = Runner(ds.path, {"materials": args.k}, options=Options(progress=None),
+                    force=args.refit)
+    (run,) = runner.run(["materials"])
+    pinned = DataStack(ds.path, pins=run.layers)
+    attrs = pinned.attrs("maxrf_materials")
+    comp = pinned.read("maxrf_materials_composition")
+    elements = attrs["elements"]
+    how = ("as given" if attrs.get("chosen") == "given" else
+           f"chosen by silhouette among 2-{max(map(int, attrs.get('silhouette', {2: 0})))}")
+    print(f"{attrs['k']} materials in {ds.path.name} ({how})"
+          + (" (cached)" if run.cached else ""))
+    for m, (row, px, names) in enumerate(zip(comp, attrs["pixels"], attrs["main_elements"],
+                                              strict=True)):
+        counts = dict(zip(elements, row, strict=True))
+        print(f"  material {m}: {px} pixels; " + ", ".join(f"{el} {counts[el]:.0f}"
+                                                          for el in names) + " counts/pixel")
+    return 0
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     """Serve the local web viewer of a datastack (building its band layers first if needed)."""
     from maxrf.errors import MaxrfError
@@ -181,6 +211,13 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_maps)
 
     from maxrf.exports import FORMATS
+
+    p = sub.add_parser("materials", help="map which pixels share a paint (from the element maps)")
+    p.add_argument("file", help="SCAN.datastack (with element maps)")
+    p.add_argument("--k", type=int, metavar="K", help="how many materials (default: chosen "
+                   "from the data)")
+    p.add_argument("--refit", action="store_true", help="cluster again even if maps exist")
+    p.set_defaults(func=cmd_materials)
 
     p = sub.add_parser("export", help="write a datastack's counts or maps in another format")
     p.add_argument("file", help="SCAN.datastack")

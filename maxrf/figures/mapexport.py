@@ -70,6 +70,42 @@ def write_pngs(elements: list[str], maps: np.ndarray, folder: Path, scan: str = 
     return out
 
 
+MATERIAL_COLORS = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
+                   "#999999", "#882255", "#44aa99", "#117733", "#ddcc77")  # as the viewer's
+
+
+def write_materials(ds: DataStack, folder: Path, scan: str = "",
+                    pixel_mm: float | None = None) -> list[Path]:
+    """``materials.tif`` (16-bit labels, ImageJ) and ``materials.png`` (a colour per material,
+    its main elements in the legend) of a datastack's materials map."""
+    import tifffile
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    labels = ds.read("maxrf_materials")
+    attrs = ds.attrs("maxrf_materials")
+    k = len(attrs["pixels"])
+    names = [f"{m}: " + ", ".join(top) for m, top in enumerate(attrs["main_elements"])]
+    spacing = {"resolution": (1.0 / pixel_mm, 1.0 / pixel_mm)} if pixel_mm else {}
+    tif = atomic_write(folder / "materials.tif", lambda t: tifffile.imwrite(
+        t, labels.astype(np.uint16), imagej=True, **spacing,
+        metadata={"Labels": ["materials"], "Info": json.dumps({"materials": names}),
+                  **({"unit": "mm"} if pixel_mm else {})}))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6 * labels.shape[0] / max(labels.shape[1], 1) + 0.8))
+    colors = [MATERIAL_COLORS[m % len(MATERIAL_COLORS)] for m in range(k)]
+    ax.imshow(labels, cmap=ListedColormap(colors), vmin=-0.5, vmax=k - 0.5,
+              interpolation="nearest")
+    ax.set_title(f"materials {scan}".strip())
+    ax.set_axis_off()
+    if pixel_mm:
+        scale_bar(ax, labels.shape[1], pixel_mm)
+    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, names, strict=True)],
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    png = save_png(fig, folder / "materials.png", EXPORT_DPI, tight=True)
+    return [tif, png]
+
+
 def scale_bar(ax, width_px: int, pixel_mm: float) -> float:
     """A white bar of a round length (1, 2 or 5 × 10ⁿ mm, about a fifth of the image) at the
     lower left of ``ax``; returns its length in mm."""
@@ -174,6 +210,8 @@ def export_all(datastack: str | Path | DataStack, folder: str | Path, rgb: list[
     pixel_mm = pixel_mm or pixel_size_mm(ds)
     out = (write_tiffs(elements, maps, folder, pixel_mm)
            + write_pngs(elements, maps, folder, scan, pixel_mm))
+    if "maxrf_materials" in ds:
+        out += write_materials(ds, folder, scan, pixel_mm)
     if rgb:
         out.append(write_composite(elements, maps, rgb, folder / f"rgb_{'-'.join(rgb)}.png",
                                    colors))

@@ -127,6 +127,12 @@ def _element_maps(ds, p, prov, scan, opt):
                              provenance=prov)
 
 
+def _materials(ds, p, prov, scan, opt):
+    from maxrf.pipeline.materials import materials_layers
+
+    return materials_layers(ds, p["materials"], provenance=prov)
+
+
 COMPUTE: dict[str, Compute] = {
     "convert": _convert,
     "calibrate": _calibrate,
@@ -136,6 +142,7 @@ COMPUTE: dict[str, Compute] = {
     "bands": _bands,
     "livetime": _livetime,
     "element-maps": _element_maps,
+    "materials": _materials,
 }
 assert set(COMPUTE) == {s.name for s in STEPS}, "every step of the table has its core function"
 

@@ -83,6 +83,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           optional=True, metavar="LIST"),
     Param("drop_elements", None, "Elements never to map.", "elements", optional=True,
           metavar="LIST"),
+    Param("materials", None,
+          "How many materials (paints) the materials map tells apart; empty: chosen from the "
+          "data.", "int", (1, 64), optional=True, metavar="K"),
     Param("pulser_hz", None,
           "The detector's zero-peak pulser rate in Hz (Bruker M6: 10000); gives each pixel's "
           "live time (maxrf_livetime). Empty: no pulser, no live time.", "float",
@@ -150,6 +153,9 @@ STEPS: tuple[Step, ...] = (
           "nmf_atomnums"),
          ("anode", "tube_kv", "elements", "add_elements", "drop_elements"),
          ("convert", "calibrate", "hotmax"), "fitted counts per pixel of every element"),
+    Step("materials", "1",
+         ("maxrf_materials", "maxrf_materials_spectra", "maxrf_materials_composition"),
+         ("materials",), ("element-maps",), "which pixels share a paint, and its spectrum"),
 )  # fmt: skip
 _BY_NAME = {s.name: s for s in STEPS}
 
@@ -176,7 +182,8 @@ def step(name: str) -> Step:
 def chain(maps: bool = True, livetime: bool = False) -> tuple[Step, ...]:
     """The steps ``process_scan`` runs, in order (the element maps unless ``maps`` is False, the
     live time only with a pulser)."""
-    skip = ({"element-maps"} if not maps else set()) | ({"livetime"} if not livetime else set())
+    skip = (({"element-maps", "materials"} if not maps else set())
+            | ({"livetime"} if not livetime else set()))
     return tuple(s for s in STEPS if s.name not in skip)
 
 

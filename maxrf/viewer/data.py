@@ -126,6 +126,8 @@ class ViewerData:
             "fit_range_kev": (self.ds.attrs("maxrf_elementmaps").get("fit_range_kev")
                               if self.elements else None),
             "map_units": "counts per pixel",
+            "materials": self.materials_info(),
+            "quality": [k for k, (layer, _d) in self.QUALITY.items() if layer in self.ds],
         }
 
     def pixel_size_mm(self) -> float | None:
@@ -193,6 +195,47 @@ class ViewerData:
                 a, b = int(where[0]), int(where[-1]) + 1
                 out[el] = {"start": a, "values": np.round(curve[a:b], 4).tolist()}
         return out
+
+    QUALITY = {"residual": ("maxrf_elementmaps_residual", "reduced χ² of the pixel's fit"),
+               "background": ("maxrf_elementmaps_background",
+                              "counts of scatter and continuum per pixel")}
+
+    def quality(self, params: dict) -> np.ndarray:
+        """The fit's own maps: ``residual`` (reduced χ² per pixel), ``background`` (scatter and
+        continuum counts) or ``sigma:El`` (one standard deviation of El's map, counts)."""
+        what = str(params.get("what", ""))
+        if what.startswith("sigma:"):
+            sym = what[6:].strip().capitalize()
+            if sym not in self.elements or "maxrf_elementmaps_sigma" not in self.ds:
+                raise ViewerError(f"no uncertainty map for {sym!r}")
+            return np.asarray(self.ds.array("maxrf_elementmaps_sigma")[self.elements.index(sym)])
+        if what not in self.QUALITY or self.QUALITY[what][0] not in self.ds:
+            raise ViewerError(f"unknown fit map {what!r} (residual, background, sigma:El)")
+        return np.asarray(self.ds.array(self.QUALITY[what][0])[...])
+
+    def materials_info(self) -> list[dict] | None:
+        """Each material's area and main elements (None when there is no materials map)."""
+        if "maxrf_materials" not in self.ds:
+            return None
+        attrs = self.ds.attrs("maxrf_materials")
+        return [{"pixels": int(px), "top": top}
+                for px, top in zip(attrs["pixels"], attrs["main_elements"], strict=True)]
+
+    def materials(self) -> np.ndarray:
+        if "maxrf_materials" not in self.ds:
+            raise ViewerError("no materials map: run 'maxrf materials' first")
+        return np.asarray(self.ds.read("maxrf_materials"), dtype=np.float32)
+
+    def material_spectrum(self, params: dict) -> dict:
+        m = _number(params, "m", int)
+        if "maxrf_materials_spectra" not in self.ds:
+            raise ViewerError("no materials map: run 'maxrf materials' first")
+        spectra = self.ds.array("maxrf_materials_spectra")
+        if not 0 <= m < spectra.shape[0]:
+            raise ViewerError(f"no material {m} (materials 0 to {spectra.shape[0] - 1})")
+        pixels = self.ds.attrs("maxrf_materials")["pixels"][m]
+        return {"material": m, "pixels": int(pixels), "energy_kev": self.energies.tolist(),
+                "counts": np.asarray(spectra[m], dtype=np.float64).tolist()}
 
     def lines_near(self, params: dict) -> dict:
         """What a peak at ``kev`` may be: every candidate element's lines within one detector

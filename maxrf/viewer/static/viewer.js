@@ -84,6 +84,9 @@ const INFERNO = (() => {
   return lut;
 })();
 const hex = (c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
+// materials: 12 distinct colours (Okabe–Ito, then Tol's muted)
+const CATEGORIES = ["#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
+                    "#999999", "#882255", "#44aa99", "#117733", "#ddcc77"];
 
 function render() {
   // the shown layers coloured into an offscreen canvas at the scan's resolution
@@ -93,7 +96,13 @@ function render() {
   const off = rendered && rendered.width === w && rendered.height === h ? rendered
     : Object.assign(document.createElement("canvas"), { width: w, height: h });
   const octx = off.getContext("2d"), im = octx.createImageData(w, h), px = im.data;
-  if (layers[0].color === null) {  // one map: black/white point and gamma through inferno
+  if (layers[0].color === "categorical") {  // materials: one colour each
+    const d = layers[0].arr.data, pal = CATEGORIES.map(hex);
+    for (let i = 0; i < d.length; i++) {
+      const [r, g, b] = pal[d[i] % pal.length];
+      px[4 * i] = r; px[4 * i + 1] = g; px[4 * i + 2] = b; px[4 * i + 3] = 255;
+    }
+  } else if (layers[0].color === null) {  // one map: black/white point and gamma through inferno
     const d = layers[0].arr.data, lo = contrast.lo, span = Math.max(contrast.hi - lo, 1e-12);
     const g = contrast.gamma;
     for (let i = 0; i < d.length; i++) {
@@ -148,7 +157,17 @@ function decorate(c, W, H, s, ox, oy, big) {
   c.font = `${11 * k}px system-ui, sans-serif`;
   c.textBaseline = "middle";
   viewer.drawn = {};
-  if (layers.length && layers[0].color === null) {
+  if (layers.length && layers[0].color === "categorical") {
+    const mats = info.materials || [];
+    c.fillStyle = "rgba(0,0,0,0.6)";
+    c.fillRect(6 * k, 6 * k, 150 * k, (mats.length * 16 + 8) * k);
+    mats.forEach((m, i) => {
+      c.fillStyle = CATEGORIES[i % CATEGORIES.length];
+      c.fillRect(12 * k, (12 + 16 * i) * k, 10 * k, 10 * k);
+      c.fillStyle = "#fff"; c.fillText(`${i}: ${m.top.join(", ")}`, 28 * k, (17 + 16 * i) * k);
+    });
+    viewer.drawn.legend = mats.map((m, i) => [`${i}`, CATEGORIES[i % CATEGORIES.length]]);
+  } else if (layers.length && layers[0].color === null) {
     const x = W - (BAR_W - 8) * k, top = 12 * k, bh = H - 24 * k, bw = 12 * k;
     for (let i = 0; i < bh; i++) {
       const t = 1 - i / bh, v = Math.pow(t, contrast.gamma), q = 3 * Math.round(v * 255);
@@ -236,6 +255,12 @@ function hover(ev) {  // (row, col) and the value of every shown map under the c
   }
   const i = r * info.width + c;
   const vals = layers.filter((l) => l.on).map((l) => [l.label, l.arr.data[i]]);
+  if (layers[0].color === "categorical") {
+    const m = layers[0].arr.data[i], mat = (info.materials || [])[m];
+    viewer.hover = { row: r, col: c, values: { material: m } };
+    $("hover").textContent = `row ${r}, col ${c}: material ${m}` + (mat ? ` (${mat.top.join(", ")})` : "");
+    return;
+  }
   viewer.hover = { row: r, col: c, values: Object.fromEntries(vals) };
   $("hover").textContent = `row ${r}, col ${c}: ` +
     vals.map(([k, v]) => `${k} ${fmt(v)}`).join(" · ") + ` (${layers[0].units})`;
@@ -278,7 +303,10 @@ window.addEventListener("mouseup", (ev) => {
       const sx = view.ox + (sc + 0.5) * view.scale, sy = view.oy + (sr + 0.5) * view.scale;
       if (Math.hypot(sx - x, sy - y) <= 6) { r = sr; c = sc; break; }
     }
-    if (r >= 0 && c >= 0 && r < info.height && c < info.width) loadSpectrum(r, c);
+    if (r >= 0 && c >= 0 && r < info.height && c < info.width) {
+      if ($("mode").value === "materials" && layers[0]) loadMaterial(layers[0].arr.data[r * info.width + c], r, c);
+      else loadSpectrum(r, c);
+    }
   }
 });
 
@@ -292,6 +320,17 @@ async function loadSpectrum(r, c) {
       .filter(([, v]) => v >= 1).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ") : "";
     $("what").textContent = `pixel (row ${r}, col ${c}): ${sum(spec.counts)} counts` + fitted;
     status(`spectrum (${(performance.now() - t0).toFixed(0)} ms)`);
+    drawSpectrum();
+  } catch (e) { status("error: " + e.message); }
+}
+
+async function loadMaterial(m, r, c) {  // a material's mean raw spectrum
+  pixel = [r, c]; rect = null; draw();
+  try {
+    spec = await getJSON(`/api/material_spectrum?m=${m}`);
+    viewer.spectrum = spec;
+    const top = (info.materials[m] || { top: [] }).top.join(", ");
+    $("what").textContent = `material ${m} (${top}): mean of its ${spec.pixels} pixels`;
     drawSpectrum();
   } catch (e) { status("error: " + e.message); }
 }
@@ -513,6 +552,7 @@ async function reloadInfo() {  // new maps: the element list, the modes, the sho
   $("mode").add(new Option("total counts", "total"));
   info.elements.forEach((el) => $("mode").add(new Option(`${el} map`, `map:${el}`)));
   if (info.elements.length) $("mode").add(new Option("composite (up to 4)", "composite"));
+  addQualityModes();
   if (viewer.band) showBand(viewer.band.lo_kev, viewer.band.hi_kev);
   mixControls();
   arrays.clear();
@@ -591,11 +631,19 @@ function showContrast() {
 }));
 $("auto").addEventListener("click", () => { if (layers[0]) setContrastRange(layers[0].arr, false); render(); });
 
+function addQualityModes() {  // materials; how good the fit is, where: χ², background, σ
+  if (info.materials) $("mode").add(new Option(`materials (${info.materials.length})`, "materials"));
+  const names = { residual: "fit: reduced χ² per pixel", background: "fit: background counts" };
+  for (const q of info.quality || []) $("mode").add(new Option(names[q], `quality:${q}`));
+  info.elements.forEach((el) =>
+    $("mode").add(new Option(`fit: ${el} uncertainty (1σ)`, `quality:sigma:${el}`)));
+}
+
 async function showMode() {
   const mode = $("mode").value;
   const composite = mode === "composite";
   $("mix").style.visibility = composite ? "visible" : "hidden";  // no jump: space kept
-  $("contrast").style.visibility = composite ? "hidden" : "visible";
+  $("contrast").style.visibility = composite || mode === "materials" ? "hidden" : "visible";
   if (mode !== "band" && bandSel) { bandSel = null; drawSpectrum(); }  // the band no longer shown
   const t0 = performance.now();
   try {
@@ -617,13 +665,22 @@ async function showMode() {
       }
       label = "composite " + next.map((l) => l.label).join(", ");
       if (!next.length) { layers = []; render(); return; }
+    } else if (mode === "materials") {
+      next = [{ label: "material", url: "/api/materials.npy", units: "material" }];
+      label = "materials";
+    } else if (mode.startsWith("quality:")) {
+      const what = mode.slice(8);
+      const units = what === "residual" ? "reduced χ²" : "counts per pixel";
+      next = [{ label: what.replace("sigma:", "σ "), url: `/api/quality.npy?what=${what}`, units }];
+      label = $("mode").selectedOptions[0].text;
     } else {
       const el = mode.slice(4);
       next = [{ label: el, url: `/api/map.npy?element=${el}`, units: info.map_units }];
       label = `${el} map`;
     }
     const arrs = await Promise.all(next.map((l) => getArray(l.url)));
-    layers = next.map((l, i) => ({ ...l, arr: arrs[i], color: null, gain: 1, on: true }));
+    layers = next.map((l, i) => ({ ...l, arr: arrs[i], gain: 1, on: true,
+                                   color: mode === "materials" ? "categorical" : null }));
     if (composite) updateMix(); else { setContrastRange(arrs[0], false); render(); }
     viewer.imageUrl = next.map((l) => l.url).join(" ");
     viewer.imageLoads += 1;
@@ -641,7 +698,7 @@ function figureName() {
   const mode = $("mode").value;
   if (mode === "band") return `${base}-band-${viewer.band.lo_kev.toFixed(2)}-${viewer.band.hi_kev.toFixed(2)}keV.png`;
   if (mode === "composite") return `${base}-composite-${layers.filter((l) => l.on).map((l) => l.label).join("-")}.png`;
-  return `${base}-${mode.replace("map:", "")}.png`;
+  return `${base}-${mode.replace("map:", "").replaceAll(":", "-")}.png`;
 }
 
 function exportFigure() {
@@ -701,6 +758,7 @@ window.addEventListener("resize", () => { fit(); draw(); drawSpectrum(); });
   $("mode").add(new Option("total counts", "total"));
   info.elements.forEach((el) => $("mode").add(new Option(`${el} map`, `map:${el}`)));
   if (info.elements.length) $("mode").add(new Option("composite (up to 4)", "composite"));
+  addQualityModes();
   mixControls();
   fit();
   $("mode").value = info.elements.length ? "composite" : "total";
