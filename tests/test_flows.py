@@ -163,6 +163,7 @@ def test_parameter_change_recomputes_downstream_only(prefect_api, scan):
         "subpeaks": False,
         "bands": True,
         "element-maps": False,
+        "materials": False,
     }
     ds = DataStack(scan.with_suffix(".datastack"))
     assert (
@@ -178,7 +179,8 @@ def test_changed_elements_recompute_only_the_maps(prefect_api, scan):
     first = process_scan(str(scan), plots=False)
     auto = DataStack(scan.with_suffix(".datastack")).attrs("maxrf_elementmaps")["elements"]
     changed = process_scan(str(scan), plots=False, elements=["Pb", "Fe", "Hg"])
-    assert cached(changed) == {step: step != "element-maps" for step in cached(first)}
+    assert cached(changed) == {step: step not in ("element-maps", "materials")
+                               for step in cached(first)}
     ds = DataStack(scan.with_suffix(".datastack"))
     assert ds.attrs("maxrf_elementmaps")["elements"] == ["Pb", "Fe", "Hg"]
     assert ds.read("nmf_atomnums").tolist() == [82, 26, 80]
@@ -348,7 +350,7 @@ def test_two_runs_at_once_compute_each_layer_once(scan, tmp_path, prefect_server
     outs = [r.communicate(timeout=300) for r in runs]
     assert all(r.returncode == 0 for r in runs), [o[1][-2000:] for o in outs]
     layers = DataStack(scan.with_suffix(".datastack")).layers
-    assert all(not n.endswith("_") for n in layers) and len(layers) == 27
+    assert all(not n.endswith("_") for n in layers) and len(layers) == 30
     assert sum(o[0].count("computed") for o in outs) == len(pipeline.chain())  # each step once
 
 

@@ -193,13 +193,13 @@ def map_materials(datastack: str | DataStack, k: int | None = None, seed: int = 
         centre, scale = features(sample[:, :, None], None if sig is None else sig[:, :, None])
     used = scale > 0  # elements that are all noise carry no feature
     centre, scale = centre[used], scale[used]
-    x = _transform(sample[used], centre, scale)
-    if k == 1 or not used.any() or len(np.unique(x, axis=0)) < 2:
-        model = Mixture(np.ones(1), x.mean(axis=0, keepdims=True) if used.any() else
-                        np.zeros((1, 0)), np.eye(max(x.shape[1], 0))[None])
-        info = {"k": 1, "chosen": "given"}
+    x = _transform(sample[used], centre, scale) if used.any() else np.zeros((len(pick), 0))
+    distinct = len(np.unique(x, axis=0)) if x.shape[1] else 1
+    if k == 1 or distinct < 3 or len(pick) < 3:  # one pixel, or nothing to tell apart
+        model = Mixture(np.ones(1), np.zeros((1, x.shape[1])), np.eye(x.shape[1])[None])
+        info = {"k": 1, "chosen": "given" if k == 1 else "one material: nothing sets pixels apart"}
     else:
-        model, info = choose(x, None if k is None else int(k), seed)
+        model, info = choose(x, None if k is None else min(int(k), distinct), seed)
     labels = np.empty((h, w), np.int16)
     for r0 in range(0, h, ROWS):
         block = full[:, r0 : r0 + ROWS] if full is not None else np.asarray(maps[:, r0 : r0 + ROWS])
