@@ -90,7 +90,8 @@ def measure(path: Path, repeat: int) -> dict:
         get(base + "/")
         get(base + "/viewer.js")
         get(base + "/api/info")
-        get(base + f"/api/composite.png?elements={','.join(els[:3])}")
+        for el in els[:3]:  # the page colours the maps itself from their values
+            get(base + f"/api/map.npy?element={el}")
         first_paint = time.perf_counter() - t
 
         def urls(kind: str):
@@ -111,12 +112,17 @@ def measure(path: Path, repeat: int) -> dict:
                     yield f"/api/band.npy?lo_kev={lo:.3f}&hi_kev={lo + 0.5:.3f}"
                 elif kind == "map.png":
                     yield f"/api/map.png?element={els[int(rng.integers(len(els)))]}"
+                elif kind == "map.npy (what the page loads)":
+                    yield f"/api/map.npy?element={els[int(rng.integers(len(els)))]}"
+                elif kind == "total.npy":
+                    yield "/api/total.npy"
                 elif kind == "composite.png (4 maps)":
                     pick = rng.choice(len(els), 4, replace=False)
                     yield "/api/composite.png?elements=" + ",".join(els[i] for i in pick)
 
         kinds = ["spectrum", "mean_spectrum (¼ of the scan)", "band.png (0.2-2 keV wide)",
-                 "band.png (1-25 keV)", "band.npy", "map.png", "composite.png (4 maps)"]
+                 "band.png (1-25 keV)", "band.npy", "map.png", "map.npy (what the page loads)",
+                 "total.npy", "composite.png (4 maps)"]
         rows = {}
         for kind in kinds:
             times = [get(base + u)[0] for u in urls(kind)]
