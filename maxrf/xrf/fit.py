@@ -17,7 +17,7 @@ from maxrf.xrf.lines import (
     tube_series,
 )
 from maxrf.xrf.model import FAMILIES, Instrument, SpectrumModel, build_model, pileup_shape
-from maxrf.xrf.solver import fit_nonlinear, nnls_weighted, poisson_weights
+from maxrf.xrf.solver import fit_nonlinear, nnls_gram, nnls_weighted, poisson_weights
 
 CANDIDATES = PAINTING_ELEMENTS  # proposals choose among these (anode excluded)
 # A weak line family stands only beside its element's main one (Lβ/Lγ lines alone only mimic
@@ -129,25 +129,33 @@ def _with_priors(templates, y, weights, a, priors):
 
 
 def significance(templates: np.ndarray, y: np.ndarray, weights: np.ndarray,
-                 priors: list[tuple[int, int, float, float]] | None = None):
+                 priors: list[tuple[int, int, float, float]] | None = None,
+                 gram: tuple[np.ndarray, np.ndarray] | None = None):
     """NNLS amplitudes and each one's significance: amplitude / standard error, the error from
     the active components' covariance, scaled by the reduced χ² where the component has its
     lines when that is above 1 (a misfit of, say, the Compton peak must not read as an element
     whose lines lie under it). ``priors`` hold line families near their cross-section ratios
-    (:func:`family_priors`)."""
-    a = nnls_weighted(templates, y, weights)
-    t_all, w_all = templates, weights
+    (:func:`family_priors`). ``gram``: T W Tᵀ and T W y of these templates, given when many
+    subsets of one set are solved (the proposal's pruning): the same solution, far faster."""
+    if gram is None:
+        gram = ((templates * weights) @ templates.T, (templates * weights) @ y)
+    g, rhs = gram
+    a = nnls_gram(g, rhs)
+    if a is None:
+        a = nnls_weighted(templates, y, weights)
     if priors:
-        t_all, y_all, w_all = _with_priors(templates, y, weights, a, priors)
-        a = nnls_weighted(t_all, y_all, w_all)
+        _t, _y, w_all = _with_priors(templates, y, weights, a, priors)
+        extra = _t[:, templates.shape[1]:]  # the priors' pseudo-observations (y = 0 there)
+        g = g + (extra * w_all[templates.shape[1]:]) @ extra.T
+        a2 = nnls_gram(g, rhs)
+        a = a2 if a2 is not None else nnls_weighted(_t, _y, w_all)
     resid2 = (y - a @ templates) ** 2 * weights
     chi2 = float(np.sum(resid2))
     active = np.flatnonzero(a > 0)
     z = np.zeros_like(a)
     overall = chi2 / max(y.size - active.size, 1)
     if active.size:
-        t = t_all[active]
-        cov = np.linalg.pinv((t * w_all) @ t.T)
+        cov = np.linalg.pinv(g[np.ix_(active, active)])
         for k, i in enumerate(active):
             row = templates[i]
             # the misfit where this component has its lines, flanks included (a component that
@@ -191,11 +199,13 @@ def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], backgro
     only beside its element's main one (L3): an element's Lα lines are always its strongest L
     lines, so the others alone only mimic neighbours and would hold lines that no proposed
     element explains."""
+    g_all, rhs_all = (t * w) @ t.T, (t * w) @ y  # once: each pass solves a subset of it
     for _ in range(len(keep) + 1):
         rows = keep + background
         priors = (family_priors([names[k] if k < len(names) else "" for k in rows], inst, e_max)
                   if inst is not None else None)
-        a, z, _chi2 = significance(t[rows], y, w, priors)
+        a, z, _chi2 = significance(t[rows], y, w, priors,
+                                   gram=(g_all[np.ix_(rows, rows)], rhs_all[rows]))
         za, aa = z[: len(keep)], a[: len(keep)]
         ok = (za >= need[keep]) & (aa >= floor)
         standing = {names[k] for k, good in zip(keep, ok, strict=True) if good}

@@ -20,6 +20,22 @@ def nnls_weighted(templates: np.ndarray, y: np.ndarray, weights: np.ndarray) -> 
     return a / scale
 
 
+def nnls_gram(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """The same NNLS from the normal equations (``gram`` = T W Tᵀ, ``rhs`` = T W y): solved as
+    ‖Lᵀa − L⁻¹rhs‖ with G = L Lᵀ, a K × K problem instead of C × K (C channels ≫ K
+    components). None when the Gram matrix is singular (the caller solves the full problem)."""
+    from scipy.linalg import solve_triangular
+
+    d = np.sqrt(np.maximum(np.diag(gram), 1e-300))
+    g = gram / d[:, None] / d[None, :]
+    try:
+        low = np.linalg.cholesky(g + 1e-12 * np.eye(len(d)))
+    except np.linalg.LinAlgError:
+        return None
+    a, _ = nnls(low.T, solve_triangular(low, rhs / d, lower=True), maxiter=50 * len(d))
+    return a / d
+
+
 def poisson_weights(y: np.ndarray, floor: float = 1.0) -> np.ndarray:
     """1 / variance of Poisson counts ``y``, floored so empty channels do not dominate."""
     return 1.0 / np.maximum(np.asarray(y, dtype=np.float64), floor)
