@@ -79,6 +79,27 @@ def test_hspy_files_hold_the_counts_axes_and_maps(calibrated, tmp_path):
     assert [a["navigate"] for a in maps["axes"]] == [True, False, False]
 
 
+def test_zspy_directories_read_like_hspy(calibrated, tmp_path):
+    """rosettasciio's zspy reader (what ``hs.load`` runs) opens the zarr v2 tree written with
+    zarr 3: the same data, axes and metadata as the hspy files."""
+    from rsciio.zspy import file_reader
+
+    raw, stack = calibrated
+    r = run_maxrf("export", stack, "--to", "zspy", "-o", tmp_path / "z")
+    assert r.returncode == 0 and "z.zspy" in r.stdout, r.stderr
+    (cube,) = file_reader(str(tmp_path / "z.zspy"))
+    np.testing.assert_array_equal(np.asarray(cube["data"]), np.asarray(open_raw(raw)))
+    assert [a["name"] for a in cube["axes"]] == ["y", "x", "Energy"]
+    assert cube["metadata"]["Signal"]["signal_type"] == "EDS_SEM"
+    (maps,) = file_reader(str(tmp_path / "z_elementmaps.zspy"))
+    ds = DataStack(stack)
+    assert list(maps["metadata"]["Sample"]["elements"]) == ds.attrs("maxrf_elementmaps")[
+        "elements"]
+    np.testing.assert_allclose(np.asarray(maps["data"]), ds.read("maxrf_elementmaps"), rtol=1e-6)
+    again = run_maxrf("export", stack, "--to", "zspy", "-o", tmp_path / "z")  # replaced whole
+    assert again.returncode == 0 and not list(tmp_path.glob(".z*"))
+
+
 def read_dms_as_xrf_explorer(path):
     """XRF-Explorer's parser (``server/file_system/cubes/convert_dms.py``), step by step: skip
     a line, read ``w h c``, float32 (c, h, w) after the header, names after the data."""

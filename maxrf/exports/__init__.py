@@ -7,6 +7,7 @@ from pathlib import Path
 FORMATS = {
     "rpl": "the raw counts as a clean Lispix PREFIX.rpl/.raw pair (rosettasciio, PyMca, Lispix)",
     "hspy": "PREFIX.hspy (counts, energy axis) and PREFIX_elementmaps.hspy for HyperSpy",
+    "zspy": "PREFIX.zspy and PREFIX_elementmaps.zspy: the same as hspy, as zarr directories",
     "dms": "the element maps as a Datamuncher .dms cube (XRF-Explorer)",
     "tiff": "the element maps as 32-bit TIFFs in counts, one per element and one stack (Fiji)",
 }
@@ -27,6 +28,10 @@ def export(datastack, to: str, target: str | Path) -> list[Path]:
         from maxrf.exports.hyperspy import export_hspy
 
         return export_hspy(ds, target)
+    if to == "zspy":
+        from maxrf.exports.hyperspy import export_zspy
+
+        return export_zspy(ds, target)
     if to == "dms":
         from maxrf.exports.dms import export_dms
 

@@ -1,7 +1,8 @@
-"""HyperSpy files (``.hspy``, HDF5, through rosettasciio's own writer): the raw counts as an EDS
-spectrum image (y, x | energy in keV, written chunk by chunk from ``maxrf_raw``) and the element
-maps as a stack of images (element | y, x) with the elements named in the metadata. HyperSpy 2
-(``hs.load``) and every rosettasciio user open them with axes, units and metadata."""
+"""HyperSpy files: the raw counts as an EDS spectrum image (y, x | energy in keV, written chunk by
+chunk from ``maxrf_raw``) and the element maps as a stack of images (element | y, x) with the
+elements named in the metadata. ``.hspy`` (HDF5) through rosettasciio's own writer; ``.zspy`` (a
+zarr v2 directory) written here in the same tree, because rosettasciio's zspy writer needs
+zarr < 3 (its reader, and HyperSpy 2's ``hs.load``, open what is written here)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,91 @@ def write_hspy(signal: dict, path: Path) -> Path:
         file_writer(tmp, signal, compression="gzip", show_progressbar=False)
 
     return atomic_write(path, write)
+
+
+ZSPY_VERSION = "3.3"  # rosettasciio 0.15's zspy file_format_version
+
+
+def _zattr(value):
+    """An attribute as HyperSpy's hierarchical writer stores it (None as "_None_")."""
+    if value is None:
+        return "_None_"
+    if isinstance(value, dict):
+        return {k: _zattr(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_zattr(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _zgroup(group, tree: dict) -> None:
+    """A metadata dict as HyperSpy lays it out: sub-dicts are groups, the rest attributes."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            _zgroup(group.create_group(key), value)
+        else:
+            group.attrs[key] = _zattr(value)
+
+
+def write_zspy(signal: dict, path: Path) -> Path:
+    """One ``.zspy`` directory (zarr v2, nested chunk keys, Blosc-zstd as HyperSpy writes it),
+    built under a temporary name and renamed when complete."""
+    import os
+    import shutil
+    import tempfile
+
+    import numcodecs
+    import zarr
+
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        root = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=2)
+        root.attrs.update({"file_format": "ZSpy", "file_format_version": ZSPY_VERSION})
+        title = signal["metadata"]["General"]["title"].replace("/", "-") or "__unnamed__"
+        exp = root.create_group("Experiments").create_group(title)
+        exp.attrs.update(signal["package_info"])
+        for i, axis in enumerate(signal["axes"]):
+            exp.create_group(f"axis-{i}").attrs.update(
+                _zattr({"_type": "UniformDataAxis", "is_binned": False, **axis}))
+        data = signal["data"]
+        chunks = tuple(int(c[0]) for c in data.chunks) if hasattr(data, "chunks") and \
+            isinstance(data.chunks, tuple) and isinstance(data.chunks[0], tuple) else data.shape
+        arr = exp.create_array("data", shape=data.shape, dtype=data.dtype, chunks=chunks,
+                               compressor=numcodecs.Blosc(cname="zstd", clevel=1,
+                                                          shuffle=numcodecs.Blosc.SHUFFLE),
+                               chunk_key_encoding={"name": "v2", "separator": "/"})
+        if hasattr(data, "compute"):  # a dask array: one row of chunks at a time
+            step = chunks[0]
+            for r0 in range(0, data.shape[0], step):
+                arr[r0 : r0 + step] = np.asarray(data[r0 : r0 + step])
+        else:
+            arr[...] = np.asarray(data)
+        _zgroup(exp.create_group("metadata"), signal["metadata"])
+        _zgroup(exp.create_group("original_metadata"), signal["original_metadata"])
+        exp.create_group("learning_results")
+        exp.create_group("attributes").attrs.update({"_lazy": False, "ragged": False})
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def export_zspy(datastack: str | Path | DataStack, prefix: str | Path) -> list[Path]:
+    """``PREFIX.zspy`` (the counts) and ``PREFIX_elementmaps.zspy`` (when there are maps)."""
+    ds = DataStack.of(datastack)
+    prefix = Path(prefix)
+    out = [write_zspy(cube_signal(ds), prefix.with_name(prefix.name + ".zspy"))]
+    if "maxrf_elementmaps" in ds:
+        out.append(write_zspy(maps_signal(ds), prefix.with_name(prefix.name +
+                                                                 "_elementmaps.zspy")))
+    return out
 
 
 def export_hspy(datastack: str | Path | DataStack, prefix: str | Path) -> list[Path]:
