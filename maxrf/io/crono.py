@@ -22,6 +22,8 @@ from maxrf.io.rpl import EnergyCalibration, RplHeader
 
 SPECTRA, ENERGIES, INDEX = "/XRF/Spectra", "/XRF/EnergyVector", "/XRF/SpectraSelectedIndex"
 SUFFIXES = (".hdf5", ".h5", ".hdf")
+CHUNK_CACHE_BYTES = 64 << 20  # per reading thread
+_HANDLES: dict[int, dict] = {}  # thread → {file version: open h5py.File}
 
 
 def _h5py():
@@ -42,7 +44,21 @@ class CronoFile(CubeFile):
     """A Crono file presenting (height, width, channels), read like a ``RawFile``."""
 
     def _open(self):
-        return _h5py().File(self.path, "r")
+        """The file, opened once per thread (h5py handles are not shared across threads) with
+        a chunk cache that holds a row of blocks' chunks: each chunk is then read once."""
+        import contextlib
+        import threading
+
+        local = _HANDLES.setdefault(threading.get_ident(), {})
+        st = Path(self.path).stat()
+        key = (self.path, st.st_size, st.st_mtime_ns)
+        if key not in local:
+            for f in local.values():
+                f.close()
+            local.clear()
+            local[key] = _h5py().File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES,
+                                      rdcc_nslots=100_003)
+        return contextlib.nullcontext(local[key])
 
     def read_block(self, rows: slice, cols: slice, out: np.ndarray | None = None) -> np.ndarray:
         """Pixels ``[rows, cols]`` with all channels (missing pixels: zeros), into ``out``."""
@@ -64,8 +80,7 @@ class CronoFile(CubeFile):
             flat[~valid] = 0
             if valid.any():
                 wanted, where = np.unique(index[valid], return_inverse=True)
-                rows_ = spectra[wanted]  # h5py reads sorted, unique rows in one request
-                flat[valid] = rows_[where]
+                flat[valid] = _read_rows(spectra, wanted)[where]
         return out
 
     def prefetch(self, rows: slice, cols: slice | None = None) -> None:
@@ -79,6 +94,21 @@ class CronoFile(CubeFile):
             index = np.asarray(plane[:, :, 0] if plane.ndim == 3 else plane[...], dtype=np.int64)
             n = f[SPECTRA].shape[0]
         return np.argwhere((index < 0) | (index >= n))
+
+
+def _read_rows(spectra, wanted: np.ndarray) -> np.ndarray:
+    """Rows ``wanted`` (sorted, unique) of ``/XRF/Spectra``: each run of consecutive rows as one
+    slice (a scan stores its spectra in scan order, so a block's rows are a few runs); h5py's
+    point selection only for scattered rows."""
+    breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+    starts = np.r_[0, breaks]
+    stops = np.r_[breaks, wanted.size]
+    if starts.size > wanted.size // 4:  # scattered: one point selection
+        return spectra[wanted]
+    out = np.empty((wanted.size, spectra.shape[1]), spectra.dtype)
+    for a, b in zip(starts, stops, strict=True):
+        spectra.read_direct(out, np.s_[int(wanted[a]) : int(wanted[b - 1]) + 1], np.s_[a:b])
+    return out
 
 
 def read_crono_header(path: str | Path) -> tuple[RplHeader, dict]:
