@@ -511,3 +511,66 @@ def generate_scan(prefix: str | Path, spec: DemoSpec | None = None, threads: int
     }
     Path(f"{prefix}.truth.json").write_text(json.dumps(truth, indent=2))
     return truth
+
+
+# Colours of the pigments in a rendered photograph (sRGB): lead white, ochre, vermilion, azurite,
+# umber, orpiment, chalk ground …; elements not listed leave the ground's colour.
+PIGMENT_COLORS = {"Pb": (235, 232, 222), "Fe": (190, 130, 60), "Hg": (200, 40, 35),
+                  "Cu": (40, 90, 170), "Mn": (95, 70, 50), "As": (230, 190, 60),
+                  "S": (220, 210, 120), "P": (40, 40, 40), "Cl": (160, 200, 160)}
+GROUND_COLOR = (214, 204, 180)
+
+
+def photo_transform(scale: float = 4.0, angle_deg: float = 3.0, shift=(60.0, 40.0),
+                    perspective: float = 0.0) -> np.ndarray:
+    """A scan → photo matrix: scale, a rotation, a shift and optionally a mild perspective."""
+    a = np.deg2rad(angle_deg)
+    m = np.array([[scale * np.cos(a), -scale * np.sin(a), shift[0]],
+                  [scale * np.sin(a), scale * np.cos(a), shift[1]],
+                  [perspective, 0.3 * perspective, 1.0]])
+    return m
+
+
+def render_photo(prefix: str | Path, matrix: np.ndarray, size: tuple[int, int],
+                 points: int = 8, point_noise_px: float = 0.5, seed: int = 0) -> Path:
+    """``PREFIX.photo.jpg``: the planted painting (``PREFIX.truth.npz``) in its pigments'
+    colours, with paint texture, a lighting gradient and JPEG compression, seen through
+    ``matrix`` (scan (col, row) → photo (x, y)) on a canvas of ``size`` (height, width); and
+    ``PREFIX.points.csv``: ``points`` control-point pairs (photo positions with noise)."""
+    from PIL import Image
+    from scipy.ndimage import map_coordinates
+
+    prefix = Path(prefix)
+    truth = np.load(f"{prefix}.truth.npz")
+    elements, maps = [str(e) for e in truth["elements"]], truth["maps"]
+    h, w = maps.shape[1:]
+    rgb = np.ones((h, w, 3), np.float32) * np.array(GROUND_COLOR, np.float32)
+    for el, m in zip(elements, maps, strict=True):
+        if el not in PIGMENT_COLORS:
+            continue
+        cover = np.clip(m / max(float(np.percentile(m, 99)), 1e-9), 0, 1)[..., None] * 0.8
+        rgb = rgb * (1 - cover) + cover * np.array(PIGMENT_COLORS[el], np.float32)
+    ph, pw = size
+    inv = np.linalg.inv(matrix)
+    yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float64)
+    src = np.c_[xx.ravel(), yy.ravel(), np.ones(xx.size)] @ inv.T
+    col, row = src[:, 0] / src[:, 2], src[:, 1] / src[:, 2]
+    inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
+    out = np.empty((ph * pw, 3), np.float32)
+    for c in range(3):
+        out[:, c] = map_coordinates(rgb[..., c], [row, col], order=1, mode="nearest")
+    out[~inside] = (120, 110, 95)  # the frame / wall around the painting
+    rng = np.random.default_rng(seed)
+    out = out.reshape(ph, pw, 3)
+    out *= (0.85 + 0.3 * (xx / max(pw, 1)))[..., None]  # light from the right
+    out += rng.normal(0, 6, out.shape)  # paint texture and sensor noise
+    path = Path(f"{prefix}.photo.jpg")
+    Image.fromarray(np.clip(out, 0, 255).astype(np.uint8)).save(path, quality=88)
+    picks = np.c_[rng.uniform(0, w - 1, points), rng.uniform(0, h - 1, points)]
+    photo_xy = (np.c_[picks, np.ones(points)] @ matrix.T)
+    photo_xy = photo_xy[:, :2] / photo_xy[:, 2:3] + rng.normal(0, point_noise_px, (points, 2))
+    lines = ["scan_col,scan_row,photo_x,photo_y"] + [
+        f"{c:.2f},{r:.2f},{x:.2f},{y:.2f}" for (c, r), (x, y) in zip(picks, photo_xy,
+                                                                      strict=True)]
+    Path(f"{prefix}.points.csv").write_text("\n".join(lines) + "\n")
+    return path

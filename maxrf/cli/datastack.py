@@ -125,6 +125,32 @@ def cmd_materials(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_register(args: argparse.Namespace) -> int:
+    """Register a scan to a photograph from control points; optionally write the maps warped
+    onto the photo and an overlay."""
+    from pathlib import Path
+
+    from maxrf.errors import MaxrfError
+    from maxrf.imaging.registration import register
+
+    ds = DataStack(args.file)
+    ds.require_file()
+    if not args.points:
+        raise MaxrfError("automatic registration is not available yet: give the control "
+                         "points with --points CSV (scan_col, scan_row, photo_x, photo_y)")
+    attrs = register(ds, args.photo, args.points, args.model)
+    res = attrs["residual_px"]
+    print(f"registered {ds.path.name} to {attrs['photo']['name']} "
+          f"({attrs['photo']['width']} x {attrs['photo']['height']} px): {attrs['model']} "
+          f"from {attrs['method']}, residual rms {res['rms']:.2f} px, max {res['max']:.2f} px")
+    if args.export:
+        from maxrf.figures.mapexport import export_registered
+
+        out = export_registered(ds.path, args.photo, Path(args.export), args.opacity)
+        print(f"wrote {len(out)} files to {args.export}")
+    return 0
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     """Serve the local web viewer of a datastack (building its band layers first if needed)."""
     from maxrf.errors import MaxrfError
@@ -218,6 +244,18 @@ def add_commands(sub) -> None:
                    "from the data)")
     p.add_argument("--refit", action="store_true", help="cluster again even if maps exist")
     p.set_defaults(func=cmd_materials)
+
+    p = sub.add_parser("register", help="register a scan to a photograph (control points)")
+    p.add_argument("file", help="SCAN.datastack")
+    p.add_argument("photo", help="the photograph (PNG, JPEG, TIFF)")
+    p.add_argument("--points", metavar="CSV",
+                   help="control points: scan_col, scan_row, photo_x, photo_y per line")
+    p.add_argument("--model", choices=["similarity", "affine", "homography"], default="affine",
+                   help="the transform (default affine)")
+    p.add_argument("--export", metavar="DIR",
+                   help="write the element maps warped onto the photo and an overlay here")
+    p.add_argument("--opacity", type=float, default=0.6, help="of the maps in the overlay")
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("export", help="write a datastack's counts or maps in another format")
     p.add_argument("file", help="SCAN.datastack")

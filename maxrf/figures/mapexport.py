@@ -225,3 +225,36 @@ def export_all(datastack: str | Path | DataStack, folder: str | Path, rgb: list[
 
 
 MANIFEST = "maxrf-export.json"  # what the last export wrote here (removed when no longer made)
+
+
+def export_registered(datastack: str | Path | DataStack, photo: str | Path, folder: Path,
+                      opacity: float = 0.6) -> list[Path]:
+    """Each element map warped onto the photograph (``EL_on_photo.tif``, 32-bit counts, NaN
+    outside the scan) and ``overlay.png``: the photo under the suggested composite."""
+    import tifffile
+    from PIL import Image
+
+    from maxrf.imaging.registration import load_photo, warp_to_photo
+
+    ds = DataStack.of(datastack)
+    if "maxrf_registration" not in ds:
+        raise MaxrfError("not registered: run 'maxrf register' first", ds.path)
+    matrix = np.array(ds.attrs("maxrf_registration")["matrix"])
+    image = load_photo(photo)
+    shape = image.shape[:2]
+    elements, maps = read_maps(ds)
+    out = []
+    warped = {}
+    for el, m in zip(elements, maps, strict=True):
+        warped[el] = warp_to_photo(m, matrix, shape)
+        out.append(atomic_write(folder / f"{el}_on_photo.tif", lambda t, a=warped[el], e=el:
+                                tifffile.imwrite(t, a, imagej=True,
+                                                 metadata={"Labels": [e]})))
+    top = sorted(elements, key=lambda el: -float(np.nanstd(warped[el])))[:3]
+    rgb = composite({el: np.nan_to_num(warped[el]) for el in top})
+    inside = ~np.isnan(warped[top[0]])[..., None] if top else np.zeros((*shape, 1), bool)
+    alpha = float(np.clip(opacity, 0, 1))
+    mixed = np.where(inside, (1 - alpha) * image + alpha * rgb, image).astype(np.uint8)
+    out.append(atomic_write(folder / "overlay.png",
+                            lambda t: Image.fromarray(mixed).save(t, format="PNG")))
+    return out

@@ -1,0 +1,182 @@
+"""Registration of a scan to a photograph of the painting from control points.
+
+A CSV of point pairs (a scan pixel's column and row, and the same spot's x and y in the photo's
+pixels) gives a transform (similarity, affine or homography: least squares, the homography by the
+normalised DLT) mapping the scan's (col, row) pixel centres to the photo's (x, y); its residual at
+the points says how well. Stored as the layer ``maxrf_registration``: a downsampled copy of the
+photo (for the viewer) with the matrix, model, method, residual and the photo's name, size and
+fingerprint in its attrs. Maps are then warped onto the photo strip by strip (bounded memory).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from maxrf.datastack import DataStack
+from maxrf.errors import MaxrfError
+
+MODELS = {"similarity": 2, "affine": 3, "homography": 4}  # the fewest point pairs each needs
+PREVIEW_PX = 1600  # the stored photo's longest side
+
+
+class RegistrationError(MaxrfError):
+    """The scan cannot be registered to the photograph with these inputs."""
+
+
+def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(scan (col, row), photo (x, y))`` from a CSV of ``scan_col, scan_row, photo_x,
+    photo_y`` rows (a header line, if any, is skipped; ``#`` starts a comment)."""
+    path = Path(path)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise RegistrationError(f"cannot read the points ({exc.strerror})", path) from None
+    src, dst = [], []
+    for n, row in enumerate(csv.reader(line for line in text.splitlines()
+                                        if line.strip() and not line.lstrip().startswith("#"))):
+        try:
+            values = [float(v) for v in row[:4]]
+        except ValueError:
+            if n == 0:
+                continue  # a header
+            raise RegistrationError(f"line {n + 1}: expected 4 numbers, got {row}", path) from None
+        if len(values) != 4 or not np.all(np.isfinite(values)):
+            raise RegistrationError(f"line {n + 1}: expected 4 numbers, got {row}", path)
+        src.append(values[:2])
+        dst.append(values[2:])
+    return np.array(src, dtype=np.float64).reshape(-1, 2), np.array(dst, np.float64).reshape(-1, 2)
+
+
+def _normalise(p: np.ndarray) -> np.ndarray:
+    """Hartley's normalisation: centroid at 0, mean distance √2."""
+    c = p.mean(axis=0)
+    s = np.sqrt(2) / max(np.mean(np.linalg.norm(p - c, axis=1)), 1e-12)
+    return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
+
+
+def fit_transform(src: np.ndarray, dst: np.ndarray, model: str = "affine") -> np.ndarray:
+    """The 3 × 3 matrix mapping ``src`` (x, y) points to ``dst`` in the least-squares sense."""
+    if model not in MODELS:
+        raise RegistrationError(f"unknown model {model!r} (expected {', '.join(MODELS)})")
+    need = MODELS[model]
+    if len(src) < need:
+        raise RegistrationError(f"a {model} needs at least {need} point pairs, got {len(src)}")
+    ts, td = _normalise(src), _normalise(dst)
+    s = (ts @ np.c_[src, np.ones(len(src))].T).T[:, :2]
+    d = (td @ np.c_[dst, np.ones(len(dst))].T).T[:, :2]
+    if model == "similarity":  # x' = a x − b y + tx, y' = b x + a y + ty
+        a = np.zeros((2 * len(s), 4))
+        a[0::2] = np.c_[s[:, 0], -s[:, 1], np.ones(len(s)), np.zeros(len(s))]
+        a[1::2] = np.c_[s[:, 1], s[:, 0], np.zeros(len(s)), np.ones(len(s))]
+        p, *_ = np.linalg.lstsq(a, d.reshape(-1), rcond=None)
+        m = np.array([[p[0], -p[1], p[2]], [p[1], p[0], p[3]], [0, 0, 1]])
+    elif model == "affine":
+        p, *_ = np.linalg.lstsq(np.c_[s, np.ones(len(s))], d, rcond=None)
+        m = np.vstack([p.T, [0, 0, 1]])
+    else:  # the direct linear transform
+        rows = []
+        for (x, y), (u, v) in zip(s, d, strict=True):
+            rows.append([-x, -y, -1, 0, 0, 0, u * x, u * y, u])
+            rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
+        _u, sv, vt = np.linalg.svd(np.array(rows))
+        m = vt[-1].reshape(3, 3)
+        if sv.size >= 8 and sv[-2] < 1e-9 * sv[0]:
+            raise RegistrationError("the points are degenerate (collinear?): no homography")
+    out = np.linalg.inv(td) @ m @ ts
+    if abs(out[2, 2]) < 1e-15:
+        raise RegistrationError("the points give a degenerate transform")
+    out = out / out[2, 2]
+    if abs(np.linalg.det(out[:2, :2])) < 1e-12:
+        raise RegistrationError("the points are degenerate (all on one line?)")
+    return out
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(x, y) points through a 3 × 3 matrix."""
+    h = np.c_[points, np.ones(len(points))] @ np.asarray(matrix).T
+    return h[:, :2] / h[:, 2:3]
+
+
+def load_photo(path: str | Path) -> np.ndarray:
+    """The photo as RGB uint8 (PNG, JPEG, TIFF; any size Pillow opens)."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise RegistrationError("photo not found", path)
+    Image.MAX_IMAGE_PIXELS = 400_000_000  # a 20 000 × 20 000 museum photo is fine
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise RegistrationError(f"not a readable image ({exc})", path) from None
+
+
+def register(datastack: str | Path | DataStack, photo: str | Path, points: str | Path,
+             model: str = "affine") -> dict:
+    """Fit the scan → photo transform from control points and commit ``maxrf_registration``;
+    returns its attrs. Every check comes before anything is written."""
+    from maxrf.io.fingerprint import file_fingerprint
+
+    ds = DataStack.of(datastack)
+    ds.require_file()
+    if "maxrf_raw" not in ds:
+        raise RegistrationError("no scan in this datastack: convert it first", ds.path)
+    h, w = ds.array("maxrf_raw").shape[:2]
+    image = load_photo(photo)
+    src, dst = read_points(points)
+    matrix = fit_transform(src, dst, model)
+    residual = np.linalg.norm(apply(matrix, src) - dst, axis=1)
+    ph, pw = image.shape[:2]
+    corners = apply(matrix, np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5],
+                                      [-0.5, h - 0.5]]))
+    if not (np.all(corners[:, 0] > -pw) and np.all(corners[:, 0] < 2 * pw)
+            and np.all(corners[:, 1] > -ph) and np.all(corners[:, 1] < 2 * ph)):
+        raise RegistrationError("the points put the scan far outside the photo: check their "
+                                "order (scan_col, scan_row, photo_x, photo_y)", Path(points))
+    step = max(1, int(np.ceil(max(ph, pw) / PREVIEW_PX)))
+    preview = np.ascontiguousarray(image[::step, ::step])
+    attrs = {
+        "photo": {"name": Path(photo).name, "width": int(pw), "height": int(ph),
+                  "fingerprint": file_fingerprint(photo)},
+        "matrix": matrix.tolist(),
+        "model": model,
+        "method": f"control points ({len(src)} pairs)",
+        "residual_px": {"rms": float(np.sqrt(np.mean(residual**2))),
+                        "max": float(residual.max())},
+        "corners_in_photo": corners.tolist(),
+        "preview_step": step,
+        "maps": "scan (col, row) pixel centres → photo (x, y) pixels",
+    }
+    with ds.appending() as app:
+        app.write("maxrf_registration", preview, attrs=attrs)
+        app.finish("maxrf_registration", {"maxrf": {"step": "register", "params": {
+            "model": model, "points": str(points)}}})
+    return attrs
+
+
+def warp_to_photo(image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int],
+                  rows: int = 512) -> np.ndarray:
+    """A scan image (height × width) resampled onto the photo's pixel grid (nearest pixel;
+    NaN outside the scan), strip by strip of the photo."""
+    from scipy.ndimage import map_coordinates
+
+    inv = np.linalg.inv(np.asarray(matrix, dtype=np.float64))
+    ph, pw = shape
+    out = np.full((ph, pw), np.nan, np.float32)
+    xs = np.arange(pw, dtype=np.float64)
+    for r0 in range(0, ph, rows):
+        yy, xx = np.meshgrid(np.arange(r0, min(r0 + rows, ph), dtype=np.float64), xs,
+                             indexing="ij")
+        src = apply(inv, np.c_[xx.ravel(), yy.ravel()])
+        col, row = src[:, 0], src[:, 1]
+        inside = (col >= -0.5) & (col < image.shape[1] - 0.5) & (row >= -0.5) & (
+            row < image.shape[0] - 0.5)
+        vals = map_coordinates(np.asarray(image, np.float32), [row, col], order=0,
+                               mode="nearest")
+        vals[~inside] = np.nan
+        out[r0 : r0 + rows] = vals.reshape(yy.shape)
+    return out

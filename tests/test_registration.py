@@ -1,0 +1,93 @@
+"""Registration to a photograph from control points: the generator renders the planted painting
+as a photo through a known transform (rotation, scale, perspective, JPEG) with noisy control
+points; ``maxrf register`` recovers the transform, stores it, and warps the maps onto the photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import run_maxrf
+
+from maxrf.datastack import DataStack
+from maxrf.demo import DemoSpec, generate_scan, photo_transform, render_photo
+from maxrf.imaging.registration import apply, fit_transform
+from maxrf.pipeline.runner import Runner, Scan
+
+TRUE = photo_transform(scale=5.0, angle_deg=4.0, shift=(70.0, 45.0), perspective=2e-4)
+
+
+@pytest.fixture(scope="module")
+def painted(tmp_path_factory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("photo")
+    generate_scan(folder / "p", DemoSpec(height=32, width=48, seed=4))
+    Runner(folder / "p.datastack", {"plots": False}, Scan.open(folder / "p.raw")).run(
+        ["element-maps"])
+    photo = render_photo(folder / "p", TRUE, size=(260, 360), points=10, point_noise_px=0.5)
+    return folder / "p.datastack", photo, folder / "p.points.csv"
+
+
+@pytest.mark.parametrize("model, tolerance", [("homography", 0.5), ("affine", 1.5)])
+def test_register_recovers_the_transform(painted, tmp_path, model, tolerance):
+    stack, photo, points = painted
+    copy = tmp_path / "p.datastack"
+    copy.write_bytes(stack.read_bytes())
+    r = run_maxrf("register", copy, photo, "--points", points, "--model", model)
+    assert r.returncode == 0 and "residual rms" in r.stdout, r.stderr
+    attrs = DataStack(copy).attrs("maxrf_registration")
+    assert attrs["model"] == model and attrs["photo"]["width"] == 360
+    corners = np.array([[-0.5, -0.5], [47.5, -0.5], [47.5, 31.5], [-0.5, 31.5]])
+    err = np.linalg.norm(apply(attrs["matrix"], corners) - apply(TRUE, corners), axis=1)
+    assert np.median(err) / 5.0 <= tolerance  # in scan pixels (5 photo px per scan pixel)
+    assert DataStack(copy).read("maxrf_registration").shape[2] == 3  # the photo, for a viewer
+
+
+def test_maps_warped_onto_the_photo(painted, tmp_path):
+    import tifffile
+
+    stack, photo, points = painted
+    copy = tmp_path / "p.datastack"
+    copy.write_bytes(stack.read_bytes())
+    r = run_maxrf("register", copy, photo, "--points", points, "--model", "homography",
+                  "--export", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    ds = DataStack(copy)
+    el = ds.attrs("maxrf_elementmaps")["elements"][0]
+    warped = tifffile.imread(tmp_path / "out" / f"{el}_on_photo.tif")
+    assert warped.shape == (260, 360)
+    m = ds.read("maxrf_elementmaps")[0]
+    for col, row in ((10, 7), (30, 20), (44, 28)):  # a scan pixel's centre, seen in the photo
+        x, y = apply(TRUE, np.array([[col, row]]))[0]
+        assert warped[int(round(y)), int(round(x))] == pytest.approx(m[row, col])
+    assert np.isnan(warped[0, 0])  # outside the scan
+    assert (tmp_path / "out" / "overlay.png").stat().st_size > 10_000
+
+
+def test_the_fit_of_exact_points_is_exact():
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 100, (12, 2))
+    for model, m in (("similarity", photo_transform(3.0, 10.0, (5, 6))),
+                     ("affine", np.array([[2.0, 0.3, 4], [-0.2, 1.5, 9], [0, 0, 1]])),
+                     ("homography", TRUE)):
+        got = fit_transform(src, apply(m, src), model)
+        np.testing.assert_allclose(got, m / m[2, 2], rtol=1e-6, atol=1e-9)
+
+
+def test_bad_registration_input_is_one_line_and_writes_nothing(painted, tmp_path):
+    stack, photo, points = painted
+    copy = tmp_path / "p.datastack"
+    copy.write_bytes(stack.read_bytes())
+    two = tmp_path / "two.csv"
+    two.write_text("1,2,3,4\n5,6,7,8\n")
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    cases = [((), "give the control points with --points"),
+             (("--points", two, "--model", "homography"), "needs at least 4 point pairs"),
+             (("--points", tmp_path / "none.csv"), "cannot read the points")]
+    for extra, words in cases:
+        r = run_maxrf("register", copy, photo, *extra)
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = run_maxrf("register", copy, junk, "--points", points)
+    assert r.returncode == 2 and "not a readable image" in r.stderr
+    assert "maxrf_registration" not in DataStack(copy)
