@@ -23,7 +23,7 @@ def painted(tmp_path_factory) -> tuple[Path, Path, Path]:
     folder = tmp_path_factory.mktemp("photo")
     generate_scan(folder / "p", DemoSpec(height=32, width=48, seed=4))
     Runner(folder / "p.datastack", {"plots": False}, Scan.open(folder / "p.raw")).run(
-        ["element-maps"])
+        ["element-maps", "bands"])
     photo = render_photo(folder / "p", TRUE, size=(260, 360), points=10, point_noise_px=0.5)
     return folder / "p.datastack", photo, folder / "p.points.csv"
 
@@ -91,3 +91,75 @@ def test_bad_registration_input_is_one_line_and_writes_nothing(painted, tmp_path
     r = run_maxrf("register", copy, junk, "--points", points)
     assert r.returncode == 2 and "not a readable image" in r.stderr
     assert "maxrf_registration" not in DataStack(copy)
+
+
+def test_viewer_shows_the_photo_under_the_maps(painted, tmp_path):
+    """The viewer resamples the registered photo onto the scan's grid (the colour at a scan
+    pixel is the photo's where the transform puts it), and a real Chromium draws it under the
+    maps with opacity and a swipe."""
+    import io
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from browser import browser
+    from helpers import ROOT, free_port
+    from PIL import Image
+    from starlette.testclient import TestClient
+
+    from maxrf.imaging.registration import load_photo
+    from maxrf.viewer.server import create_app
+
+    stack, photo, points = painted
+    copy = tmp_path / "p.datastack"
+    copy.write_bytes(stack.read_bytes())
+    assert run_maxrf("register", copy, photo, "--points", points, "--model",
+                     "homography").returncode == 0
+    with TestClient(create_app(copy), base_url="http://127.0.0.1:8765") as client:
+        info = client.get("/api/info").json()["photo"]
+        assert info["name"] == photo.name and info["model"] == "homography"
+        img = np.asarray(Image.open(io.BytesIO(client.get("/api/photo.png").content)))
+    f = info["factor"]
+    assert img.shape == (32 * f, 48 * f, 3)
+    original = load_photo(photo).astype(float)
+    for col, row in ((10, 7), (30, 20)):
+        x, y = apply(TRUE, np.array([[col, row]]))[0]
+        got = img[row * f + f // 2, col * f + f // 2].astype(float)
+        want = original[int(round(y)) - 2: int(round(y)) + 3,
+                        int(round(x)) - 2: int(round(x)) + 3].reshape(-1, 3).mean(axis=0)
+        assert np.abs(got - want).max() < 40  # JPEG, noise, resampling
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(copy),
+                             "--no-browser", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = None
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "api/info", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        driver = browser()
+        driver.get(url)
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.execute_script("return window.viewer && viewer.ready"))
+        driver.find_element(By.ID, "photo").click()
+        wait.until(lambda d: d.execute_script("return viewer.photoLoaded === true"))
+        driver.execute_script("const s = document.getElementById('swipe'); s.value = 0.5;"
+                              "s.dispatchEvent(new Event('input'));")
+        drawn = driver.execute_script("return viewer.drawn.photo")
+        assert drawn["swipe"] == 0.5 and 0 < drawn["alpha"] < 1
+        driver.save_screenshot(str(ROOT / "test-artifacts" / "viewer-photo.png"))
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -127,6 +127,7 @@ class ViewerData:
                               if self.elements else None),
             "map_units": "counts per pixel",
             "materials": self.materials_info(),
+            "photo": self.photo_info(),
             "quality": [k for k, (layer, _d) in self.QUALITY.items() if layer in self.ds],
         }
 
@@ -212,6 +213,51 @@ class ViewerData:
         if what not in self.QUALITY or self.QUALITY[what][0] not in self.ds:
             raise ViewerError(f"unknown fit map {what!r} (residual, background, sigma:El)")
         return np.asarray(self.ds.array(self.QUALITY[what][0])[...])
+
+    def photo_info(self) -> dict | None:
+        """The registered photograph (name, model, residual), or None when not registered."""
+        if "maxrf_registration" not in self.ds:
+            return None
+        a = self.ds.attrs("maxrf_registration")
+        return {"name": a["photo"]["name"], "model": a["model"],
+                "residual_px": a["residual_px"]["rms"], "factor": self._photo_factor()}
+
+    def _photo_factor(self) -> int:
+        """Photo samples per scan pixel along each axis (about 2000 px on the long side)."""
+        return int(max(1, min(4, 2000 // max(self.reader.height, self.reader.width, 1))))
+
+    def photo_on_scan(self) -> np.ndarray:
+        """The registered photograph resampled onto the scan's grid (``factor`` samples per
+        scan pixel each way), from the stored preview: RGB uint8."""
+        from scipy.ndimage import map_coordinates
+
+        from maxrf.imaging.registration import apply
+
+        if "maxrf_registration" not in self.ds:
+            raise ViewerError("no photograph: run 'maxrf register' first")
+        key = ("photo",)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        attrs = self.ds.attrs("maxrf_registration")
+        preview = self.ds.read("maxrf_registration")
+        step = float(attrs.get("preview_step", 1))
+        f = self._photo_factor()
+        h, w = self.reader.height, self.reader.width
+        rows = (np.arange(h * f) + 0.5) / f - 0.5
+        cols = (np.arange(w * f) + 0.5) / f - 0.5
+        cc, rr = np.meshgrid(cols, rows)
+        xy = apply(np.array(attrs["matrix"]), np.c_[cc.ravel(), rr.ravel()]) / step
+        out = np.zeros((h * f * w * f, 3), np.uint8)
+        for c in range(3):
+            out[:, c] = np.clip(map_coordinates(preview[..., c].astype(np.float32),
+                                                [xy[:, 1], xy[:, 0]], order=1, mode="constant",
+                                                cval=0.0), 0, 255)
+        hit = out.reshape(h * f, w * f, 3)
+        with self._lock:
+            self._cache[key] = hit
+        return hit
 
     def materials_info(self) -> list[dict] | None:
         """Each material's area and main elements (None when there is no materials map)."""

@@ -14,6 +14,7 @@ const arrays = new Map();  // url -> {data: Float32Array, h, w, p995, max}
 let layers = [];  // what is shown: [{label, arr, color|null, gain, on}]
 let contrast = { lo: 0, hi: 1, gamma: 1 };
 let rendered = null;  // an offscreen canvas of the current image at scan resolution
+let photoImg = null;  // the registered photograph on the scan's grid
 
 function status(text) { $("status").textContent = text; }
 
@@ -156,7 +157,6 @@ function decorate(c, W, H, s, ox, oy, big) {
   const k = big ? 3 : 1;
   c.font = `${11 * k}px system-ui, sans-serif`;
   c.textBaseline = "middle";
-  viewer.drawn = {};
   if (layers.length && layers[0].color === "categorical") {
     const mats = info.materials || [];
     c.fillStyle = "rgba(0,0,0,0.6)";
@@ -208,9 +208,27 @@ function draw() {
   canvas.width = canvas.clientWidth * dpr; canvas.height = canvas.clientHeight * dpr;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
+  viewer.drawn = {};
   if (!rendered) return;
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(rendered, view.ox, view.oy, info.width * view.scale, info.height * view.scale);
+  const W0 = info.width * view.scale, H0 = info.height * view.scale;
+  if (photoImg && $("photo").checked) {  // the photograph under the maps, swipe and opacity
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(photoImg, view.ox, view.oy, W0, H0);
+    ctx.imageSmoothingEnabled = false;
+    const split = +$("swipe").value;
+    ctx.save();
+    ctx.beginPath(); ctx.rect(view.ox, view.oy, W0 * split, H0); ctx.clip();
+    ctx.globalAlpha = +$("photo-alpha").value;
+    ctx.drawImage(rendered, view.ox, view.oy, W0, H0);
+    ctx.restore();
+    if (split < 1) {
+      ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5; ctx.beginPath();
+      ctx.moveTo(view.ox + W0 * split, view.oy); ctx.lineTo(view.ox + W0 * split, view.oy + H0);
+      ctx.stroke();
+    }
+    viewer.drawn.photo = { alpha: +$("photo-alpha").value, swipe: split };
+  } else ctx.drawImage(rendered, view.ox, view.oy, W0, H0);
   const s = view.scale;
   if ($("spots").checked) {
     ctx.lineWidth = 1.5;
@@ -690,6 +708,13 @@ async function showMode() {
 
 $("mode").addEventListener("change", showMode);
 $("spots").addEventListener("change", draw);
+["photo-alpha", "swipe"].forEach((id) => $(id).addEventListener("input", draw));
+$("photo").addEventListener("change", () => {
+  if (!$("photo").checked || photoImg) { draw(); return; }
+  const img = new Image();
+  img.onload = () => { photoImg = img; viewer.photoLoaded = true; draw(); };
+  img.src = "/api/photo.png";
+});
 ["log", "show-raw", "show-smooth", "show-fit", "show-parts"].forEach((id) =>
   $(id).addEventListener("change", drawSpectrum));
 
@@ -760,6 +785,11 @@ window.addEventListener("resize", () => { fit(); draw(); drawSpectrum(); });
   if (info.elements.length) $("mode").add(new Option("composite (up to 4)", "composite"));
   addQualityModes();
   mixControls();
+  if (info.photo) {
+    $("photo-controls").style.display = "";
+    $("photo-controls").title = `${info.photo.name} (${info.photo.model}, residual ` +
+      `${info.photo.residual_px.toFixed(2)} px) under the maps`;
+  }
   fit();
   $("mode").value = info.elements.length ? "composite" : "total";
   await showMode();
