@@ -77,7 +77,7 @@ ALLOWED = {
                       "maxrf.imaging"},
     "maxrf.exports": {"maxrf.io", "maxrf.datastack"},
     "maxrf.viewer": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.pipeline",
-                     "maxrf.figures", "maxrf.exports"},
+                     "maxrf.figures", "maxrf.exports", "maxrf.imaging"},
     "maxrf.demo": {"maxrf.io", "maxrf.xrf"},
 }
 
