@@ -22,6 +22,7 @@ SAMPLE = 30_000  # pixels the clustering is fitted on
 SILHOUETTE_SAMPLE = 3_000  # pixels the silhouette of each k is measured on
 ROWS = 64  # rows per strip when assigning
 PARSIMONY = 0.97  # k: the smallest whose silhouette reaches this share of the best one
+PATIENCE = 3  # k values tried past the best silhouette before stopping
 
 
 class MaterialsError(MaxrfError):
@@ -152,6 +153,8 @@ def choose(x: np.ndarray, k: int | None, seed: int = 0) -> tuple[Mixture, dict]:
             break
         fits[kk] = mix
         scores[kk] = round(_silhouette(d, labels), 4)
+        if kk - max(scores, key=scores.get) >= PATIENCE:  # past the peak: more only split
+            break
     if not scores:
         raise MaterialsError("too few distinct pixels to tell materials apart")
     # the fewest materials whose silhouette is nearly the best: a paint laid on thicker and
