@@ -425,3 +425,44 @@ def test_browser_click_a_peak_add_the_element_and_refit(tmp_path, stack):
     ds = DataStack(path)
     assert "Cu" in ds.attrs("maxrf_elementmaps")["elements"]
     assert ds.attrs("maxrf_elementmaps")["maxrf"]["params"]["add_elements"] == ["Cu"]
+
+
+def test_browser_scatter_selection_masks_the_image(server, stack):
+    """Tick "scatter", drag a box over the element-vs-element plot: the pixels inside it are
+    counted as numpy counts them and the others are dimmed in the image."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _proc = server
+    ds = DataStack(stack)
+    elements = ds.attrs("maxrf_elementmaps")["elements"]
+    maps = ds.read("maxrf_elementmaps")
+    driver = browser()
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.execute_script("return window.viewer && viewer.ready"))
+        driver.find_element(By.ID, "scatter").click()
+        pair = driver.execute_script("return [document.getElementById('sx').value, "
+                                     "document.getElementById('sy').value]")
+        assert pair[0] != pair[1] and set(pair) <= set(elements)
+        spectrum = driver.find_element(By.ID, "spectrum")
+        w, h = spectrum.size["width"], spectrum.size["height"]
+        time.sleep(1.0)  # the two maps load
+        (ActionChains(driver).move_to_element_with_offset(spectrum, int(-w * 0.3), int(h * 0.3))
+         .click_and_hold().move_by_offset(int(w * 0.5), int(-h * 0.5)).release().perform())
+        wait.until(lambda d: d.execute_script("return viewer.selection != null"))
+        sel = driver.execute_script("return viewer.selection")
+        x0, x1, y0, y1 = sel["box"]
+        a, b = maps[elements.index(pair[0])], maps[elements.index(pair[1])]
+        want = int(((a >= x0) & (a <= x1) & (b >= y0) & (b <= y1)).sum())
+        assert sel["pixels"] == want and 0 < want < a.size
+        assert "others dimmed" in driver.find_element(By.ID, "what").text
+        driver.save_screenshot(str(ROOT / "test-artifacts" / "viewer-scatter.png"))
+        driver.find_element(By.ID, "scatter").click()  # unticked: the mask is gone
+        assert driver.execute_script("return viewer.selection") is None
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()

@@ -15,6 +15,8 @@ let layers = [];  // what is shown: [{label, arr, color|null, gain, on}]
 let contrast = { lo: 0, hi: 1, gamma: 1 };
 let rendered = null;  // an offscreen canvas of the current image at scan resolution
 let photoImg = null;  // the registered photograph on the scan's grid
+let mask = null;  // pixels selected in the scatter plot (null: all shown)
+let scatterData = null;  // {x, y: Float32Array, X, Y: axis functions}
 
 function status(text) { $("status").textContent = text; }
 
@@ -126,6 +128,9 @@ function render() {
       px[4 * i] = acc[3 * i]; px[4 * i + 1] = acc[3 * i + 1]; px[4 * i + 2] = acc[3 * i + 2];
       px[4 * i + 3] = 255;
     }
+  }
+  if (mask) for (let i = 0; i < mask.length; i++) if (!mask[i]) {  // outside the selection
+    px[4 * i] *= 0.2; px[4 * i + 1] *= 0.2; px[4 * i + 2] *= 0.2;
   }
   octx.putImageData(im, 0, 0);
   rendered = off;
@@ -379,6 +384,7 @@ function drawSpectrum() {
   sctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   const W = sc.clientWidth, H = sc.clientHeight;
   sctx.clearRect(0, 0, W, H);
+  if ($("scatter").checked) { drawScatter(W, H); return; }
   if (!spec) {
     sctx.fillStyle = "#789"; sctx.fillText("click a pixel (or shift+drag an area)", 60, 40);
     return;
@@ -490,9 +496,73 @@ function drawSpectrum() {
   }
 }
 
+async function drawScatter(W, H) {  // element against element; a box selects pixels
+  const ex = $("sx").value, ey = $("sy").value;
+  if (!ex || !ey) return;
+  const [a, b] = await Promise.all([getArray(`/api/map.npy?element=${ex}`),
+                                    getArray(`/api/map.npy?element=${ey}`)]);
+  const root = (v) => Math.sqrt(Math.max(v, 0));  // sqrt axes: counts spread as their noise
+  const mx = root(a.max), my = root(b.max);
+  const X = (v) => PAD.l + root(v) / mx * (W - PAD.l - PAD.r);
+  const Y = (v) => H - PAD.b - root(v) / my * (H - PAD.t - PAD.b);
+  const box = scatterData && scatterData.ex === ex && scatterData.ey === ey ? scatterData.box : null;
+  scatterData = { a, b, X, Y, W, H, mx, my, ex, ey, box };
+  sctx.clearRect(0, 0, W, H);
+  sctx.fillStyle = "rgba(120,190,255,0.35)";
+  const step = Math.max(1, Math.floor(a.data.length / 40000));
+  for (let i = 0; i < a.data.length; i += step)
+    sctx.fillRect(X(a.data[i]), Y(b.data[i]), 1.5, 1.5);
+  sctx.fillStyle = "#9ab"; sctx.font = "11px system-ui";
+  for (const f of [0, 0.25, 0.5, 1]) {
+    const vx = (f * mx) ** 2, vy = (f * my) ** 2;
+    sctx.fillText(fmt(vx), X(vx) - 6, H - PAD.b + 14);
+    sctx.fillText(fmt(vy), 2, Y(vy) + 3);
+  }
+  sctx.fillText(`${ex} (counts per pixel, √ scale)`, W - 210, H - 4);
+  sctx.fillText(`${ey}`, 4, 14);
+  if (scatterData.box) {
+    const [x0, x1, y0, y1] = scatterData.box;
+    sctx.strokeStyle = "#ffe14f"; sctx.setLineDash([4, 3]);
+    sctx.strokeRect(X(x0), Y(y1), X(x1) - X(x0), Y(y0) - Y(y1)); sctx.setLineDash([]);
+  }
+}
+
+function selectBox(x0, x1, y0, y1) {  // counts ranges → the mask of pixels inside them
+  const { a, b } = scatterData;
+  mask = new Uint8Array(a.data.length);
+  let n = 0;
+  for (let i = 0; i < mask.length; i++) {
+    const inside = a.data[i] >= x0 && a.data[i] <= x1 && b.data[i] >= y0 && b.data[i] <= y1;
+    mask[i] = inside; n += inside;
+  }
+  scatterData.box = [x0, x1, y0, y1];
+  viewer.selection = { pixels: n, box: [x0, x1, y0, y1] };
+  $("what").textContent = `${n} pixels with ${$("sx").value} ${fmt(x0)}–${fmt(x1)} and ` +
+    `${$("sy").value} ${fmt(y0)}–${fmt(y1)} counts (others dimmed; untick scatter to clear)`;
+  render(); drawSpectrum();
+}
+viewer.selectBox = selectBox;
+
+$("scatter").addEventListener("change", () => {
+  const on = $("scatter").checked;
+  for (const id of ["sx", "sy"]) {
+    $(id).style.display = on ? "" : "none";
+    if (!$(id).options.length) info.elements.forEach((el) => $(id).add(new Option(el, el)));
+  }
+  const pick = info.suggested || info.elements;  // the two most structured maps first
+  if (on && pick.length > 1 && $("sx").value === $("sy").value) {
+    $("sx").value = pick[0]; $("sy").value = pick[1];
+  }
+  if (!on) { mask = null; scatterData = null; viewer.selection = null; render(); }
+  drawSpectrum();
+});
+["sx", "sy"].forEach((id) => $(id).addEventListener("change", () => {
+  mask = null; if (scatterData) scatterData.box = null; render(); drawSpectrum();
+}));
+
 let ezoom = null;  // the energy range shown, [lo, hi] keV (null: all)
 sc.addEventListener("wheel", (ev) => {  // zoom the energy axis around the cursor
-  if (!axis || !spec) return;
+  if (!axis || !spec || $("scatter").checked) return;
   ev.preventDefault();
   const b = sc.getBoundingClientRect();
   const at = axis.e0 + (ev.clientX - b.left - PAD.l) / (axis.W - PAD.l - PAD.r) * (axis.e1 - axis.e0);
@@ -505,6 +575,25 @@ sc.addEventListener("wheel", (ev) => {  // zoom the energy axis around the curso
 sc.addEventListener("dblclick", () => { ezoom = null; drawSpectrum(); });
 
 sc.addEventListener("mousedown", (ev) => {
+  if ($("scatter").checked) {
+    if (!scatterData) return;
+    const b = sc.getBoundingClientRect(), d = scatterData;
+    const toX = (px) => (((px - PAD.l) / (d.W - PAD.l - PAD.r)) * d.mx) ** 2 *
+      Math.sign(px - PAD.l);
+    const toY = (py) => (((d.H - PAD.b - py) / (d.H - PAD.t - PAD.b)) * d.my) ** 2 *
+      Math.sign(d.H - PAD.b - py);
+    const x0 = ev.clientX - b.left, y0 = ev.clientY - b.top;
+    const up = (e2) => {
+      window.removeEventListener("mouseup", up);
+      const x1 = e2.clientX - b.left, y1 = e2.clientY - b.top;
+      if (Math.abs(x1 - x0) + Math.abs(y1 - y0) < 4) return;
+      const xs = [toX(Math.min(x0, x1)), toX(Math.max(x0, x1))];
+      const ys = [toY(Math.max(y0, y1)), toY(Math.min(y0, y1))];
+      selectBox(xs[0], xs[1], ys[0], ys[1]);
+    };
+    window.addEventListener("mouseup", up);
+    return;
+  }
   if (!axis) return;
   const b = sc.getBoundingClientRect();
   const toE = (x) => axis.e0 + (x - PAD.l) / (axis.W - PAD.l - PAD.r) * (axis.e1 - axis.e0);
