@@ -60,6 +60,34 @@ def run_maxrf(*args: str, cwd: Path | None = None, env: dict | None = None, time
     )
 
 
+def wait_for_viewer(url: str, timeout: float = 60.0) -> dict:
+    """The viewer's ``/api/info`` once it answers (raises after ``timeout`` seconds)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return json.loads(urllib.request.urlopen(url + "api/info", timeout=2).read())
+        except (OSError, urllib.error.URLError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def start_viewer(path: Path, *args: str) -> tuple[str, subprocess.Popen]:
+    """``maxrf view PATH --no-browser`` on a free port (and ``args``), once it answers: its
+    URL and process (terminate it when done)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(path),
+                             "--no-browser", "--port", str(port), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    wait_for_viewer(url)
+    return url, proc
+
+
 def load_json(text: str) -> dict:
     return json.loads(text)
 

@@ -8,13 +8,11 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, free_port, run_maxrf, two_layer_stack, viewer_stack
+from helpers import ROOT, free_port, run_maxrf, two_layer_stack, viewer_stack, wait_for_viewer
 
 from maxrf.datastack import DataStack
 from maxrf.errors import DataStackError
@@ -154,19 +152,6 @@ def _start_view(path: Path, port: int):
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_info(url: str) -> dict:
-    import json
-
-    deadline = time.time() + 60
-    while True:
-        try:
-            return json.loads(urllib.request.urlopen(url + "api/info", timeout=2).read())
-        except (OSError, urllib.error.URLError):
-            if time.time() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def test_view_on_a_busy_port_moves_to_the_next_free_one(viewed, tmp_path):
     import socket
 
@@ -182,7 +167,7 @@ def test_view_on_a_busy_port_moves_to_the_next_free_one(viewed, tmp_path):
             assert f"port {port} is busy" in first, first
             url = second.split(" at ")[1].split()[0]
             assert url != f"http://127.0.0.1:{port}/"
-            assert _wait_info(url)["datastack"] == str(other)
+            assert wait_for_viewer(url)["datastack"] == str(other)
         finally:
             proc.terminate()
             proc.wait(timeout=15)
@@ -194,7 +179,7 @@ def test_view_port_zero_prints_the_real_port(viewed):
         line = proc.stdout.readline()
         url = line.split(" at ")[1].split()[0]
         assert not url.endswith(":0/")
-        _wait_info(url)
+        wait_for_viewer(url)
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -218,7 +203,7 @@ def test_convert_view_process_maps_compute_every_step_once(tmp_path):
     proc = _start_view(stack, free_port())
     try:
         assert "building the viewer's band layers" in proc.stdout.readline()
-        _wait_info(proc.stdout.readline().split(" at ")[1].split()[0])
+        wait_for_viewer(proc.stdout.readline().split(" at ")[1].split()[0])
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -98,13 +98,9 @@ def test_viewer_shows_the_photo_under_the_maps(painted, tmp_path):
     pixel is the photo's where the transform puts it), and a real Chromium draws it under the
     maps with opacity and a swipe."""
     import io
-    import subprocess
-    import sys
-    import time
-    import urllib.request
 
     from browser import browser
-    from helpers import ROOT, free_port
+    from helpers import ROOT, start_viewer
     from PIL import Image
     from starlette.testclient import TestClient
 
@@ -129,19 +125,9 @@ def test_viewer_shows_the_photo_under_the_maps(painted, tmp_path):
         want = original[int(round(y)) - 2: int(round(y)) + 3,
                         int(round(x)) - 2: int(round(x)) + 3].reshape(-1, 3).mean(axis=0)
         assert np.abs(got - want).max() < 40  # JPEG, noise, resampling
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(copy),
-                             "--no-browser", "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url, proc = start_viewer(copy)
     driver = None
     try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "api/info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
         driver = browser()
         driver.get(url)
         from selenium.webdriver.common.by import By

@@ -4,7 +4,6 @@ the server keeps serving, and a real headless Chromium clicks a pixel and drags 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser import browser
-from helpers import ROOT, viewer_stack
+from helpers import ROOT, free_port, start_viewer, viewer_stack, wait_for_viewer
 
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan
@@ -119,27 +118,10 @@ def test_bad_requests_are_400_one_line(client, url, words):
     assert client.get("/api/info").status_code == 200  # still serving
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(stack):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(stack), "--no-browser",
-                             "--port", str(port), "--pixel-size-mm", "0.5"], cwd=ROOT,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "api/info", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.2)
+    url, proc = start_viewer(stack, "--pixel-size-mm", "0.5")
     yield url, proc
     proc.terminate()
     proc.wait(timeout=20)
@@ -226,17 +208,10 @@ def test_ctrl_c_stops_the_viewer_cleanly(stack):
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(stack), "--no-browser",
-                             "--port", str(port), "--pixel-size-mm", "0.5"], cwd=ROOT,
-                            stdout=subprocess.PIPE,
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_for_viewer(f"http://127.0.0.1:{port}/")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0
     assert "Traceback" not in proc.stderr.read()
@@ -379,20 +354,9 @@ def test_browser_click_a_peak_add_the_element_and_refit(tmp_path, stack):
     r = subprocess.run([sys.executable, "-m", "maxrf.cli", "maps", str(path), "--refit",
                         "--drop-elements", "Cu"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "Cu " not in r.stdout, r.stdout + r.stderr
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "view", str(path),
-                             "--no-browser", "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
+    url, proc = start_viewer(path)
     driver = None
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(url + "api/info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
         driver = browser()
         driver.get(url)
         wait = WebDriverWait(driver, 60)
