@@ -156,8 +156,8 @@ def write_zspy(signal: dict, path: Path) -> Path:
             exp.create_group(f"axis-{i}").attrs.update(
                 _zattr({"_type": "UniformDataAxis", "is_binned": False, **axis}))
         data = signal["data"]
-        chunks = tuple(int(c[0]) for c in data.chunks) if hasattr(data, "chunks") and \
-            isinstance(data.chunks, tuple) and isinstance(data.chunks[0], tuple) else data.shape
+        # a dask array keeps its chunks (the datastack's), numpy is one chunk
+        chunks = tuple(int(c[0]) for c in data.chunks) if hasattr(data, "compute") else data.shape
         arr = exp.create_array("data", shape=data.shape, dtype=data.dtype, chunks=chunks,
                                compressor=numcodecs.Blosc(cname="zstd", clevel=1,
                                                           shuffle=numcodecs.Blosc.SHUFFLE),
@@ -185,23 +185,21 @@ def write_zspy(signal: dict, path: Path) -> Path:
     return path
 
 
+def _export(ds: DataStack, prefix: str | Path, write, suffix: str) -> list[Path]:
+    """``PREFIX{suffix}`` (the counts) and ``PREFIX_elementmaps{suffix}`` (when there are maps),
+    each written by ``write(signal, path)``."""
+    prefix = Path(prefix)
+    out = [write(cube_signal(ds), prefix.with_name(prefix.name + suffix))]
+    if "maxrf_elementmaps" in ds:
+        out.append(write(maps_signal(ds), prefix.with_name(f"{prefix.name}_elementmaps{suffix}")))
+    return out
+
+
 def export_zspy(datastack: str | Path | DataStack, prefix: str | Path) -> list[Path]:
     """``PREFIX.zspy`` (the counts) and ``PREFIX_elementmaps.zspy`` (when there are maps)."""
-    ds = DataStack.of(datastack)
-    prefix = Path(prefix)
-    out = [write_zspy(cube_signal(ds), prefix.with_name(prefix.name + ".zspy"))]
-    if "maxrf_elementmaps" in ds:
-        out.append(write_zspy(maps_signal(ds), prefix.with_name(prefix.name +
-                                                                 "_elementmaps.zspy")))
-    return out
+    return _export(DataStack.of(datastack), prefix, write_zspy, ".zspy")
 
 
 def export_hspy(datastack: str | Path | DataStack, prefix: str | Path) -> list[Path]:
     """``PREFIX.hspy`` (the counts) and ``PREFIX_elementmaps.hspy`` (when there are maps)."""
-    ds = DataStack.of(datastack)
-    prefix = Path(prefix)
-    out = [write_hspy(cube_signal(ds), prefix.with_name(prefix.name + ".hspy"))]
-    if "maxrf_elementmaps" in ds:
-        out.append(write_hspy(maps_signal(ds), prefix.with_name(prefix.name +
-                                                                 "_elementmaps.hspy")))
-    return out
+    return _export(DataStack.of(datastack), prefix, write_hspy, ".hspy")

@@ -244,15 +244,17 @@ def export_registered(datastack: str | Path | DataStack, photo: str | Path, fold
     shape = image.shape[:2]
     elements, maps = read_maps(ds)
     out = []
-    warped = {}
+    spread = {}  # each warped map is a photo-sized float32: written, then let go
     for el, m in zip(elements, maps, strict=True):
-        warped[el] = warp_to_photo(m, matrix, shape)
-        out.append(atomic_write(folder / f"{el}_on_photo.tif", lambda t, a=warped[el], e=el:
+        warped = warp_to_photo(m, matrix, shape)
+        spread[el] = float(np.nanstd(warped))
+        out.append(atomic_write(folder / f"{el}_on_photo.tif", lambda t, a=warped, e=el:
                                 tifffile.imwrite(t, a, imagej=True,
                                                  metadata={"Labels": [e]})))
-    top = sorted(elements, key=lambda el: -float(np.nanstd(warped[el])))[:3]
-    rgb = composite({el: np.nan_to_num(warped[el]) for el in top})
-    inside = ~np.isnan(warped[top[0]])[..., None] if top else np.zeros((*shape, 1), bool)
+    top = sorted(elements, key=lambda el: -spread[el])[:3]
+    on_photo = {el: warp_to_photo(maps[elements.index(el)], matrix, shape) for el in top}
+    rgb = composite({el: np.nan_to_num(a) for el, a in on_photo.items()})
+    inside = ~np.isnan(on_photo[top[0]])[..., None] if top else np.zeros((*shape, 1), bool)
     alpha = float(np.clip(opacity, 0, 1))
     mixed = np.where(inside, (1 - alpha) * image + alpha * rgb, image).astype(np.uint8)
     out.append(atomic_write(folder / "overlay.png",

@@ -10,6 +10,7 @@ whatever the scan size.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +24,9 @@ from maxrf.io.rpl import EnergyCalibration, RplHeader
 SPECTRA, ENERGIES, INDEX = "/XRF/Spectra", "/XRF/EnergyVector", "/XRF/SpectraSelectedIndex"
 SUFFIXES = (".hdf5", ".h5", ".hdf")
 CHUNK_CACHE_BYTES = 64 << 20  # per reading thread
-_HANDLES: dict[int, dict] = {}  # thread → {file version: open h5py.File}
+# per thread: {file version: open h5py.File}; a thread's handle closes with the thread (a
+# worker pool's threads come and go; a dict keyed by thread id would keep every one open)
+_HANDLES = threading.local()
 
 
 def _h5py():
@@ -47,9 +50,8 @@ class CronoFile(CubeFile):
         """The file, opened once per thread (h5py handles are not shared across threads) with
         a chunk cache that holds a row of blocks' chunks: each chunk is then read once."""
         import contextlib
-        import threading
 
-        local = _HANDLES.setdefault(threading.get_ident(), {})
+        local = _HANDLES.__dict__.setdefault("files", {})
         st = Path(self.path).stat()
         key = (self.path, st.st_size, st.st_mtime_ns)
         if key not in local:

@@ -127,9 +127,6 @@ class FileScan(Scan):
         return dict(self.meta)
 
 
-CronoScan = FileScan  # the name it had when Crono was the only one-file format
-
-
 def read_one_file_header(path: str | Path) -> tuple[RplHeader, dict] | None:
     """The header and metadata of a one-file scan (by suffix: ``.hdf5``/``.h5``/``.hdf`` Crono,
     ``.bcf``/``.spx`` Bruker), or None for a Ripple pair."""

@@ -203,29 +203,24 @@ def map_materials(datastack: str | DataStack, k: int | None = None, seed: int = 
         info = {"k": 1, "chosen": "given" if k == 1 else "one material: nothing sets pixels apart"}
     else:
         model, info = choose(x, None if k is None else min(int(k), distinct), seed)
+    kk = len(model.weights)
     labels = np.empty((h, w), np.int16)
+    composition = np.zeros((kk, n), np.float64)  # summed per material in the same pass
     for r0 in range(0, h, ROWS):
         block = full[:, r0 : r0 + ROWS] if full is not None else np.asarray(maps[:, r0 : r0 + ROWS])
-        if len(model.weights) == 1:
-            labels[r0 : r0 + ROWS] = 0
-            continue
-        labels[r0 : r0 + ROWS] = _assign(_transform(block[used], centre, scale), model).reshape(
-            block.shape[1], w)
+        lab = (np.zeros(block.shape[1] * w, np.int64) if kk == 1 else
+               _assign(_transform(block[used], centre, scale), model))
+        labels[r0 : r0 + ROWS] = lab.reshape(block.shape[1], w)
+        for i in range(n):
+            composition[:, i] += np.bincount(lab, weights=block[i].ravel(), minlength=kk)
     # number the materials by area, largest first
-    area = np.bincount(labels.ravel(), minlength=len(model.weights))
+    area = np.bincount(labels.ravel(), minlength=kk)
     order = np.argsort(-area, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     labels = rank[labels].astype(np.int16)
-    kk = len(model.weights)
-    composition = np.zeros((kk, n), np.float64)
-    for r0 in range(0, h, ROWS):
-        block = full[:, r0 : r0 + ROWS] if full is not None else np.asarray(maps[:, r0 : r0 + ROWS])
-        lab = labels[r0 : r0 + ROWS].ravel()
-        for i in range(n):
-            composition[:, i] += np.bincount(lab, weights=block[i].ravel(), minlength=kk)
-    pixels = np.bincount(labels.ravel(), minlength=kk).astype(np.float64)
-    composition /= np.maximum(pixels, 1)[:, None]
+    pixels = area[order].astype(np.float64)
+    composition = composition[order] / np.maximum(pixels, 1)[:, None]
     spectra = _mean_spectra(ds, labels, kk, pixels)
     info.update({"elements": elements, "pixels": pixels.astype(int).tolist(),
                  "main_elements": main_elements(composition, elements, pixels),
