@@ -16,13 +16,15 @@ channel's width. The same model serves the energy calibration's refinement and t
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from functools import cache
 
 import numpy as np
+from numba import njit
 from scipy.interpolate import BSpline
-from scipy.special import erf, erfc, erfcx
+from scipy.special import erf, erfc
 
 from maxrf.xrf.defaults import DEFAULT_ANODE, DEFAULT_TUBE_KV
 from maxrf.xrf.detector import FANO, NOISE_FWHM_KEV, fwhm_kev
@@ -100,40 +102,76 @@ def channel_edges(energies: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * e[0] - mid[0]], mid, [2 * e[-1] - mid[-1]]])
 
 
-def gaussian_counts(edges: np.ndarray, centers, sigmas, weights) -> np.ndarray:
-    """Sum of Gaussians (unit area × ``weights``) integrated over each channel."""
-    out = np.zeros(edges.size - 1)
-    for c, s, w in zip(np.atleast_1d(centers), np.atleast_1d(sigmas), np.atleast_1d(weights),
-                       strict=True):
-        lo = np.searchsorted(edges, c - 7 * s) - 1
-        hi = np.searchsorted(edges, c + 7 * s) + 1
-        lo, hi = max(lo, 0), min(hi, edges.size - 1)
-        if hi <= lo:
-            continue
-        cdf = 0.5 * (1 + erf((edges[lo : hi + 1] - c) / (np.sqrt(2) * s)))
-        out[lo:hi] += w * np.diff(cdf)
-    return out
+def _ragged(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For windows ``[lo, hi)`` (one per line): each entry's line and index, line by line."""
+    lengths = np.maximum(hi - lo, 0)
+    line = np.repeat(np.arange(lengths.size), lengths)
+    starts = np.cumsum(lengths) - lengths
+    return line, np.arange(line.size) - (starts - lo)[line]
 
 
-def tail_counts(edges: np.ndarray, centers, sigmas, weights, tail_kev: float) -> np.ndarray:
+def _lines(centers, sigmas, weights, group) -> tuple[np.ndarray, ...]:
+    arrays = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (centers, sigmas, weights)]
+    c, s, w = np.broadcast_arrays(*arrays)
+    g = np.zeros(c.shape, np.intp) if group is None else np.asarray(group, dtype=np.intp)
+    return c, s, w, g
+
+
+def _gather(group, bins, values, n: int, groups: int | None) -> np.ndarray:
+    """Sum ``values`` into ``(groups, n)`` rows (or one row when ``groups`` is None), each bin's
+    terms added in the lines' order (as a loop over the lines adds them)."""
+    total = np.bincount(group * n + bins, values, minlength=(groups or 1) * n)
+    return total.reshape(groups, n) if groups is not None else total
+
+
+def gaussian_counts(edges: np.ndarray, centers, sigmas, weights, group=None,
+                    groups: int | None = None) -> np.ndarray:
+    """Sum of Gaussians (unit area × ``weights``) integrated over each channel; with ``group``
+    (each line's row) and ``groups``, one row per group."""
+    c, s, w, g = _lines(centers, sigmas, weights, group)
+    n = edges.size - 1
+    lo = np.maximum(np.searchsorted(edges, c - 7 * s) - 1, 0)
+    hi = np.minimum(np.searchsorted(edges, c + 7 * s) + 1, n)
+    hi = np.where(hi > lo, hi + 1, lo)  # the window's edges: one more than its channels
+    line, at = _ragged(lo, hi)
+    cdf = 0.5 * (1 + erf((edges[at] - c[line]) / (np.sqrt(2) * s[line])))
+    same = line[1:] == line[:-1]  # differences within a line's window only
+    line, at = line[1:][same], at[:-1][same]
+    return _gather(g[line], at, w[line] * (cdf[1:] - cdf[:-1])[same], n, groups)
+
+
+def tail_counts(edges: np.ndarray, centers, sigmas, weights, tail_kev: float, group=None,
+                groups: int | None = None) -> np.ndarray:
     """Gaussians convolved with a low-energy exponential tail of decay ``tail_kev`` (unit area)."""
+    c, s, w, g = _lines(centers, sigmas, weights, group)
     x = 0.5 * (edges[1:] + edges[:-1])
-    width = np.diff(edges)
-    out = np.zeros(x.size)
-    for c, s, w in zip(np.atleast_1d(centers), np.atleast_1d(sigmas), np.atleast_1d(weights),
-                       strict=True):
-        lo = int(np.searchsorted(x, c - 12 * tail_kev - 8 * s))
-        hi = int(np.searchsorted(x, c + 8 * s))
-        if hi <= lo:
-            continue
-        dd = x[lo:hi] - c
-        arg = (dd / s + s / tail_kev) / np.sqrt(2)
-        neg = arg < 0  # exp(a)·erfc(b) directly where erfcx would overflow
-        val = np.empty_like(dd)
-        val[neg] = np.exp(dd[neg] / tail_kev + 0.5 * (s / tail_kev) ** 2) * erfc(arg[neg])
-        val[~neg] = np.exp(-0.5 * (dd[~neg] / s) ** 2) * erfcx(arg[~neg])
-        out[lo:hi] += w * width[lo:hi] / (2 * tail_kev) * val
-    return out
+    out = np.zeros((groups or 1, x.size))
+    lo = np.searchsorted(x, c - 12 * tail_kev - 8 * s)
+    hi = np.searchsorted(x, c + 8 * s)
+    _tails(x, np.diff(edges), c, s, w, g, lo, hi, float(tail_kev), out)
+    return out if groups is not None else out[0]
+
+
+@njit(cache=True)
+def _tails(x, width, c, s, w, g, lo, hi, t, out):  # pragma: no cover - compiled
+    """Each line's tail added to its row of ``out`` over channels ``[lo, hi)``: the Gaussian ⊗
+    exponential, exp(d/t + s²/2t²)·erfc((d/s + s/t)/√2) (the two factors meet in range: the
+    exponent stays below ~130 and erfc above 1e-80 for any line and tail a fit can give)."""
+    r2 = math.sqrt(2.0)
+    for i in range(c.size):
+        k = w[i] / (2 * t)
+        half = 0.5 * (s[i] / t) ** 2
+        for j in range(lo[i], hi[i]):
+            d = x[j] - c[i]
+            arg = (d / s[i] + s[i] / t) / r2
+            if arg < -6.0:  # erfc is 2 to the last bit
+                val = 2.0 * math.exp(d / t + half)
+            elif arg < 20.0:
+                val = math.exp(d / t + half) * math.erfc(arg)
+            else:  # erfc underflows: exp(−d²/2s²)·erfcx(arg), erfcx ~ 1/(arg √π)
+                val = math.exp(-0.5 * (d / s[i]) ** 2) / (arg * math.sqrt(math.pi)) * (
+                    1 - 0.5 / (arg * arg))
+            out[g[i], j] += k * width[j] * val
 
 
 def element_family_lines(element: str, inst: Instrument, e_max: float) -> dict[str, list]:
@@ -151,22 +189,25 @@ def _step_integral(x: np.ndarray, c: float, s: float) -> np.ndarray:
     return 0.5 * ((x - c) * erfc(u) - np.sqrt(2 / np.pi) * s * np.exp(-u * u))
 
 
-def shelf_counts(edges: np.ndarray, centers, sigmas, weights) -> np.ndarray:
+def shelf_counts(edges: np.ndarray, centers, sigmas, weights, group=None,
+                 groups: int | None = None) -> np.ndarray:
     """Flat shelves from each line (an error-function edge at its centre) down to 0 keV, unit
     area × ``weights`` (charge lost at the detector's entrance window)."""
+    c, s, w, g = _lines(centers, sigmas, weights, group)
     x0, x1 = np.maximum(edges[:-1], 0.0), np.maximum(edges[1:], 0.0)
-    out = np.zeros(x0.size)
-    for c, s, w in zip(np.atleast_1d(centers), np.atleast_1d(sigmas), np.atleast_1d(weights),
-                       strict=True):
-        if c <= 0:
-            continue
-        # flat (the channel's width) well below the edge; the erfc edge near it
-        a = int(np.searchsorted(x1, c - 6 * s))
-        b = int(np.searchsorted(x0, c + 6 * s))
-        out[:a] += w * (x1[:a] - x0[:a]) / c
-        if b > a:
-            out[a:b] += w * (_step_integral(x1[a:b], c, s) - _step_integral(x0[a:b], c, s)) / c
-    return out
+    n = x0.size
+    on = c > 0
+    c, s, w, g = c[on], s[on], w[on], g[on]
+    # flat (the channel's width) well below the edge: channel k gets Σ w/c of the lines whose
+    # flat part reaches past it; the erfc edge near the line's centre
+    a = np.searchsorted(x1, c - 6 * s)
+    b = np.maximum(np.searchsorted(x0, c + 6 * s), a)
+    starts = _gather(g, a, w / c, n + 1, groups)
+    reach = np.cumsum(starts[..., ::-1], axis=-1)[..., ::-1][..., 1:]
+    line, at = _ragged(a, b)
+    cl, sl = c[line], s[line]
+    step = w[line] * (_step_integral(x1[at], cl, sl) - _step_integral(x0[at], cl, sl)) / cl
+    return reach * (x1 - x0) + _gather(g[line], at, step, n, groups)
 
 
 def _peak_shape_shares(inst: Instrument, energies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,23 +219,27 @@ def _peak_shape_shares(inst: Instrument, energies: np.ndarray) -> tuple[np.ndarr
     return tail, shelf
 
 
-def _lines_template(edges, energies, weights, inst: Instrument) -> np.ndarray:
+def _lines_template(edges, energies, weights, inst: Instrument, group=None,
+                    groups: int | None = None) -> np.ndarray:
     """Lines at ``energies`` (keV) with ``weights``, at the detector's resolution (a Gaussian
-    with the instrument's low-energy tail and shelf), plus their Si escape peaks."""
+    with the instrument's low-energy tail and shelf), plus their Si escape peaks; with
+    ``group`` (each line's row) and ``groups``, one row per group in one vectorised pass."""
     energies = np.asarray(energies, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
+    g = np.zeros(energies.shape, np.intp) if group is None else np.asarray(group, np.intp)
     sig = inst.sigma_kev(energies)
     tail, shelf = _peak_shape_shares(inst, energies)
-    row = gaussian_counts(edges, energies, sig, weights * (1 - tail - shelf))
+    row = gaussian_counts(edges, energies, sig, weights * (1 - tail - shelf), g, groups)
     if inst.line_tail > 0:
-        row += tail_counts(edges, energies, sig, weights * tail, inst.line_tail_kev)
+        row += tail_counts(edges, energies, sig, weights * tail, inst.line_tail_kev, g, groups)
     if inst.line_shelf > 0:
-        row += shelf_counts(edges, energies, sig, weights * shelf)
+        row += shelf_counts(edges, energies, sig, weights * shelf, g, groups)
     esc = np.array([escape_fraction(e) for e in energies])
     if esc.any():
         ee = energies - SI_KA_KEV
         ok = ee > 0.05
-        row += gaussian_counts(edges, ee[ok], inst.sigma_kev(ee[ok]), (weights * esc)[ok])
+        row += gaussian_counts(edges, ee[ok], inst.sigma_kev(ee[ok]), (weights * esc)[ok],
+                               g[ok], groups)
     return row
 
 
@@ -202,34 +247,49 @@ _ROWS: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()  # least recent
 _ROWS_KEPT = 160  # element row sets kept (~0.3 MB each at 4096 channels): one model's worth
 
 
+def _rows_key(element: str, digest: bytes, inst: Instrument, e_max: float) -> tuple:
+    return (element, float(e_max), inst.anode, inst.tube_kv, inst.noise_fwhm_kev, inst.fano,
+            inst.line_tail, inst.line_tail_kev, inst.line_shelf, element in inst.kb_free, digest)
+
+
 def _family_rows(element: str, edges, inst: Instrument, e_max: float) -> dict[str, np.ndarray]:
     """Per line family of ``element``: its lines (up to ``e_max``) weighted by cross section.
     Cached on what shapes them (the axis, the resolution, the peak shape): a fit of the scatter
     parameters rebuilds the model many times with the same element rows. Read-only arrays."""
+    return _families_rows([element], edges, inst, e_max)[0]
+
+
+def _families_rows(elements: list[str], edges, inst: Instrument, e_max: float
+                   ) -> list[dict[str, np.ndarray]]:
+    """:func:`_family_rows` of several elements: the ones not cached are computed together, all
+    their lines in one vectorised pass (a model rebuilt at every step of a fit needs them all)."""
     import hashlib
 
-    key = (element, float(e_max), inst.anode, inst.tube_kv, inst.noise_fwhm_kev, inst.fano,
-           inst.line_tail, inst.line_tail_kev, inst.line_shelf, element in inst.kb_free,
-           hashlib.blake2b(np.ascontiguousarray(edges).tobytes(), digest_size=16).digest())
-    rows = _ROWS.get(key)
-    if rows is None:
-        rows = _family_rows_uncached(element, edges, inst, e_max)
-        for r in rows.values():
-            r.flags.writeable = False
-        _ROWS[key] = rows
-        while len(_ROWS) > _ROWS_KEPT:
-            _ROWS.popitem(last=False)
-    else:
-        _ROWS.move_to_end(key)
-    return rows
-
-
-def _family_rows_uncached(element: str, edges, inst: Instrument, e_max: float
-                          ) -> dict[str, np.ndarray]:
-    out = {}
-    for family, lines_ in element_family_lines(element, inst, e_max).items():
-        energies = [x.energy_kev for x in lines_]
-        out[family] = _lines_template(edges, energies, [x.intensity for x in lines_], inst)
+    digest = hashlib.blake2b(np.ascontiguousarray(edges).tobytes(), digest_size=16).digest()
+    keys = [_rows_key(el, digest, inst, e_max) for el in elements]
+    missing = [i for i, k in enumerate(keys) if k not in _ROWS]
+    if missing:
+        energies, weights, group, names = [], [], [], []
+        for i in missing:
+            for family, lines_ in element_family_lines(elements[i], inst, e_max).items():
+                names.append((i, family))
+                for x in lines_:
+                    energies.append(x.energy_kev)
+                    weights.append(x.intensity)
+                    group.append(len(names) - 1)
+        rows = _lines_template(edges, energies, weights, inst, group, len(names))
+        rows.flags.writeable = False
+        made: dict[int, dict[str, np.ndarray]] = {i: {} for i in missing}
+        for (i, family), row in zip(names, rows, strict=True):
+            made[i][family] = row
+        for i in missing:
+            _ROWS[keys[i]] = made[i]
+    out = []
+    for k in keys:
+        _ROWS.move_to_end(k)
+        out.append(_ROWS[k])
+    while len(_ROWS) > max(_ROWS_KEPT, len(set(keys))):
+        _ROWS.popitem(last=False)
     return out
 
 
@@ -241,8 +301,12 @@ def element_template(
     Families are weighted by their cross sections, or by ``shares`` (each family's fraction of
     the counts, as fitted on the mean spectrum: self-absorption changes them per object)."""
     e_max = edges[-1] if e_max is None else e_max
-    rows = _family_rows(element, edges, inst, e_max)
-    row = np.zeros(edges.size - 1)
+    return _element_row(_family_rows(element, edges, inst, e_max), shares, edges.size - 1)
+
+
+def _element_row(rows: dict[str, np.ndarray], shares: dict[str, float] | None, n: int
+                 ) -> np.ndarray:
+    row = np.zeros(n)
     for family, r in rows.items():
         if shares:
             r = shares.get(family, 0.0) * r / r.sum() if r.sum() > 0 else r
@@ -271,7 +335,10 @@ def family_templates(
     ``e_max``); with ``merge_m`` the M subshells are one family ``M`` (each alone is too weak
     to tell an element by)."""
     e_max = edges[-1] if e_max is None else e_max
-    rows = _family_rows(element, edges, inst, e_max)
+    return _family_units(_family_rows(element, edges, inst, e_max), merge_m)
+
+
+def _family_units(rows: dict[str, np.ndarray], merge_m: bool) -> dict[str, np.ndarray]:
     if merge_m:
         m = [f for f in rows if f.startswith("M")]
         if m:
@@ -371,19 +438,35 @@ def pileup_shape(energies: np.ndarray, counts: np.ndarray, min_kev: float = 0.5
     return shape / shape.sum() if shape.sum() > 0 else None
 
 
+_BASES: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+
 def bspline_basis(x: np.ndarray, lo: float, hi: float, pieces: int) -> np.ndarray:
-    """``pieces + 3`` cubic B-splines over [lo, hi] evaluated at ``x`` (zero outside)."""
-    inner = np.linspace(lo, hi, pieces + 1)
-    t = np.concatenate([[lo] * 3, inner, [hi] * 3])
-    n = len(t) - 4
-    xx = np.clip(x, lo, hi)
-    rows = []
-    for i in range(n):
-        c = np.zeros(n)
-        c[i] = 1.0
-        b = BSpline(t, c, 3, extrapolate=False)(xx)
-        rows.append(np.where((x >= lo) & (x <= hi), np.nan_to_num(b), 0.0))
-    return np.array(rows)
+    """``pieces + 3`` cubic B-splines over [lo, hi] evaluated at ``x`` (zero outside); read-only,
+    cached (a fit rebuilds its model on the same axis many times)."""
+    import hashlib
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    key = (float(lo), float(hi), int(pieces), hashlib.blake2b(x.tobytes(), digest_size=16).digest())
+    basis = _BASES.get(key)
+    if basis is None:
+        inner = np.linspace(lo, hi, pieces + 1)
+        t = np.concatenate([[lo] * 3, inner, [hi] * 3])
+        n = len(t) - 4
+        xx = np.clip(x, lo, hi)
+        rows = []
+        for i in range(n):
+            c = np.zeros(n)
+            c[i] = 1.0
+            b = BSpline(t, c, 3, extrapolate=False)(xx)
+            rows.append(np.where((x >= lo) & (x <= hi), np.nan_to_num(b), 0.0))
+        basis = np.array(rows)
+        basis.flags.writeable = False
+        _BASES[key] = basis
+        while len(_BASES) > 8:
+            _BASES.popitem(last=False)
+    _BASES.move_to_end(key)
+    return basis
 
 
 @dataclass
@@ -429,16 +512,18 @@ def build_model(
     energies = np.asarray(energies, dtype=np.float64)
     edges = channel_edges(energies)
     names, kinds, rows = [], [], []
-    for el in elements:
+    # every element's lines in one pass
+    for el, fams in zip(elements, _families_rows(list(elements), edges, inst, fit_range[1]),
+                        strict=True):
         if split_families:
-            for fam, row in family_templates(el, edges, inst, fit_range[1], merge_m).items():
+            for fam, row in _family_units(fams, merge_m).items():
                 names.append(f"{el}-{fam}")
                 kinds.append("element")
                 rows.append(row)
         else:
             names.append(el)
             kinds.append("element")
-            rows.append(element_template(el, edges, inst, (ratios or {}).get(el), fit_range[1]))
+            rows.append(_element_row(fams, (ratios or {}).get(el), edges.size - 1))
     for name, row in scatter_templates(edges, inst, tube_shares, split_families).items():
         names.append(name)
         kinds.append("scatter")
