@@ -113,6 +113,8 @@ def _print_summary(result: dict, verbose: bool = False, view: bool = True) -> No
         print(f"{first}  (layers: maxrf tree {result.get('datastack', '')} or -v)".strip())
     for step in result["steps"]:
         how = "cached" if step["cached"] else f"computed in {step['duration_s']} s"
+        if step.get("made_by") and not step["cached"]:  # by that step's pass, in this run
+            how = f"computed in the {step['made_by']} step's pass ({step['duration_s']} s)"
         print(f"  step {step['step']:<13} {how}")
     for png in result.get("plots", []):
         print(f"  plot {png}")

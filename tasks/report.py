@@ -9,6 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from maxrf.datastack import DataStack
+from maxrf.pipeline.runner import in_this_run
 from maxrf.viewer import view_command
 
 
@@ -115,11 +116,12 @@ def publish_report(datastack: str, steps: list[dict], plots: list[str] | None = 
         {
             "step": s["step"],
             "cached": s.get("cached", False),
+            **({"made_by": s["made_by"]} if s.get("made_by") else {}),
             "key": s["key"],
             "layers": ", ".join(s["layers"].values()),
             "duration_s": _duration(ds, s),
         }
-        for s in steps
+        for s in in_this_run(steps)
     ]
     create_table_artifact(
         step_rows,

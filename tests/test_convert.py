@@ -234,3 +234,35 @@ def test_interrupted_conversion_leaves_no_partial_layer(big_scan, tmp_path):
     assert ds.layers == ["earlier"]
     np.testing.assert_array_equal(ds.read("earlier"), np.arange(5))
     assert check(out).ok
+
+
+@pytest.mark.parametrize("record_by, dtype, flips", [("vector", "<u2", (False, False)),
+                                                     ("image", ">u2", (True, True)),
+                                                     ("vector", "<u4", (True, False))])
+def test_band_layers_in_the_conversion_pass_equal_their_own_pass(tmp_path, record_by, dtype,
+                                                                 flips):
+    """The band layers written in the conversion's one pass over the counts are the layers the
+    band step's own pass over maxrf_raw makes (a width and height not multiples of 16, flips,
+    image-ordered and big-endian files, glitch pixels kept as counts)."""
+    from maxrf.pipeline.bands import BandReader, band_layers
+
+    rng = np.random.default_rng(5)
+    data = rng.poisson(3.0, (37, 21, 200)).astype(np.uint32)
+    data[3, 4] = 7  # a glitch pixel: out of the cube, kept in maxrf_raw and the bands
+    raw = write_scan(tmp_path / "s", data, dtype=dtype, record_by=record_by)
+    kw = dict(flip_horizontal=flips[0], flip_vertical=flips[1], progress=False)
+    with pytest.warns(Warning, match="read-out glitch"):
+        convert(raw, tmp_path / "fused.datastack", bands={"step": "bands"}, **kw)
+    with pytest.warns(Warning, match="read-out glitch"):
+        convert(raw, tmp_path / "apart.datastack", **kw)
+    band_layers(tmp_path / "apart.datastack", progress=False)
+    fused, apart = DataStack(tmp_path / "fused.datastack"), DataStack(tmp_path / "apart.datastack")
+    for name in ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums", "maxrf_raw",
+                 "maxrf_cube"):
+        assert np.array_equal(fused.read(name), apart.read(name)), name
+    assert fused.attrs("maxrf_bandcounts")["maxrf"]["pass"] == "convert"
+    flipped = data[::-1] if flips[1] else data
+    flipped = flipped[:, ::-1] if flips[0] else flipped
+    reader = BandReader(tmp_path / "fused.datastack")
+    assert np.array_equal(reader.band(5, 150), flipped[..., 5:150].sum(-1))
+    assert np.array_equal(reader.rect_sum(2, 35, 1, 20), flipped[2:35, 1:20].sum((0, 1)))

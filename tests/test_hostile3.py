@@ -193,17 +193,20 @@ def test_view_bad_port_is_one_line(viewed, port):
 
 
 def test_convert_view_process_maps_compute_every_step_once(tmp_path):
-    """`convert` → `view` (builds bands) → `process` → `maps --export`: one runner with the
-    cache in the core, so every step is computed once whatever command asked for it."""
+    """`convert` (the band layers in its pass) → `view` → `process` → `maps --export`: one
+    runner with the cache in the core, so every step is computed once whatever command asked
+    for it."""
     from maxrf.demo import DemoSpec, generate_scan
 
     generate_scan(tmp_path / "b", DemoSpec(height=16, width=16, seed=2))
     assert run_maxrf("convert", tmp_path / "b.raw").returncode == 0
     stack = tmp_path / "b.datastack"
+    assert DataStack(stack).attrs("maxrf_bandcumsum")["maxrf"]["pass"] == "convert"
     proc = _start_view(stack, free_port())
     try:
-        assert "building the viewer's band layers" in proc.stdout.readline()
-        wait_for_viewer(proc.stdout.readline().split(" at ")[1].split()[0])
+        first = proc.stdout.readline()
+        assert "building" not in first and "maxrf viewer of" in first, first
+        wait_for_viewer(first.split(" at ")[1].split()[0])
     finally:
         proc.terminate()
         proc.wait(timeout=15)

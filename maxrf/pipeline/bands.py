@@ -3,24 +3,27 @@ under a second, whatever the scan size, without reading the cube.
 
 - ``maxrf_bandcumsum`` (G + 1, height, width) uint32: per pixel, the counts of channels
   ``[0, 16·g)`` — a band image of whole 16-channel groups is the difference of two planes;
-- ``maxrf_bandcounts`` (channels, height, width): the raw counts channel-major, for the up to
-  15 channels at each edge of a band that do not fill a group;
+- ``maxrf_bandcounts`` (G, height, width, 16): the raw counts by groups of 16 channels, for the
+  up to 15 channels at each edge of a band that do not fill a group (a group's chunk is 16 rows
+  of every channel in it; datastacks of step version 2 hold them channel-major, still read);
 - ``maxrf_blocksums`` (height/16, width/16, channels) uint32: the summed spectrum of every
   16 × 16-pixel chunk, so a rectangle's spectrum reads whole blocks here and only its border
   from ``maxrf_raw``.
-All three come from one pass over ``maxrf_raw`` in bands of 16 rows (bounded memory: a band
-of a 1692 × 1592 × 4096 scan is 0.2 GB of counts).
+All three come from the conversion's own pass over the counts (blocks of 16 whole rows), or
+for an older datastack from one pass over ``maxrf_raw`` in bands of 16 rows (bounded memory: a
+band of a 1692 × 1592 × 4096 scan is 0.2 GB of counts).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from maxrf.datastack import DataStack
+from maxrf.datastack import DataStack, LayerWriter
 from maxrf.datastack.layers import CUBE_CHUNK_PIXELS
 from maxrf.errors import MaxrfError
 from maxrf.pipeline.blocks import progress_bar, read_ahead
@@ -31,71 +34,122 @@ LAYERS = step("bands").layers
 B = CUBE_CHUNK_PIXELS  # the pass goes in bands of 16 full-width rows; chunks span the width
 
 
+class BandSink:
+    """The three band layers of one commit, filled a band of 16 rows at a time (from the
+    conversion's own pass over the counts, or from :func:`band_layers`' pass over
+    ``maxrf_raw``)."""
+
+    def __init__(self, app, shape: tuple[int, int, int], dtype) -> None:
+        h, w, c = shape
+        self.shape, self.groups = shape, -(-c // GROUP)
+        self.cumsum = app.create("maxrf_bandcumsum", (self.groups + 1, h, w), np.uint32,
+                                 chunks=(1, min(B, h), w),
+                                 attrs={"group_channels": GROUP,
+                                        "meaning": f"plane g: counts of channels [0, {GROUP} g)"})
+        self.counts = app.create("maxrf_bandcounts", (self.groups, h, w, GROUP),
+                                 np.dtype(dtype).newbyteorder("="),
+                                 chunks=(1, min(B, h), w, GROUP),
+                                 attrs={"group_channels": GROUP,
+                                        "meaning": "maxrf_raw by groups of 16 channels: "
+                                                   "[g, row, col, k] = channel 16 g + k"})
+        self.blocks = app.create("maxrf_blocksums", (-(-h // B), -(-w // B), c), np.uint32,
+                                 chunks=(1, -(-w // B), c),
+                                 attrs={"block_pixels": B,
+                                        "meaning": "summed raw spectrum of each 16 x 16 pixel "
+                                                   "block"})
+        self.seconds = 0.0  # spent in add, summed over the threads that call it
+        self._lock = threading.Lock()
+
+    def buffer(self, rows: int, width: int, dtype) -> np.ndarray:
+        """A zeroed (groups × rows × width × 16) buffer for :meth:`put_strip`."""
+        return np.zeros((self.groups, rows, width, GROUP), np.dtype(dtype).newbyteorder("="))
+
+    @staticmethod
+    def put_strip(grouped: np.ndarray, col: int, strip: np.ndarray) -> None:
+        """Copy a rows × columns × channels strip of counts into ``grouped`` at column ``col``
+        (channels in groups of 16: runs of 16 contiguous values on both sides)."""
+        rows, cols, c = strip.shape
+        whole = c // GROUP * GROUP
+        part = grouped[:, :rows, col : col + cols]
+        part[: whole // GROUP] = strip[..., :whole].reshape(
+            rows, cols, -1, GROUP).transpose(2, 0, 1, 3)
+        if whole < c:  # a last, partial group (the rest stays zero)
+            part[-1, ..., : c - whole] = strip[..., whole:]
+
+    def add(self, r0: int, grouped: np.ndarray, blocks: np.ndarray,
+            pool: ThreadPoolExecutor | None = None) -> None:
+        """Write rows ``[r0, r0 + 16)``: ``grouped`` the counts (groups × rows × width × 16, see
+        :meth:`put_strip`) and ``blocks`` (width/16 × channels) the summed spectrum of each
+        16 × 16 block; the encoding split over ``pool``'s threads when given."""
+        t0 = time.perf_counter()
+        sums = grouped.sum(axis=-1, dtype=np.uint32)
+        cs = np.zeros((self.groups + 1, *grouped.shape[1:3]), np.uint32)
+        np.cumsum(sums, axis=0, out=cs[1:])
+        half = self.groups // 2  # the counts split between two threads
+        jobs = [(self.counts, (0, r0, 0, 0), grouped[:half]),
+                (self.counts, (half, r0, 0, 0), grouped[half:]),
+                (self.cumsum, (0, r0, 0), cs),
+                (self.blocks, (r0 // B, 0, 0), blocks[None])]
+        if pool is None:
+            for writer, start, data in jobs:
+                writer.write_region(start, data)
+        else:
+            for job in [pool.submit(LayerWriter.write_region, *j) for j in jobs]:
+                job.result()
+        with self._lock:
+            self.seconds += time.perf_counter() - t0
+
+
+def block_sums(y: np.ndarray) -> np.ndarray:
+    """The summed spectrum of each 16 × 16 block of rows × columns × channels counts ``y`` (up to
+    16 rows; a narrower last block is padded)."""
+    rows, w, c = y.shape
+    wb = -(-w // B)
+    yp = y if w % B == 0 else np.pad(y, ((0, 0), (0, wb * B - w), (0, 0)))
+    return yp.reshape(rows, wb, B, c).sum(axis=(0, 2), dtype=np.uint32)
+
+
 def band_layers(datastack: str | Path, provenance: dict | None = None,
                 progress: bool | None = None) -> dict[str, str]:
-    """Write the three band layers from ``maxrf_raw`` in one commit: bands of 16 rows (read
-    ahead in a thread), each turned channel-major, summed into the cumulative planes and the
-    16 × 16 block spectra, and encoded by two threads."""
+    """Write the three band layers from ``maxrf_raw`` in one commit (for a datastack whose
+    conversion did not make them): bands of 16 rows (read ahead in a thread), each turned
+    channel-major, summed into the cumulative planes and the 16 × 16 block spectra, and
+    encoded by two threads."""
     started = time.time()
     ds = DataStack.of(datastack)
     if "maxrf_raw" not in ds:
         raise MaxrfError("no layer 'maxrf_raw': convert the scan first", ds.path)
     raw = ds.array("maxrf_raw")
     h, w, c = raw.shape
-    groups = -(-c // GROUP)
-    count_dtype = np.dtype(raw.dtype).newbyteorder("=")
     rows = [(r, min(r + B, h)) for r in range(0, h, B)]
     bar = progress_bar(len(rows), progress, f"band layers {ds.path.name}")
-    meta = {"step": "bands", "code_version": step("bands").version, "params": {"group": GROUP}}
-    meta.update(provenance or {})
     with ds.appending() as app:
-        cs_w = app.create("maxrf_bandcumsum", (groups + 1, h, w), np.uint32,
-                          chunks=(1, min(B, h), w),
-                          attrs={"group_channels": GROUP,
-                                 "meaning": f"plane g: counts of channels [0, {GROUP} g)"})
-        bc_w = app.create("maxrf_bandcounts", (c, h, w), count_dtype,
-                          chunks=(min(GROUP, c), min(B, h), w),
-                          attrs={"meaning": "maxrf_raw, channel-major"})
-        bs_w = app.create("maxrf_blocksums", (-(-h // B), -(-w // B), c), np.uint32,
-                          chunks=(1, -(-w // B), c),
-                          attrs={"block_pixels": B,
-                                 "meaning": "summed raw spectrum of each 16 x 16 pixel block"})
-
-        def encode(writer, start, data):
-            writer.write_region(start, data)
-
+        sink = BandSink(app, (h, w, c), raw.dtype)
         try:
             with ThreadPoolExecutor(2) as encoders:
                 bands = read_ahead(rows, lambda r: np.asarray(raw[r[0] : r[1]]), 1, 1)
                 for (r0, r1), y in bands:
-                    bm = np.ascontiguousarray(np.moveaxis(y, -1, 0))  # channels × rows × cols
-                    pad = groups * GROUP - c
-                    grouped = np.pad(bm, ((0, pad), (0, 0), (0, 0))) if pad else bm
-                    sums = grouped.reshape(groups, GROUP, *bm.shape[1:]).sum(
-                        axis=1, dtype=np.uint32)
-                    cs = np.zeros((groups + 1, *bm.shape[1:]), np.uint32)
-                    np.cumsum(sums, axis=0, out=cs[1:])
-                    wb = -(-w // B)
-                    yp = y if w % B == 0 else np.pad(y, ((0, 0), (0, wb * B - w), (0, 0)))
-                    blocks = yp.reshape(r1 - r0, wb, B, c).sum(axis=(0, 2), dtype=np.uint32)
-                    half = (-(-c // GROUP) // 2) * GROUP  # split the counts between 2 threads
-                    jobs = [
-                        encoders.submit(encode, bc_w, (0, r0, 0), bm[:half]),
-                        encoders.submit(encode, bc_w, (half, r0, 0), bm[half:]),
-                        encoders.submit(encode, cs_w, (0, r0, 0), cs),
-                        encoders.submit(encode, bs_w, (r0 // B, 0, 0), blocks[None]),
-                    ]
-                    for job in jobs:
-                        job.result()
+                    grouped = sink.buffer(r1 - r0, w, raw.dtype)
+                    sink.put_strip(grouped, 0, y)
+                    sink.add(r0, grouped, block_sums(y), encoders)
                     if bar is not None:
                         bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
-        meta["duration_s"] = round(time.time() - started, 3)
-        for name in app.writers:
-            app.finish(name, {"maxrf": meta})
+        finish_bands(app, time.time() - started, provenance)
     return app.committed
+
+
+def finish_bands(app, seconds: float, provenance: dict | None, made_by: str = "bands") -> None:
+    """The band layers' provenance: their step's, which step's pass wrote them, and the
+    seconds they took (in another step's pass: the time spent on them there)."""
+    meta = {"step": "bands", "code_version": step("bands").version, "params": {"group": GROUP},
+            "pass": made_by}
+    meta.update(provenance or {})
+    meta["duration_s"] = round(seconds, 3)
+    for name in ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums"):
+        app.finish(name, {"maxrf": meta})
 
 
 class BandReader:
@@ -119,17 +173,26 @@ class BandReader:
         lo, hi = max(int(lo), 0), min(int(hi), self.channels)
         if hi <= lo:
             return np.zeros((self.height, self.width), np.uint32)
-        g_lo, g_hi = -(-lo // self.group), hi // self.group
-        if g_lo >= g_hi:  # inside one group: the channels themselves
-            return self.counts[lo:hi].sum(axis=0, dtype=np.uint32)
+        g, n = self.group, self.channels
+        g_lo, g_hi = -(-lo // g), hi // g
+        if g_lo > g_hi:  # inside one group: the channels themselves
+            return self._channels(lo, hi)
         with ThreadPoolExecutor(4) as pool:
             top = pool.submit(lambda: self.cumsum[g_hi])
             bottom = pool.submit(lambda: self.cumsum[g_lo])
-            left = pool.submit(lambda: self.counts[lo : g_lo * self.group].sum(
-                axis=0, dtype=np.uint32) if lo < g_lo * self.group else 0)
-            right = pool.submit(lambda: self.counts[g_hi * self.group : hi].sum(
-                axis=0, dtype=np.uint32) if hi > g_hi * self.group else 0)
+            left = pool.submit(self._channels, lo, min(g_lo * g, n))
+            right = pool.submit(self._channels, g_hi * g, hi)
             return (top.result() - bottom.result()) + left.result() + right.result()
+
+    def _channels(self, lo: int, hi: int) -> np.ndarray | int:
+        """Counts of channels ``[lo, hi)`` within one group of 16, per pixel (0 when empty)."""
+        if hi <= lo:
+            return 0
+        if self.counts.ndim == 3:  # step version 2: channel-major
+            return self.counts[lo:hi].sum(axis=0, dtype=np.uint32)
+        g = lo // self.group
+        return self.counts[g, :, :, lo - g * self.group : hi - g * self.group].sum(
+            axis=-1, dtype=np.uint32)
 
     def spectrum(self, row: int, col: int) -> np.ndarray:
         return np.asarray(self.raw[row, col, :])

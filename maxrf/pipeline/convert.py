@@ -28,6 +28,7 @@ from maxrf.datastack import ChunkEncoder, DataStack, LayerWriter
 from maxrf.datastack.layers import CUBE_CHUNK_PIXELS, PRECISION_BITS
 from maxrf.errors import DataWarning, MaxrfError
 from maxrf.io.raw import RawFile, open_scan
+from maxrf.pipeline.bands import BandSink, finish_bands
 from maxrf.pipeline.blocks import progress_bar
 from maxrf.pipeline.table import DEFAULT_PRECISION_BITS, PARAMS, default, step
 from maxrf.scratch import thread_buffer
@@ -60,11 +61,13 @@ class Block:
 
 
 def plan_blocks(
-    height: int, width: int, channels: int, flip_v: bool, flip_h: bool, target_mb: int = 64
+    height: int, width: int, channels: int, flip_v: bool, flip_h: bool, target_mb: int = 64,
+    full_rows: bool = False,
 ) -> list[Block]:
-    """Blocks aligned to the square cube chunks, about ``target_mb`` MB of float32 each."""
+    """Blocks aligned to the square cube chunks, about ``target_mb`` MB of float32 each (with
+    ``full_rows``: 16 whole rows each, the band layers' unit)."""
     p = CUBE_CHUNK_PIXELS
-    cols = max(p, (target_mb * 2**20 // (p * channels * 4)) // p * p)
+    cols = max(p, (target_mb * 2**20 // (p * channels * 4)) // p * p) if not full_rows else width
     return [
         Block((r, min(r + p, height)), (c, min(c + cols, width)), flip_v, flip_h, height, width)
         for r in range(0, height, p)
@@ -122,10 +125,12 @@ def process_block(
     precision_bits: int | None,
     sinks: tuple[LayerWriter | None, LayerWriter] | None = None,
     ahead: Block | None = None,
+    bands: BandSink | None = None,
 ):
     """Read, smooth and encode one block; return its per-channel statistics and the encoded
     chunks (or write them to ``sinks`` right away when running in this process). The rows of
-    this block and of ``ahead`` are read ahead by the kernel meanwhile."""
+    this block and of ``ahead`` are read ahead by the kernel meanwhile. With ``bands`` (a block
+    of whole rows) the counts also go, channel-major, into the band layers."""
     from maxrf.xrf.smoothing import smooth_reduce  # numba: imported when there is work to do
 
     for b in (block, ahead):
@@ -133,9 +138,17 @@ def process_block(
             raw.prefetch(*b.source())
     raw_chunks, cube_chunks, stats = [], [], None
     r0 = block.rows[0]
+    if bands is not None:
+        rows, cols, c = block.rows[1] - r0, block.cols[1] - block.cols[0], raw.header.depth
+        grouped = bands.buffer(rows, cols, raw.dtype)
+        blocks = np.empty((-(-cols // CUBE_CHUNK_PIXELS), c), np.uint32)
     # One chunk-wide strip at a time: its smoothed cube is exactly one chunk.
     for j, strip in _read_strips(raw, block, cube_enc.chunks[1]):
         start = (r0, j, 0)
+        if bands is not None:
+            at = j - block.cols[0]
+            bands.put_strip(grouped, at, strip)
+            blocks[at // CUBE_CHUNK_PIXELS] = strip.sum(axis=(0, 1), dtype=np.uint32)
         raw_part = None if raw_enc is None else raw_enc.encode_chunk(start, strip, "raw")
         flat = strip.reshape(-1, strip.shape[-1])
         out = thread_buffer("cube", flat.shape, np.float32)
@@ -159,6 +172,8 @@ def process_block(
             if raw_part is not None:
                 raw_chunks.append((raw_part[0], bytes(raw_part[1])))
             cube_chunks.append((cube_part[0], bytes(cube_part[1])))
+    if bands is not None:
+        bands.add(r0, grouped, blocks)
     return stats, block, raw_chunks, cube_chunks
 
 
@@ -252,13 +267,16 @@ def convert(
     scheduler: Any = None,
     progress: bool | None = None,
     provenance: dict | None = None,
+    bands: dict | None = None,
 ) -> dict[str, str]:
     """Convert a scan into the datastack ``output`` (default ``SCAN.datastack`` beside the raw).
 
     Writes ``maxrf_raw`` (lossless counts), ``maxrf_cube`` (float32, smoothed with ``sigma``
     channels), ``maxrf_maxspectrum``, ``maxrf_sumspectrum`` (the mean spectrum, as maxrf4u stores
     it) and ``maxrf_maxpixels`` in one commit; returns ``{layer: stored name}``. ``scheduler`` is a
-    ``dask.distributed`` address or ``Client``; by default local threads do the work.
+    ``dask.distributed`` address or ``Client``; by default local threads do the work, and with
+    ``bands`` (their provenance) they also write the viewer's band layers in the same pass
+    (:mod:`maxrf.pipeline.bands`; a distributed run leaves them to their own step).
     """
     started = time.time()
     if not 0 <= sigma <= MAX_SIGMA:
@@ -275,7 +293,9 @@ def convert(
     output = Path(output) if output else raw.with_suffix(".datastack")
     h, w, c = header.shape
     rawfile = scan.file()
-    blocks = plan_blocks(h, w, c, flip_vertical, flip_horizontal)
+    local = scheduler is None
+    with_bands = bands is not None and local
+    blocks = plan_blocks(h, w, c, flip_vertical, flip_horizontal, full_rows=with_bands)
     params = {
         "sigma": float(sigma),
         "flip_horizontal": bool(flip_horizontal),
@@ -297,7 +317,7 @@ def convert(
         cube_attrs = {"source": source, "precision": _precision_note(sigma, precision_bits)}
         cube_w = app.create("maxrf_cube", (h, w, c), np.float32, chunks, attrs=cube_attrs)
         raw_enc = raw_w.encoder
-        local = scheduler is None
+        sink = BandSink(app, (h, w, c), header.dtype) if with_bands else None
         tasks = [
             dask.delayed(process_block, pure=False)(
                 rawfile,
@@ -308,6 +328,7 @@ def convert(
                 precision_bits,
                 (raw_w, cube_w) if local else None,
                 blocks[i + AHEAD] if i + AHEAD < len(blocks) else None,
+                sink,
             )
             for i, b in enumerate(blocks)
         ]
@@ -327,8 +348,10 @@ def convert(
             meta["bad_pixels"] = bad_pixels(stats, w)[:MAX_LISTED_BAD]
         meta.update(provenance or {})
         meta["duration_s"] = round(time.time() - started, 3)
-        for name in app.writers:
+        for name in LAYERS:
             app.finish(name, {"maxrf": meta})
+        if sink is not None:
+            finish_bands(app, sink.seconds, bands, made_by="convert")
     return app.committed
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,13 @@ class StepRun:
     layers: dict[str, str]
     cached: bool
     seconds: float = 0.0
+    made_by: str = ""  # the step whose pass wrote these layers, when not this one ("convert")
 
     def ref(self) -> dict:
         """The small reference a Prefect task returns (arrays never travel through Prefect)."""
-        return {"step": self.step, "datastack": self.datastack, "key": self.key,
-                "layers": self.layers, "cached": self.cached}
+        out = {"step": self.step, "datastack": self.datastack, "key": self.key,
+               "layers": self.layers, "cached": self.cached}
+        return {**out, "made_by": self.made_by} if self.made_by else out
 
 
 Compute = Callable[[DataStack, Mapping[str, Any], dict, "Scan | None", Options], dict[str, str]]
@@ -74,10 +76,14 @@ def _convert(ds, p, prov, scan, opt):
 
     if scan is None:
         raise MaxrfError("the conversion needs the scan (.raw and .rpl)", ds.path)
-    return convert(scan.raw, ds.path, sigma=p["sigma"], flip_horizontal=p["flip_horizontal"],
-                   flip_vertical=p["flip_vertical"], rpl_path=scan.rpl,
-                   precision_bits=p["precision_bits"], scheduler=opt.scheduler,
-                   progress=opt.progress, provenance=prov)
+    # the band layers come from the same pass over the counts, under their own step's key
+    bands = step("bands")
+    band_prov = provenance(bands, p, {"convert": prov["cache_key"]})
+    stored = convert(scan.raw, ds.path, sigma=p["sigma"], flip_horizontal=p["flip_horizontal"],
+                     flip_vertical=p["flip_vertical"], rpl_path=scan.rpl,
+                     precision_bits=p["precision_bits"], scheduler=opt.scheduler,
+                     progress=opt.progress, provenance=prov, bands=band_prov)
+    return {k: v for k, v in stored.items() if k in step("convert").layers}
 
 
 def _calibrate(ds, p, prov, scan, opt):
@@ -222,6 +228,26 @@ def _legacy_layers(datastack: Path, spec: Step, upstream: Mapping[str, str]
     return found
 
 
+def provenance(spec: Step, params: Mapping[str, Any], upstream: Mapping[str, str]) -> dict:
+    """What every layer of a step records: the step, its code version, its key, its inputs'
+    keys and its parameters."""
+    return {
+        "step": spec.name,
+        "code_version": spec.version,
+        "cache_key": spec.key(params, upstream),
+        "inputs": [upstream[u] for u in spec.upstream],
+        "params": {p: params.get(p) for p in spec.params},
+    }
+
+
+def in_this_run(refs: list[dict]) -> list[dict]:
+    """Step references (:meth:`StepRun.ref`) with ``cached`` False for layers that another
+    step's pass wrote in this same run (the band layers when the conversion ran): found, but
+    not from an earlier run."""
+    computed = {r["step"] for r in refs if not r.get("cached")}
+    return [{**r, "cached": False} if r.get("made_by") in computed else r for r in refs]
+
+
 def run_step(
     name: str,
     datastack: str | Path,
@@ -247,19 +273,15 @@ def run_step(
         if found:
             if log:
                 log(f"{name}: layers {', '.join(found.values())} already hold key {key}")
-            return StepRun(name, str(path), key, found, cached=True)
+            made = DataStack(path).attrs(found[spec.layers[0]]).get("maxrf", {}).get("pass")
+            return StepRun(name, str(path), key, found, cached=True,
+                           made_by=made if made and made != name else "")
         if log:
             log(f"{name}: computing (key {key})")
-        provenance = {
-            "step": name,
-            "code_version": spec.version,
-            "cache_key": key,
-            "inputs": [upstream[u] for u in spec.upstream],
-            "params": {p: params.get(p) for p in spec.params},
-        }
         ds = DataStack(path, pins=_pins(DataStack(path), spec, upstream) if path.exists()
                        else {})
-        stored = COMPUTE[name](ds, params, provenance, scan, options or Options())
+        stored = COMPUTE[name](ds, params, provenance(spec, params, upstream), scan,
+                               options or Options())
     if log:
         log(f"{name}: wrote {', '.join(stored.values())}")
     return StepRun(name, str(path), key, stored, cached=False, seconds=time.time() - started)
@@ -330,6 +352,8 @@ class Runner:
                                  "(process the scan: 'maxrf process SCAN.raw')", self.datastack)
             run = run_step(s.name, self.datastack, self.params, self.keys, self.scan,
                            self.options, self.log, force=self.force and s.name in asked)
+            if run.made_by and any(r.step == run.made_by and not r.cached for r in self.runs):
+                run = replace(run, cached=False)  # see in_this_run
             self.keys[s.name] = run.key
             self.runs.append(run)
             out.append(run)

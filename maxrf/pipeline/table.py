@@ -142,7 +142,7 @@ STEPS: tuple[Step, ...] = (
          ("hotmax",), "rolling-ball baselines, Poisson noise lines"),
     Step("subpeaks", "1", ("hotmax_subpeak_idxs_list",), (), ("hotmax-noise",),
          "sub-peaks above the noise lines"),
-    Step("bands", "2", ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums"), (),
+    Step("bands", "3", ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums"), (),
          ("convert",), "the viewer's band layers"),
     Step("livetime", "1", ("maxrf_livetime", "maxrf_deadtime"), ("pulser_hz", "dwell_ms"),
          ("calibrate", "bands"), "live time per pixel from the zero-peak pulser"),
