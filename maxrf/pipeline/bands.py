@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from maxrf.datastack import DataStack, LayerWriter
 from maxrf.datastack.layers import CUBE_CHUNK_PIXELS
@@ -64,10 +65,21 @@ class BandSink:
         """A zeroed (groups × rows × width × 16) buffer for :meth:`put_strip`."""
         return np.zeros((self.groups, rows, width, GROUP), np.dtype(dtype).newbyteorder("="))
 
+    def sums(self, rows: int, width: int) -> np.ndarray:
+        """A (groups × rows × width) uint32 buffer for the group sums :meth:`put_strip` fills."""
+        return np.zeros((self.groups, rows, width), np.uint32)
+
     @staticmethod
-    def put_strip(grouped: np.ndarray, col: int, strip: np.ndarray) -> None:
+    def put_strip(grouped: np.ndarray, col: int, strip: np.ndarray,
+                  sums: np.ndarray | None = None, block: np.ndarray | None = None) -> None:
         """Copy a rows × columns × channels strip of counts into ``grouped`` at column ``col``
-        (channels in groups of 16: runs of 16 contiguous values on both sides)."""
+        (channels in groups of 16: runs of 16 contiguous values on both sides); integer counts
+        in one compiled pass that also fills each group's ``sums`` and adds the strip's
+        spectrum to ``block``."""
+        if sums is not None and block is not None and strip.dtype.kind in "ui" and \
+                strip.dtype.isnative:
+            _group_strip(np.ascontiguousarray(strip), grouped, sums, block, col)
+            return
         rows, cols, c = strip.shape
         whole = c // GROUP * GROUP
         part = grouped[:, :rows, col : col + cols]
@@ -75,14 +87,20 @@ class BandSink:
             rows, cols, -1, GROUP).transpose(2, 0, 1, 3)
         if whole < c:  # a last, partial group (the rest stays zero)
             part[-1, ..., : c - whole] = strip[..., whole:]
+        if sums is not None:
+            sums[:, :rows, col : col + cols] = part.sum(axis=-1, dtype=np.uint32)
+        if block is not None:
+            block += strip.sum(axis=(0, 1), dtype=np.uint32)
 
     def add(self, r0: int, grouped: np.ndarray, blocks: np.ndarray,
-            pool: ThreadPoolExecutor | None = None) -> None:
+            pool: ThreadPoolExecutor | None = None, sums: np.ndarray | None = None) -> None:
         """Write rows ``[r0, r0 + 16)``: ``grouped`` the counts (groups × rows × width × 16, see
-        :meth:`put_strip`) and ``blocks`` (width/16 × channels) the summed spectrum of each
-        16 × 16 block; the encoding split over ``pool``'s threads when given."""
+        :meth:`put_strip`), ``blocks`` (width/16 × channels) the summed spectrum of each
+        16 × 16 block and ``sums`` each group's counts (computed when not given); the encoding
+        split over ``pool``'s threads when given."""
         t0 = time.perf_counter()
-        sums = grouped.sum(axis=-1, dtype=np.uint32)
+        if sums is None:
+            sums = grouped.sum(axis=-1, dtype=np.uint32)
         cs = np.zeros((self.groups + 1, *grouped.shape[1:3]), np.uint32)
         np.cumsum(sums, axis=0, out=cs[1:])
         half = self.groups // 2  # the counts split between two threads
@@ -98,6 +116,25 @@ class BandSink:
                 job.result()
         with self._lock:
             self.seconds += time.perf_counter() - t0
+
+
+@njit(cache=True)
+def _group_strip(strip, grouped, sums, block, col):  # pragma: no cover - compiled
+    """:meth:`BandSink.put_strip` for integer counts: group by group (its rows of ``grouped``
+    written in order), each 16 values copied, summed into ``sums`` and added to ``block``."""
+    rows, cols, c = strip.shape
+    for g in range(grouped.shape[0]):
+        base = g * GROUP
+        n = min(GROUP, c - base)
+        for r in range(rows):
+            for x in range(cols):
+                s = np.uint32(0)
+                for k in range(n):
+                    v = strip[r, x, base + k]
+                    grouped[g, r, col + x, k] = v
+                    s += np.uint32(v)
+                    block[base + k] += np.uint32(v)
+                sums[g, r, col + x] = s
 
 
 def block_sums(y: np.ndarray) -> np.ndarray:

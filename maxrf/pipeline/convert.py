@@ -140,15 +140,14 @@ def process_block(
     r0 = block.rows[0]
     if bands is not None:
         rows, cols, c = block.rows[1] - r0, block.cols[1] - block.cols[0], raw.header.depth
-        grouped = bands.buffer(rows, cols, raw.dtype)
-        blocks = np.empty((-(-cols // CUBE_CHUNK_PIXELS), c), np.uint32)
+        grouped, sums = bands.buffer(rows, cols, raw.dtype), bands.sums(rows, cols)
+        blocks = np.zeros((-(-cols // CUBE_CHUNK_PIXELS), c), np.uint32)
     # One chunk-wide strip at a time: its smoothed cube is exactly one chunk.
     for j, strip in _read_strips(raw, block, cube_enc.chunks[1]):
         start = (r0, j, 0)
         if bands is not None:
             at = j - block.cols[0]
-            bands.put_strip(grouped, at, strip)
-            blocks[at // CUBE_CHUNK_PIXELS] = strip.sum(axis=(0, 1), dtype=np.uint32)
+            bands.put_strip(grouped, at, strip, sums, blocks[at // CUBE_CHUNK_PIXELS])
         raw_part = None if raw_enc is None else raw_enc.encode_chunk(start, strip, "raw")
         flat = strip.reshape(-1, strip.shape[-1])
         out = thread_buffer("cube", flat.shape, np.float32)
@@ -173,7 +172,7 @@ def process_block(
                 raw_chunks.append((raw_part[0], bytes(raw_part[1])))
             cube_chunks.append((cube_part[0], bytes(cube_part[1])))
     if bands is not None:
-        bands.add(r0, grouped, blocks)
+        bands.add(r0, grouped, blocks, sums=sums)
     return stats, block, raw_chunks, cube_chunks
 
 
