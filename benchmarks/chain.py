@@ -5,11 +5,13 @@ times: the conversion alone (baseline), the conversion writing the band layers i
 (what ``maxrf process`` does now), and the conversion followed by the band layers' own pass over
 ``maxrf_raw`` (what it did before). Prints medians, peak RSS and the ratios to the baseline.
 
-``--full``: a generated 512² scan tiled to 1692 × 1592 × 4096 (22 GB of .raw; needs ≈ 26 GB of
-disk), ``maxrf process --no-plots`` on it (wall, peak RSS, each step's time), then ``maxrf view``
-with the datastack dropped from the page cache (``posix_fadvise(DONTNEED)``) and warm.
+``--full``: a generated 512² scan tiled to 1692 × 1592 × 4096 (22 GB of .raw and a ≈ 17 GB
+datastack: ≈ 40 GB of disk; ``--tiled HxW`` for another size), ``maxrf process --no-plots`` on it
+(wall, peak RSS, each step's time), then ``maxrf view`` with the datastack dropped from the page
+cache (``posix_fadvise(DONTNEED)``) and warm.
 
-    python benchmarks/chain.py [--size 512] [--repeat 3] [--full] [--data DIR] [--keep]
+    python benchmarks/chain.py [--size 512] [--repeat 3] [--full [--tiled 1692x1592]]
+                               [--data DIR] [--keep]
 
 Writes benchmarks/results-chain.json (results-chain-full.json with --full).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -91,8 +94,8 @@ def tile_scan(folder: Path, height: int = 1692, width: int = 1592) -> Path:
     h = read_rpl(folder / "tile.rpl")
     tile = np.memmap(folder / "tile.raw", dtype=h.dtype, mode="r", shape=h.shape)
     text = (folder / "tile.rpl").read_text()
-    text = text.replace(f"width\t{h.width}", f"width\t{width}").replace(
-        f"height\t{h.height}", f"height\t{height}")
+    text = re.sub(r"(?m)^(width\s*\t\s*)\d+", rf"\g<1>{width}", text)
+    text = re.sub(r"(?m)^(height\s*\t\s*)\d+", rf"\g<1>{height}", text)
     (folder / "big.rpl").write_text(text)
     with open(raw, "wb") as f:
         for r in range(height):
@@ -111,10 +114,10 @@ def drop_cache(path: Path) -> None:
         os.close(fd)
 
 
-def full(folder: Path) -> dict:
+def full(folder: Path, height: int, width: int) -> dict:
     import view  # benchmarks/view.py: the viewer's calls
 
-    raw = tile_scan(folder)
+    raw = tile_scan(folder, height, width)
     out = raw.with_suffix(".datastack")
     out.unlink(missing_ok=True)
     drop_cache(raw)
@@ -138,6 +141,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--full", action="store_true")
+    ap.add_argument("--tiled", default="1692x1592", help="the --full scan's HEIGHTxWIDTH")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the generated scans")
     args = ap.parse_args()
@@ -146,7 +150,8 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         if args.full:
-            result = full(folder)
+            height, width = (int(v) for v in args.tiled.lower().split("x"))
+            result = {"height": height, "width": width, **full(folder, height, width)}
             name = "results-chain-full.json"
             print(json.dumps(result, indent=1))
         else:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from maxrf.datastack import DataStack
 from maxrf.errors import MaxrfError
+from maxrf.pipeline.blocks import read_ahead
 
 MAX_MATERIALS = 12
 SAMPLE = 30_000  # pixels the clustering is fitted on
@@ -231,16 +233,31 @@ def map_materials(datastack: str | DataStack, k: int | None = None, seed: int = 
 
 
 def _mean_spectra(ds: DataStack, labels: np.ndarray, k: int, pixels: np.ndarray) -> np.ndarray:
-    """Each material's mean raw spectrum, summed over ``maxrf_raw`` 16 rows at a time."""
+    """Each material's mean raw spectrum: ``maxrf_raw`` read 16 rows at a time (the next rows
+    decompressed in a thread meanwhile), each pixel's counts added to its material's sum in one
+    compiled pass (exact integer sums; no float copy of the counts)."""
     raw = ds.array("maxrf_raw")
     h, w, c = raw.shape
     sums = np.zeros((k, c), np.float64)
-    for r0 in range(0, h, 16):
-        block = np.asarray(raw[r0 : r0 + 16], dtype=np.float64).reshape(-1, c)
-        lab = labels[r0 : r0 + 16].ravel()
-        for m in np.unique(lab):
-            sums[m] += block[lab == m].sum(axis=0)
+    rows = [(r, min(r + 16, h)) for r in range(0, h, 16)]
+    for (r0, r1), block in read_ahead(rows, lambda r: np.asarray(raw[r[0] : r[1]]), 2, 2):
+        lab = np.ascontiguousarray(labels[r0:r1].ravel(), dtype=np.int64)
+        flat = np.ascontiguousarray(block.reshape(-1, c))
+        if flat.dtype.kind in "ui" and flat.dtype.isnative:
+            _add_by_label(flat, lab, sums)
+        else:  # float or foreign-endian counts
+            for m in np.unique(lab):
+                sums[m] += flat[lab == m].sum(axis=0, dtype=np.float64)
     return (sums / np.maximum(pixels, 1)[:, None]).astype(np.float32)
+
+
+@njit(cache=True)
+def _add_by_label(flat, lab, sums):  # pragma: no cover - compiled
+    """``sums[lab[p]] += flat[p]`` for every pixel ``p``."""
+    for p in range(flat.shape[0]):
+        row = sums[lab[p]]
+        for ch in range(flat.shape[1]):
+            row[ch] += flat[p, ch]
 
 
 def main_elements(composition: np.ndarray, elements: list[str], pixels, top: int = 3
