@@ -7,8 +7,9 @@ times: the conversion alone (baseline), the conversion writing the band layers i
 
 ``--full``: a generated 512² scan tiled to 1692 × 1592 × 4096 (22 GB of .raw and a ≈ 17 GB
 datastack: ≈ 40 GB of disk; ``--tiled HxW`` for another size), ``maxrf process --no-plots`` on it
-(wall, peak RSS, each step's time), then ``maxrf view`` with the datastack dropped from the page
-cache (``posix_fadvise(DONTNEED)``) and warm.
+(wall, peak RSS, each step's time), each step's own peak RSS (the runner in one process, the
+peak reset before each step through ``/proc/self/clear_refs``), then ``maxrf view`` with the
+datastack dropped from the page cache (``posix_fadvise(DONTNEED)``) and warm.
 
     python benchmarks/chain.py [--size 512] [--repeat 3] [--full [--tiled 1692x1592]]
                                [--data DIR] [--keep]
@@ -49,6 +50,24 @@ if how == "separate":
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
 print(json.dumps({"seconds": time.perf_counter() - t, "rss_mb": int(hwm.split()[1]) / 1024,
                   "mb": Path(out).stat().st_size / 1e6}))
+"""
+
+STEP_MEMORY = """
+import sys, time, json
+from maxrf.pipeline.runner import Runner, Scan
+from maxrf.pipeline.table import chain
+raw, out = sys.argv[1:3]
+def peak():
+    line = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+    return int(line.split()[1]) / 1024**2
+runner, rows = Runner(out, {}, Scan.open(raw)), []
+for s in chain(True, False):
+    open("/proc/self/clear_refs", "w").write("5")  # the peak RSS starts again from here
+    t = time.perf_counter()
+    runner.run([s.name])
+    rows.append({"step": s.name, "seconds": round(time.perf_counter() - t, 2),
+                 "peak_rss_gib": round(peak(), 3)})
+print(json.dumps(rows))
 """
 
 HOWS = {"convert": "conversion alone (baseline)",
@@ -130,6 +149,12 @@ def full(folder: Path, height: int, width: int) -> dict:
              if line.strip().startswith("step ")}
     result = {"process": {"wall_s": wall, "peak_rss_gib": rss, "steps": steps,
                           "returncode": res.returncode, "stderr": res.stderr[-2000:]}}
+    # each step's own peak RSS: the same runner in one process, the peak reset before each step
+    out.unlink()
+    res = subprocess.run([sys.executable, "-c", STEP_MEMORY, str(raw), str(out)],
+                         capture_output=True, text=True)
+    result["steps_memory"] = (json.loads(res.stdout.strip().splitlines()[-1])
+                              if res.returncode == 0 else res.stderr[-2000:])
     drop_cache(out)
     result["view_cold"] = view.measure(out, repeat=3)
     result["view_warm"] = view.measure(out, repeat=12)
