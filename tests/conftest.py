@@ -22,6 +22,12 @@ from maxrf.demo import DemoSpec, generate_scan
 # folder: CLI runs without the session server get Prefect's temporary one; the test of the
 # background server sets its own MAXRF_HOME and stops it.
 os.environ.setdefault("MAXRF_SERVER", "temporary")
+# One BLAS thread per test process: set here, in the controller, before it starts the xdist
+# workers (they and every CLI subprocess inherit it before their numpy loads). Two workers on two
+# cores already use both; OpenBLAS threads spinning against each other (and against dask's and
+# numba's) made the CPU-bound tests ≈ 2× slower (tests/test_real_spectra.py 71.6 s -> 33.2 s).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 @pytest.fixture(scope="session")
