@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +28,24 @@ def browser():
                  "--disable-component-update", "--disable-sync", "--window-size=1400,850"):
         opts.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+@contextmanager
+def viewer_page(path: Path, *args: str) -> Iterator:
+    """``maxrf view PATH`` (and ``args``) with headless Chromium on its page: the driver. After
+    the body the page must have logged no error; the browser and the viewer are then closed."""
+    from helpers import start_viewer
+
+    url, proc = start_viewer(path, *args)
+    driver = None
+    try:
+        driver = browser()
+        driver.get(url)
+        yield driver
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.terminate()
+        proc.wait(timeout=20)

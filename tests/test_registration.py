@@ -99,8 +99,8 @@ def test_viewer_shows_the_photo_under_the_maps(painted, tmp_path):
     maps with opacity and a swipe."""
     import io
 
-    from browser import browser
-    from helpers import ROOT, start_viewer
+    from browser import viewer_page
+    from helpers import ROOT
     from PIL import Image
     from starlette.testclient import TestClient
 
@@ -125,14 +125,10 @@ def test_viewer_shows_the_photo_under_the_maps(painted, tmp_path):
         want = original[int(round(y)) - 2: int(round(y)) + 3,
                         int(round(x)) - 2: int(round(x)) + 3].reshape(-1, 3).mean(axis=0)
         assert np.abs(got - want).max() < 40  # JPEG, noise, resampling
-    url, proc = start_viewer(copy)
-    driver = None
-    try:
-        driver = browser()
-        driver.get(url)
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
+    with viewer_page(copy) as driver:
         wait = WebDriverWait(driver, 30)
         wait.until(lambda d: d.execute_script("return window.viewer && viewer.ready"))
         driver.find_element(By.ID, "photo").click()
@@ -142,10 +138,3 @@ def test_viewer_shows_the_photo_under_the_maps(painted, tmp_path):
         drawn = driver.execute_script("return viewer.drawn.photo")
         assert drawn["swipe"] == 0.5 and 0 < drawn["alpha"] < 1
         driver.save_screenshot(str(ROOT / "test-artifacts" / "viewer-photo.png"))
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert not errors, errors
-    finally:
-        if driver is not None:
-            driver.quit()
-        proc.terminate()
-        proc.wait(timeout=20)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import browser
+from browser import browser, viewer_page
 from helpers import ROOT, free_port, start_viewer, viewer_stack, wait_for_viewer
 
 from maxrf.datastack import DataStack
@@ -354,11 +354,7 @@ def test_browser_click_a_peak_add_the_element_and_refit(tmp_path, stack):
     r = subprocess.run([sys.executable, "-m", "maxrf.cli", "maps", str(path), "--refit",
                         "--drop-elements", "Cu"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "Cu " not in r.stdout, r.stdout + r.stderr
-    url, proc = start_viewer(path)
-    driver = None
-    try:
-        driver = browser()
-        driver.get(url)
+    with viewer_page(path) as driver:
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: d.execute_script("return window.viewer && viewer.ready && "
                                               "viewer.spectrum !== null"))
@@ -379,13 +375,6 @@ def test_browser_click_a_peak_add_the_element_and_refit(tmp_path, stack):
             "return [...document.getElementById('mode').options].map(o => o.value)")
         assert "map:Cu" in options
         driver.save_screenshot(str(ROOT / "test-artifacts" / "viewer-refit.png"))
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert not errors, errors
-    finally:
-        if driver is not None:
-            driver.quit()
-        proc.terminate()
-        proc.wait(timeout=20)
     ds = DataStack(path)
     assert "Cu" in ds.attrs("maxrf_elementmaps")["elements"]
     assert ds.attrs("maxrf_elementmaps")["maxrf"]["params"]["add_elements"] == ["Cu"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ class BandSink:
 
     def __init__(self, app, shape: tuple[int, int, int], dtype) -> None:
         h, w, c = shape
-        self.shape, self.groups = shape, -(-c // GROUP)
+        self.channels, self.groups = c, -(-c // GROUP)
         self.cumsum = app.create("maxrf_bandcumsum", (self.groups + 1, h, w), np.uint32,
                                  chunks=(1, min(B, h), w),
                                  attrs={"group_channels": GROUP,
@@ -61,53 +62,24 @@ class BandSink:
         self.seconds = 0.0  # spent in add, summed over the threads that call it
         self._lock = threading.Lock()
 
-    def buffer(self, rows: int, width: int, dtype) -> np.ndarray:
-        """A zeroed (groups × rows × width × 16) buffer for :meth:`put_strip`."""
-        return np.zeros((self.groups, rows, width, GROUP), np.dtype(dtype).newbyteorder("="))
+    def rows(self, rows: int, width: int, dtype) -> BandRows:
+        """Zeroed buffers for a band of ``rows`` (≤ 16) rows, to fill strip by strip."""
+        return BandRows(np.zeros((self.groups, rows, width, GROUP),
+                                 np.dtype(dtype).newbyteorder("=")),
+                        np.zeros((self.groups, rows, width), np.uint32),
+                        np.zeros((-(-width // B), self.channels), np.uint32))
 
-    def sums(self, rows: int, width: int) -> np.ndarray:
-        """A (groups × rows × width) uint32 buffer for the group sums :meth:`put_strip` fills."""
-        return np.zeros((self.groups, rows, width), np.uint32)
-
-    @staticmethod
-    def put_strip(grouped: np.ndarray, col: int, strip: np.ndarray,
-                  sums: np.ndarray | None = None, block: np.ndarray | None = None) -> None:
-        """Copy a rows × columns × channels strip of counts into ``grouped`` at column ``col``
-        (channels in groups of 16: runs of 16 contiguous values on both sides); integer counts
-        in one compiled pass that also fills each group's ``sums`` and adds the strip's
-        spectrum to ``block``."""
-        if sums is not None and block is not None and strip.dtype.kind in "ui" and \
-                strip.dtype.isnative:
-            _group_strip(np.ascontiguousarray(strip), grouped, sums, block, col)
-            return
-        rows, cols, c = strip.shape
-        whole = c // GROUP * GROUP
-        part = grouped[:, :rows, col : col + cols]
-        part[: whole // GROUP] = strip[..., :whole].reshape(
-            rows, cols, -1, GROUP).transpose(2, 0, 1, 3)
-        if whole < c:  # a last, partial group (the rest stays zero)
-            part[-1, ..., : c - whole] = strip[..., whole:]
-        if sums is not None:
-            sums[:, :rows, col : col + cols] = part.sum(axis=-1, dtype=np.uint32)
-        if block is not None:
-            block += strip.sum(axis=(0, 1), dtype=np.uint32)
-
-    def add(self, r0: int, grouped: np.ndarray, blocks: np.ndarray,
-            pool: ThreadPoolExecutor | None = None, sums: np.ndarray | None = None) -> None:
-        """Write rows ``[r0, r0 + 16)``: ``grouped`` the counts (groups × rows × width × 16, see
-        :meth:`put_strip`), ``blocks`` (width/16 × channels) the summed spectrum of each
-        16 × 16 block and ``sums`` each group's counts (computed when not given); the encoding
-        split over ``pool``'s threads when given."""
+    def add(self, r0: int, band: BandRows, pool: ThreadPoolExecutor | None = None) -> None:
+        """Write the filled ``band`` as rows ``[r0, r0 + 16)``; the encoding split over
+        ``pool``'s threads when given."""
         t0 = time.perf_counter()
-        if sums is None:
-            sums = grouped.sum(axis=-1, dtype=np.uint32)
-        cs = np.zeros((self.groups + 1, *grouped.shape[1:3]), np.uint32)
-        np.cumsum(sums, axis=0, out=cs[1:])
+        cs = np.zeros((self.groups + 1, *band.sums.shape[1:]), np.uint32)
+        np.cumsum(band.sums, axis=0, out=cs[1:])
         half = self.groups // 2  # the counts split between two threads
-        jobs = [(self.counts, (0, r0, 0, 0), grouped[:half]),
-                (self.counts, (half, r0, 0, 0), grouped[half:]),
+        jobs = [(self.counts, (0, r0, 0, 0), band.grouped[:half]),
+                (self.counts, (half, r0, 0, 0), band.grouped[half:]),
                 (self.cumsum, (0, r0, 0), cs),
-                (self.blocks, (r0 // B, 0, 0), blocks[None])]
+                (self.blocks, (r0 // B, 0, 0), band.blocks[None])]
         if pool is None:
             for writer, start, data in jobs:
                 writer.write_region(start, data)
@@ -118,9 +90,38 @@ class BandSink:
             self.seconds += time.perf_counter() - t0
 
 
+@dataclass
+class BandRows:
+    """One band of up to 16 rows, filled strip by strip: the counts by groups of 16 channels
+    (groups × rows × width × 16), each group's counts per pixel and each 16 × 16 block's
+    summed spectrum."""
+
+    grouped: np.ndarray
+    sums: np.ndarray
+    blocks: np.ndarray
+
+    def put(self, col: int, strip: np.ndarray) -> None:
+        """A rows × 16 columns × channels strip of counts at column ``col`` (a multiple of 16):
+        runs of 16 contiguous values copied on both sides; integer counts in one compiled pass
+        that also sums the groups and the block."""
+        block = self.blocks[col // B]
+        if strip.dtype.kind in "ui" and strip.dtype.isnative:
+            _group_strip(np.ascontiguousarray(strip), self.grouped, self.sums, block, col)
+            return
+        rows, cols, c = strip.shape
+        whole = c // GROUP * GROUP
+        part = self.grouped[:, :rows, col : col + cols]
+        part[: whole // GROUP] = strip[..., :whole].reshape(
+            rows, cols, -1, GROUP).transpose(2, 0, 1, 3)
+        if whole < c:  # a last, partial group (the rest stays zero)
+            part[-1, ..., : c - whole] = strip[..., whole:]
+        self.sums[:, :rows, col : col + cols] = part.sum(axis=-1, dtype=np.uint32)
+        block += strip.sum(axis=(0, 1), dtype=np.uint32)
+
+
 @njit(cache=True)
 def _group_strip(strip, grouped, sums, block, col):  # pragma: no cover - compiled
-    """:meth:`BandSink.put_strip` for integer counts: group by group (its rows of ``grouped``
+    """:meth:`BandRows.put` for integer counts: group by group (its rows of ``grouped``
     written in order), each 16 values copied, summed into ``sums`` and added to ``block``."""
     rows, cols, c = strip.shape
     for g in range(grouped.shape[0]):
@@ -137,21 +138,12 @@ def _group_strip(strip, grouped, sums, block, col):  # pragma: no cover - compil
                 sums[g, r, col + x] = s
 
 
-def block_sums(y: np.ndarray) -> np.ndarray:
-    """The summed spectrum of each 16 × 16 block of rows × columns × channels counts ``y`` (up to
-    16 rows; a narrower last block is padded)."""
-    rows, w, c = y.shape
-    wb = -(-w // B)
-    yp = y if w % B == 0 else np.pad(y, ((0, 0), (0, wb * B - w), (0, 0)))
-    return yp.reshape(rows, wb, B, c).sum(axis=(0, 2), dtype=np.uint32)
-
-
 def band_layers(datastack: str | Path, provenance: dict | None = None,
                 progress: bool | None = None) -> dict[str, str]:
     """Write the three band layers from ``maxrf_raw`` in one commit (for a datastack whose
-    conversion did not make them): bands of 16 rows (read ahead in a thread), each turned
-    channel-major, summed into the cumulative planes and the 16 × 16 block spectra, and
-    encoded by two threads."""
+    conversion did not make them): bands of 16 rows (read ahead in a thread), regrouped strip by
+    strip as the conversion does, summed into the cumulative planes and the 16 × 16 block
+    spectra, and encoded by two threads."""
     started = time.time()
     ds = DataStack.of(datastack)
     if "maxrf_raw" not in ds:
@@ -166,9 +158,10 @@ def band_layers(datastack: str | Path, provenance: dict | None = None,
             with ThreadPoolExecutor(2) as encoders:
                 bands = read_ahead(rows, lambda r: np.asarray(raw[r[0] : r[1]]), 1, 1)
                 for (r0, r1), y in bands:
-                    grouped = sink.buffer(r1 - r0, w, raw.dtype)
-                    sink.put_strip(grouped, 0, y)
-                    sink.add(r0, grouped, block_sums(y), encoders)
+                    band = sink.rows(r1 - r0, w, raw.dtype)
+                    for j in range(0, w, B):
+                        band.put(j, y[:, j : j + B])
+                    sink.add(r0, band, encoders)
                     if bar is not None:
                         bar.update(1)
         finally:
@@ -185,7 +178,7 @@ def finish_bands(app, seconds: float, provenance: dict | None, made_by: str = "b
             "pass": made_by}
     meta.update(provenance or {})
     meta["duration_s"] = round(seconds, 3)
-    for name in ("maxrf_bandcumsum", "maxrf_bandcounts", "maxrf_blocksums"):
+    for name in LAYERS:
         app.finish(name, {"maxrf": meta})
 
 

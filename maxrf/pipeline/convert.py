@@ -130,7 +130,7 @@ def process_block(
     """Read, smooth and encode one block; return its per-channel statistics and the encoded
     chunks (or write them to ``sinks`` right away when running in this process). The rows of
     this block and of ``ahead`` are read ahead by the kernel meanwhile. With ``bands`` (a block
-    of whole rows) the counts also go, channel-major, into the band layers."""
+    of whole rows) the counts also go, regrouped, into the band layers."""
     from maxrf.xrf.smoothing import smooth_reduce  # numba: imported when there is work to do
 
     for b in (block, ahead):
@@ -139,15 +139,12 @@ def process_block(
     raw_chunks, cube_chunks, stats = [], [], None
     r0 = block.rows[0]
     if bands is not None:
-        rows, cols, c = block.rows[1] - r0, block.cols[1] - block.cols[0], raw.header.depth
-        grouped, sums = bands.buffer(rows, cols, raw.dtype), bands.sums(rows, cols)
-        blocks = np.zeros((-(-cols // CUBE_CHUNK_PIXELS), c), np.uint32)
+        band = bands.rows(block.rows[1] - r0, block.cols[1] - block.cols[0], raw.dtype)
     # One chunk-wide strip at a time: its smoothed cube is exactly one chunk.
     for j, strip in _read_strips(raw, block, cube_enc.chunks[1]):
         start = (r0, j, 0)
         if bands is not None:
-            at = j - block.cols[0]
-            bands.put_strip(grouped, at, strip, sums, blocks[at // CUBE_CHUNK_PIXELS])
+            band.put(j - block.cols[0], strip)
         raw_part = None if raw_enc is None else raw_enc.encode_chunk(start, strip, "raw")
         flat = strip.reshape(-1, strip.shape[-1])
         out = thread_buffer("cube", flat.shape, np.float32)
@@ -172,7 +169,7 @@ def process_block(
                 raw_chunks.append((raw_part[0], bytes(raw_part[1])))
             cube_chunks.append((cube_part[0], bytes(cube_part[1])))
     if bands is not None:
-        bands.add(r0, grouped, blocks, sums=sums)
+        bands.add(r0, band)
     return stats, block, raw_chunks, cube_chunks
 
 

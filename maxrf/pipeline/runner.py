@@ -158,12 +158,12 @@ def with_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**{name: p.default for name, p in PARAMS.items()}, **params}
 
 
-def stored_layers(datastack: str | Path, spec: Step, key: str) -> dict[str, str] | None:
+def stored_layers(datastack: str | Path | DataStack, spec: Step, key: str
+                  ) -> dict[str, str] | None:
     """``{layer: stored name}`` when every layer of the step exists with ``key``, else None."""
-    path = Path(datastack)
-    if not path.exists():
+    ds = DataStack.of(datastack)
+    if not ds.path.exists():
         return None
-    ds = DataStack(path)
     found = {layer: find_by_key(ds, layer, key) for layer in spec.layers}
     return found if all(found.values()) else None
 
@@ -266,21 +266,21 @@ def run_step(
     path = Path(datastack)
     started = time.time()
     with step_lock(path, name):
-        found = None if force else stored_layers(path, spec, key)
+        ds = DataStack(path)  # its directory read once for the key lookups below
+        found = None if force else stored_layers(ds, spec, key)
         legacy = None if force or found else _legacy_layers(path, spec, upstream)
         if legacy:  # taken as they are, under the key a datastack-only run would record
             found, key = legacy, UNKEYED + legacy[spec.layers[0]]
         if found:
             if log:
                 log(f"{name}: layers {', '.join(found.values())} already hold key {key}")
-            made = DataStack(path).attrs(found[spec.layers[0]]).get("maxrf", {}).get("pass")
+            made = ds.attrs(found[spec.layers[0]]).get("maxrf", {}).get("pass")
             return StepRun(name, str(path), key, found, cached=True,
                            made_by=made if made and made != name else "")
         if log:
             log(f"{name}: computing (key {key})")
-        ds = DataStack(path, pins=_pins(DataStack(path), spec, upstream) if path.exists()
-                       else {})
-        stored = COMPUTE[name](ds, params, provenance(spec, params, upstream), scan,
+        pinned = DataStack(path, pins=_pins(ds, spec, upstream) if path.exists() else {})
+        stored = COMPUTE[name](pinned, params, provenance(spec, params, upstream), scan,
                                options or Options())
     if log:
         log(f"{name}: wrote {', '.join(stored.values())}")

@@ -16,6 +16,7 @@ channel's width. The same model serves the energy calibration's refinement and t
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
@@ -247,6 +248,11 @@ _ROWS: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()  # least recent
 _ROWS_KEPT = 160  # element row sets kept (~0.3 MB each at 4096 channels): one model's worth
 
 
+def _digest(values: np.ndarray) -> bytes:
+    """A short hash of an axis (the caches below are keyed on the axis they were built on)."""
+    return hashlib.blake2b(np.ascontiguousarray(values).tobytes(), digest_size=16).digest()
+
+
 def _rows_key(element: str, digest: bytes, inst: Instrument, e_max: float) -> tuple:
     return (element, float(e_max), inst.anode, inst.tube_kv, inst.noise_fwhm_kev, inst.fano,
             inst.line_tail, inst.line_tail_kev, inst.line_shelf, element in inst.kb_free, digest)
@@ -263,9 +269,7 @@ def _families_rows(elements: list[str], edges, inst: Instrument, e_max: float
                    ) -> list[dict[str, np.ndarray]]:
     """:func:`_family_rows` of several elements: the ones not cached are computed together, all
     their lines in one vectorised pass (a model rebuilt at every step of a fit needs them all)."""
-    import hashlib
-
-    digest = hashlib.blake2b(np.ascontiguousarray(edges).tobytes(), digest_size=16).digest()
+    digest = _digest(edges)
     keys = [_rows_key(el, digest, inst, e_max) for el in elements]
     missing = [i for i, k in enumerate(keys) if k not in _ROWS]
     if missing:
@@ -444,10 +448,8 @@ _BASES: OrderedDict[tuple, np.ndarray] = OrderedDict()
 def bspline_basis(x: np.ndarray, lo: float, hi: float, pieces: int) -> np.ndarray:
     """``pieces + 3`` cubic B-splines over [lo, hi] evaluated at ``x`` (zero outside); read-only,
     cached (a fit rebuilds its model on the same axis many times)."""
-    import hashlib
-
     x = np.ascontiguousarray(x, dtype=np.float64)
-    key = (float(lo), float(hi), int(pieces), hashlib.blake2b(x.tobytes(), digest_size=16).digest())
+    key = (float(lo), float(hi), int(pieces), _digest(x))
     basis = _BASES.get(key)
     if basis is None:
         inner = np.linspace(lo, hi, pieces + 1)
