@@ -24,7 +24,6 @@ from functools import cache
 
 import numpy as np
 from numba import njit
-from scipy.interpolate import BSpline
 from scipy.special import erf, erfc
 
 from maxrf.xrf.defaults import DEFAULT_ANODE, DEFAULT_TUBE_KV
@@ -452,6 +451,8 @@ def bspline_basis(x: np.ndarray, lo: float, hi: float, pieces: int) -> np.ndarra
     key = (float(lo), float(hi), int(pieces), _digest(x))
     basis = _BASES.get(key)
     if basis is None:
+        from scipy.interpolate import BSpline  # ~0.7 s to import: only when a basis is made
+
         inner = np.linspace(lo, hi, pieces + 1)
         t = np.concatenate([[lo] * 3, inner, [hi] * 3])
         n = len(t) - 4
