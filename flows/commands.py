@@ -40,8 +40,9 @@ def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:
     datastack = kwargs.get("output") or str(scan.raw.with_suffix(".datastack"))
     steps = ((pipeline.step("convert"),) if maps is None
              else pipeline.chain(maps, livetime=bool(kwargs.get("pulser_hz"))))
-    chain = runner.cached_chain(datastack, scan.key(kwargs.get("fingerprint", "quick")),
-                                  kwargs, steps)
+    ref = runner.Scan(str(scan.raw), str(scan.rpl), scan.key(kwargs.get("fingerprint", "quick")),
+                      scan.metadata)
+    chain = runner.cached_chain(datastack, ref, kwargs, steps)
     if chain is None:
         return None
     rows = [{"step": r["step"], "cached": True, "key": r["key"]} for r in chain]

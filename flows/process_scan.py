@@ -8,6 +8,7 @@ from typing import Literal
 from prefect import flow
 
 from maxrf.pipeline.table import CONVERTING, FINGERPRINTS, PROCESSING, default, documented
+from maxrf.pipeline.tube import tube_voltage
 from maxrf.xrf.defaults import ANODES
 from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
 from tasks.bands import band_layers
@@ -74,7 +75,7 @@ def convert_scan_flow(
 def process_scan(  # the run form's order: the scan and the science first, plumbing last
     raw_path: str,
     anode: Anode | float = default("anode"),
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float | None = default("tube_kv"),
     elements: list[str] | None = default("elements"),
     add_elements: list[str] | None = default("add_elements"),
     drop_elements: list[str] | None = default("drop_elements"),
@@ -99,6 +100,7 @@ def process_scan(  # the run form's order: the scan and the science first, plumb
     datastack = output or default_output(raw_path)
     check_parameters(**{name: given[name] for name in PROCESSING})
     scan = read_header(raw_path, fingerprint)
+    tube_kv = tube_voltage(tube_kv, scan["metadata"])  # empty: the one the file records
     converted = convert_scan(
         scan, datastack, sigma, flip_horizontal, flip_vertical, precision_bits, dask_address
     )

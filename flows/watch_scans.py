@@ -40,7 +40,7 @@ def watch_scans(
     output_folder: str | None = default("output_folder"),
     sigma: float = default("sigma"),
     anode: Anode | float = default("anode"),
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float | None = default("tube_kv"),
     flip_horizontal: bool = default("flip_horizontal"),
     flip_vertical: bool = default("flip_vertical"),
     precision_bits: int | None = default("precision_bits"),

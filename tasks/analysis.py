@@ -14,7 +14,7 @@ def calibrate_energy(
     anode: str = default("anode"),
     energies: tuple[float, float] | None = default("energies"),
     use_header: bool = default("use_header"),
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float | None = default("tube_kv"),
 ):
     """``maxrf_energies`` + ``compton_peak_energy`` from the mean spectrum's landmarks."""
     return run_step("calibrate", dict(locals()))

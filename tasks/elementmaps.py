@@ -14,7 +14,7 @@ def element_maps(
     hot: dict,
     datastack: str,
     anode: str = default("anode"),
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float | None = default("tube_kv"),
     elements: list[str] | None = default("elements"),
     add_elements: list[str] | None = default("add_elements"),
     drop_elements: list[str] | None = default("drop_elements"),

@@ -18,6 +18,7 @@ def read_header(raw_path: str, fingerprint: str = "quick") -> dict:
         "rpl": str(scan.rpl),
         "header": scan.header.to_dict(),
         "key": scan.key(fingerprint),
+        "metadata": scan.metadata,
     }
 
 

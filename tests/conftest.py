@@ -3,10 +3,15 @@ Plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -14,7 +19,7 @@ from pathlib import Path
 import helpers
 import numpy as np
 import pytest
-from helpers import free_port, stop_group
+from helpers import free_port
 
 from maxrf.demo import DemoSpec, generate_scan
 
@@ -58,15 +63,40 @@ def compiled_kernels():
 
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory) -> dict[str, str]:
-    """One real local Prefect server (``prefect server start``, its own fresh SQLite database)
-    for the session's flow, CLI and deployment tests; yields the environment of its clients.
-    Starting it once instead of an ephemeral server per CLI run saves ≈ 13 s per run here."""
-    home = tmp_path_factory.mktemp("prefect-home")
+SHARED = "MAXRF_TEST_SHARED_DIR"  # set by the controller; its xdist workers inherit it
+
+
+def pytest_configure(config) -> None:
+    """The controller (or a run without xdist) makes the folder its workers share: the one
+    Prefect server of the run lives there (started by the first worker that needs it)."""
+    if not hasattr(config, "workerinput"):
+        config.maxrf_shared = tempfile.mkdtemp(prefix="maxrf-tests-")
+        os.environ[SHARED] = config.maxrf_shared
+
+
+def pytest_unconfigure(config) -> None:
+    """The controller stops the shared server when every worker is done."""
+    shared = getattr(config, "maxrf_shared", None)
+    if not shared:
+        return
+    state = Path(shared) / "server.json"
+    if state.exists():
+        pid = json.loads(state.read_text())["pid"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                os.killpg(pid, 0)  # raises once the group is gone
+                time.sleep(0.2)
+            os.killpg(pid, signal.SIGKILL)
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+def _start_server(home: Path) -> dict:
+    """``prefect server start`` on a free port with its own fresh SQLite database, detached (its
+    own process group, stopped by the controller); returns its pid and its clients' settings."""
     port = free_port()
     env = {
-        **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",  # its UI talks to this port
@@ -74,38 +104,43 @@ def prefect_server(tmp_path_factory) -> dict[str, str]:
         "PREFECT_WORKER_QUERY_SECONDS": "2",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
     }
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+             "--port", str(port)],
+            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return {"pid": proc.pid, "env": env}
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> dict[str, str]:
+    """One real local Prefect server (``prefect server start``, its own fresh SQLite database)
+    for the whole run's flow, CLI and deployment tests, shared by the xdist workers (the first
+    one to need it starts it, under a lock); yields the environment of its clients. One server
+    instead of one per worker saves its start (≈ 14 s of CPU) and its idle load (≈ 5 s of CPU a
+    minute); one instead of an ephemeral server per CLI run ≈ 13 s per run."""
+    shared = Path(os.environ.get(SHARED) or tmp_path_factory.mktemp("shared"))
+    with open(shared / "server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = shared / "server.json"
+        if not state.exists():
+            state.write_text(json.dumps(_start_server(shared / "prefect-home")))
+        server = json.loads(state.read_text())
+    env = {**os.environ, **server["env"]}
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+            with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=1):
                 break
         except OSError:
             time.sleep(0.5)
     else:
-        os.killpg(proc.pid, signal.SIGTERM)
-        pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
-    yield env
-    stop_group(proc)
-    log.close()
-
+        log = Path(env["PREFECT_HOME"]) / "server.log"
+        pytest.fail("prefect server did not start: " + log.read_text()[-2000:])
+    return env
 
 
 @pytest.fixture(scope="session", autouse=True)

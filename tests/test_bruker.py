@@ -85,9 +85,10 @@ def test_a_real_m6_spectrum_goes_through_the_chain(tmp_path):
     from maxrf.pipeline.runner import process
 
     out = tmp_path / "m6.datastack"
-    process(path, out, anode="Rh", tube_kv=50.0, plots=False)
+    process(path, out, anode="Rh", plots=False)  # the tube voltage: the file's (50 kV)
     ds = DataStack(out)
     cal = ds.attrs("maxrf_energies")["calibration"]
+    assert cal["tube_kv"] == 50.0
     energies = ds.read("maxrf_energies")
     header = -0.95550444 + 0.009999 * np.arange(4096)
     # Bruker's own axis, with its peak-shift correction of 6-9 eV below 16 keV (ShiftData)
@@ -126,3 +127,29 @@ def test_without_the_extra_the_error_names_it(tmp_path):
             f"open_scan({str(DATA / 'over16bit.bcf')!r})")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode != 0 and "pip install 'maxrf[bruker]'" in r.stderr
+
+
+def test_the_tube_voltage_defaults_to_the_files(tmp_path):
+    """A run that gives no tube voltage uses the one the file records (this hypermap: 20 kV),
+    under the key a run giving 20 kV explicitly has; a given voltage wins; a datastack-alone run
+    takes its calibration's; a voltage the physics does not model (a TEM's 200 kV) is not used."""
+    from maxrf.pipeline.runner import Runner, Scan, process
+    from maxrf.pipeline.table import chain_keys
+    from maxrf.pipeline.tube import file_tube_kv, tube_voltage
+
+    path = DATA / "30x30_instructively_packed_16bit_compressed.bcf"
+    scan = Scan.open(path)
+    assert scan.meta["tube_kv"] == 20.0
+    out = tmp_path / "s.datastack"
+    runs = process(path, out, steps=["calibrate"], use_header=True, energies=(-0.48, 20.0))
+    cal = DataStack(out).attrs("maxrf_energies")["calibration"]
+    assert cal["tube_kv"] == 20.0
+    given = chain_keys(scan.key, {"tube_kv": 20.0, "energies": (-0.48, 20.0)})
+    assert runs[-1].key == given["calibrate"] != chain_keys(
+        scan.key, {"tube_kv": 50.0, "energies": (-0.48, 20.0)})["calibrate"]
+    assert Runner(out, {"tube_kv": 30.0}, scan).params["tube_kv"] == 30.0
+    assert Runner(out).params["tube_kv"] == 20.0  # the datastack alone: its calibration's
+    assert file_tube_kv({"tube_kv": "200"}) is None and tube_voltage(None, {"tube_kv": 200}) == 50
+    assert tube_voltage(None, {"tube_kv": "15"}) == 15.0 and tube_voltage(None, {}) == 50.0
+    r = run_maxrf("process", path, "--help")
+    assert "the one the scan file records" in " ".join(r.stdout.split())

@@ -73,6 +73,38 @@ def test_the_crono_cube_is_cronomaxrf_s_gather(crono_scan):
     np.testing.assert_array_equal(spectra[index[ok]], expected[ok])
 
 
+@pytest.mark.parametrize("order", ["raster", "serpentine", "random", "mixed"])
+def test_every_spectra_order_reads_the_same_cube(tmp_path, order):
+    """Spectra stored in scan order, serpentine (return rows reversed), random or a mix (runs
+    read straight into the block, scattered rows by point selection), with a missing pixel."""
+    rng = np.random.default_rng(5)
+    h, w, c = 9, 13, 16
+    cube = rng.integers(0, 60_000, (h, w, c)).astype(np.uint16)
+    index = np.arange(h * w).reshape(h, w)
+    if order == "serpentine":
+        index[1::2] = index[1::2, ::-1]
+    elif order == "random":
+        index = rng.permutation(h * w).reshape(h, w)
+    elif order == "mixed":
+        index[1::2] = index[1::2, ::-1]
+        index[4:6] = rng.permutation(index[4:6].ravel()).reshape(2, w)
+    spectra = np.empty((h * w + 3, c), np.uint16)
+    spectra[index.ravel()] = cube.reshape(-1, c)
+    spectra[h * w:] = 7
+    index[2, 3] = -1
+    path = tmp_path / "o.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("XRF/Spectra", data=spectra, chunks=(5, c))
+        f.create_dataset("XRF/EnergyVector", data=np.arange(c, dtype=np.float32) * 0.01)
+        f.create_dataset("XRF/SpectraSelectedIndex", data=index[:, :, None].astype(np.int32))
+    expected = cube.copy()
+    expected[2, 3] = 0
+    f = open_scan(path).file()
+    for rows, cols in [(slice(None), slice(None)), (slice(1, 8), slice(2, 11)),
+                       (slice(4, 5), slice(0, 13)), (slice(2, 3), slice(3, 4))]:
+        np.testing.assert_array_equal(f.read_block(rows, cols), expected[rows, cols])
+
+
 def test_a_crono_scan_converts_through_the_cli(crono_scan, tmp_path):
     path, expected, _ = crono_scan
     out = tmp_path / "c.datastack"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, stop_group
@@ -30,16 +31,35 @@ def maxrf(*args, env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def flow_runs(env) -> list[dict]:
+def flow_runs(env, *states: str) -> list[dict]:
+    """The runs of deployments on the run's shared server (other tests' flows run there too),
+    in ``states`` when given."""
     import httpx
 
-    return httpx.post(f"{env['PREFECT_API_URL']}/flow_runs/filter", json={}, timeout=30).json()
+    query: dict = {"deployment_id": {"is_null_": False}}
+    if states:
+        query["state"] = {"type": {"any_": list(states)}}
+    return httpx.post(f"{env['PREFECT_API_URL']}/flow_runs/filter",
+                      json={"flow_runs": query}, timeout=30).json()
+
+
+@pytest.fixture
+def deployments(prefect_server):
+    """The deployments of prefect.yaml have one name on the shared server: the tests that
+    create them take turns (a file lock in the run's shared folder)."""
+    import fcntl
+
+    with open(Path(os.environ.get("MAXRF_TEST_SHARED_DIR", "/tmp")) / "deployments.lock",
+              "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield prefect_server
 
 
 @pytest.mark.xfail(strict=False, reason="in the full suite only, the worker did not stop on "
                    "SIGTERM (4 runs this session; alone it stops in seconds): cause open, see "
                    "the session note; every other step of this test is still exercised")
-def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path):
+def test_deployments_from_prefect_yaml_run_on_a_worker(deployments, tmp_path):
+    prefect_server = deployments
     folder = tmp_path / "scans"
     generate_scan(folder / "one", DemoSpec(height=24, width=32, seed=3))
     # No scan folder: `prefect deploy` stops at watch-scans' check, `maxrf deploy` before it.
@@ -132,8 +152,7 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
         api = env["PREFECT_API_URL"]
 
         def runs_in(*states: str) -> list[dict]:  # filtered by the server: the whole session's
-            query = {"flow_runs": {"state": {"type": {"any_": list(states)}}}}  # runs > a page
-            return httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30).json()
+            return flow_runs(env, *states)  # runs > a page
 
         for dep in httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json():
             httpx.patch(f"{api}/deployments/{dep['id']}", json={"paused": True},
@@ -156,10 +175,11 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(prefect_server, tmp_path)
             stop_group(worker)
 
 
-def test_maxrf_serve_runs_the_same_deployments(prefect_server, tmp_path):
+def test_maxrf_serve_runs_the_same_deployments(deployments, tmp_path):
     """The no-worker path: ``maxrf serve`` serves process-scan and watch-scans itself."""
+    prefect_server = deployments
     folder = tmp_path / "served"
-    generate_scan(folder / "three", DemoSpec(height=16, width=24, seed=6))
+    generate_scan(folder / "served", DemoSpec(height=16, width=24, seed=6))
     serve = subprocess.Popen(
         [sys.executable, "-m", "maxrf.cli", "serve", "--folder", str(folder), "--interval", "3600"],
         env=prefect_server,
@@ -189,7 +209,7 @@ def test_maxrf_serve_runs_the_same_deployments(prefect_server, tmp_path):
                 "run",
                 "process-scan/process-scan",
                 "-p",
-                f"raw_path={folder / 'three.raw'}",
+                f"raw_path={folder / 'served.raw'}",
                 "-p",
                 "plots=false",
                 "--watch",
@@ -197,6 +217,6 @@ def test_maxrf_serve_runs_the_same_deployments(prefect_server, tmp_path):
             prefect_server,
             300,
         )
-        assert "hotmax_spectra" in DataStack(folder / "three.datastack")
+        assert "hotmax_spectra" in DataStack(folder / "served.datastack")
     finally:
         stop_group(serve)

@@ -16,6 +16,7 @@ from maxrf.errors import MaxrfError
 from maxrf.io.raw import check_raw_size, scan_paths
 from maxrf.io.rpl import read_rpl
 from maxrf.pipeline.table import default
+from maxrf.xrf.defaults import DEFAULT_TUBE_KV
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -120,7 +121,7 @@ def _add_demo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gain", type=float, default=0.010002, help="keV per channel")
     p.add_argument("--offset", type=float, default=-0.956, help="keV at channel 0")
     p.add_argument("--anode", default=default("anode"), help="tube anode: Rh, Mo, Ag, W, Cr, Cu")
-    p.add_argument("--tube-kv", type=float, default=default("tube_kv"), help="tube voltage, kV")
+    p.add_argument("--tube-kv", type=float, default=DEFAULT_TUBE_KV, help="tube voltage, kV")
     p.add_argument("--angle", type=float, default=110.0, help="scatter angle in degrees")
     p.add_argument("--counts", type=float, default=2000.0, help="mean counts per spectrum")
     p.add_argument("--hotspots", type=int, default=3)

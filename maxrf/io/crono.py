@@ -79,10 +79,16 @@ class CronoFile(CubeFile):
                                dtype=np.int64).reshape(-1)
             valid = (index >= 0) & (index < spectra.shape[0])
             flat = out.reshape(-1, h.depth)
-            flat[~valid] = 0
-            if valid.any():
-                wanted, where = np.unique(index[valid], return_inverse=True)
-                flat[valid] = _read_rows(spectra, wanted)[where]
+            if valid.all():
+                _gather(spectra, index, flat)
+            elif valid.any():
+                flat[~valid] = 0
+                where = np.flatnonzero(valid)
+                part = np.empty((where.size, h.depth), h.dtype)
+                _gather(spectra, index[where], part)
+                flat[where] = part
+            else:
+                flat[:] = 0
         return out
 
     def prefetch(self, rows: slice, cols: slice | None = None) -> None:
@@ -98,19 +104,29 @@ class CronoFile(CubeFile):
         return np.argwhere((index < 0) | (index >= n))
 
 
-def _read_rows(spectra, wanted: np.ndarray) -> np.ndarray:
-    """Rows ``wanted`` (sorted, unique) of ``/XRF/Spectra``: each run of consecutive rows as one
-    slice (a scan stores its spectra in scan order, so a block's rows are a few runs); h5py's
-    point selection only for scattered rows."""
-    breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
-    starts = np.r_[0, breaks]
-    stops = np.r_[breaks, wanted.size]
-    if starts.size > wanted.size // 4:  # scattered: one point selection
-        return spectra[wanted]
-    out = np.empty((wanted.size, spectra.shape[1]), spectra.dtype)
-    for a, b in zip(starts, stops, strict=True):
-        spectra.read_direct(out, np.s_[int(wanted[a]) : int(wanted[b - 1]) + 1], np.s_[a:b])
-    return out
+def _gather(spectra, index: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = spectra[index[i]]`` (every index valid). A scan stores its spectra in scan
+    order, so the pixels of a block are a few runs of consecutive rows, ascending or (a
+    serpentine scan's return rows) descending: each run is read straight into ``out``. Scattered
+    rows: one sorted point selection, then gathered."""
+    step = np.diff(index)
+    breaks = np.flatnonzero((step != 1) & (step != -1)) + 1
+    # a run of one direction: split where the direction changes too
+    turn = np.flatnonzero(step[1:] != step[:-1]) + 2 if step.size > 1 else np.array([], int)
+    breaks = np.union1d(breaks, turn[(turn < index.size)])
+    starts = np.r_[0, breaks].astype(np.int64)
+    stops = np.r_[breaks, index.size].astype(np.int64)
+    if starts.size > index.size // 4:  # scattered: one point selection of the sorted rows
+        wanted, where = np.unique(index, return_inverse=True)
+        np.take(spectra[wanted], where, axis=0, out=out)
+        return
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        first, last = int(index[a]), int(index[b - 1])
+        if first <= last:
+            spectra.read_direct(out, np.s_[first : last + 1], np.s_[a:b])
+        else:  # descending: read ascending, then reverse in place
+            spectra.read_direct(out, np.s_[last : first + 1], np.s_[a:b])
+            out[a:b] = out[a:b][::-1].copy()
 
 
 def read_crono_header(path: str | Path) -> tuple[RplHeader, dict]:

@@ -31,6 +31,7 @@ from maxrf.datastack import DataStack
 from maxrf.errors import MaxrfError
 from maxrf.pipeline.blocks import progress_bar, read_ahead
 from maxrf.pipeline.table import default, step
+from maxrf.xrf.defaults import DEFAULT_TUBE_KV
 from maxrf.xrf.fit import (
     CANDIDATES,
     MIN_COUNTS_PER_PIXEL,
@@ -166,7 +167,7 @@ def _hot_spectra(ds: DataStack, limit: int = 24) -> list[tuple[str, np.ndarray, 
 def prepare(
     datastack: str | Path,
     anode: str | float = default("anode"),
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float = DEFAULT_TUBE_KV,
     elements: list[str] | None = None,
     add: list[str] | None = None,
     drop: list[str] | None = None,

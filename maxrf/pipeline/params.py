@@ -74,6 +74,7 @@ def check_parameters(**values: Any) -> None:
     """Every given parameter checked (unknown names included), then what needs physics: the
     anode with the tube voltage, element symbols and elements the anode's lines would hide."""
     from maxrf.pipeline.elementmaps import anode_conflict, parse_elements
+    from maxrf.pipeline.tube import tube_voltage
     from maxrf.xrf.lines import excitation_spectrum
 
     for name, value in values.items():
@@ -83,7 +84,7 @@ def check_parameters(**values: Any) -> None:
     anode = values.get("anode", PARAMS["anode"].default)
     if "anode" in values or "tube_kv" in values:
         try:
-            excitation_spectrum(anode, float(values.get("tube_kv", PARAMS["tube_kv"].default)))
+            excitation_spectrum(anode, float(tube_voltage(values.get("tube_kv"))))
         except (TypeError, ValueError) as exc:
             _fail("anode/tube_kv", str(exc))
     for name in ("elements", "add_elements", "drop_elements"):

@@ -31,6 +31,7 @@ class Scan:
     raw: str
     rpl: str
     key: str
+    meta: Mapping[str, Any] = field(default_factory=dict)  # what the file says (tube, times)
 
     @classmethod
     def open(cls, raw_path: str | Path, fingerprint: str = "quick") -> Scan:
@@ -38,7 +39,7 @@ class Scan:
         from maxrf.io.raw import open_scan
 
         scan = open_scan(raw_path)
-        return cls(str(scan.raw), str(scan.rpl), scan.key(fingerprint))
+        return cls(str(scan.raw), str(scan.rpl), scan.key(fingerprint), dict(scan.metadata))
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,25 @@ def with_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**{name: p.default for name, p in PARAMS.items()}, **params}
 
 
+def with_file_defaults(params: Mapping[str, Any], datastack: str | Path | DataStack,
+                       scan: Scan | None = None) -> dict[str, Any]:
+    """``params`` with the ones left empty that the scan answers: the tube voltage is the one
+    the scan file records (from ``scan``, else as the datastack's conversion recorded it; a run
+    on a datastack alone first takes its calibration's), else the default."""
+    from maxrf.pipeline.tube import recorded_metadata, tube_voltage
+
+    params = with_defaults(params)
+    if params["tube_kv"] is not None:
+        return params
+    if scan is not None:
+        return {**params, "tube_kv": tube_voltage(None, scan.meta)}
+    ds = DataStack.of(datastack)
+    cal = ds.attrs("maxrf_energies").get("calibration", {}) if (
+        ds.path.exists() and "maxrf_energies" in ds) else {}
+    kv = cal.get("tube_kv")
+    return {**params, "tube_kv": float(kv) if kv else tube_voltage(None, recorded_metadata(ds))}
+
+
 def stored_layers(datastack: str | Path | DataStack, spec: Step, key: str
                   ) -> dict[str, str] | None:
     """``{layer: stored name}`` when every layer of the step exists with ``key``, else None."""
@@ -170,15 +190,15 @@ def stored_layers(datastack: str | Path | DataStack, spec: Step, key: str
 
 def cached_chain(
     datastack: str | Path,
-    scan_key: str,
+    scan: Scan,
     params: Mapping[str, Any],
     steps: Iterable[Step] | None = None,
 ) -> list[dict] | None:
     """``[{"step", "key", "layers"}]`` when every one of ``steps`` (default: the chain a run
     with ``params`` makes) already has its layers with the key this run would give it (nothing
     to compute), else None."""
-    params = with_defaults(params)
-    keys = chain_keys(scan_key, params)
+    params = with_file_defaults(params, datastack, scan)
+    keys = chain_keys(scan.key, params)
     if steps is None:
         steps = chain(params["maps"], bool(params["pulser_hz"]))
     out = []
@@ -261,9 +281,9 @@ def run_step(
     """Reuse the step's layers when they exist with its key (unless ``force``); else compute
     them (inputs pinned by key, under the step's lock) and record the key on every layer."""
     spec = step(name)
-    params = with_defaults(params)
-    key = spec.key(params, upstream)
     path = Path(datastack)
+    params = with_file_defaults(params, path, scan)
+    key = spec.key(params, upstream)
     started = time.time()
     with step_lock(path, name):
         ds = DataStack(path)  # its directory read once for the key lookups below
@@ -324,7 +344,7 @@ class Runner:
 
     def __post_init__(self) -> None:
         self.datastack = Path(self.datastack)
-        self.params = with_defaults(self.params)
+        self.params = with_file_defaults(self.params, self.datastack, self.scan)
         self.keys: dict[str, str] = (
             {"scan": self.scan.key} if self.scan else recorded_keys(self.datastack)
         )
@@ -393,7 +413,7 @@ def map_elements(datastack: str | Path, *, elements: list[str] | None = None,
     ds.require_file()
     cal = ds.attrs("maxrf_energies").get("calibration", {}) if "maxrf_energies" in ds else {}
     anode = anode if anode is not None else cal.get("anode", default("anode"))
-    tube_kv = tube_kv if tube_kv is not None else cal.get("tube_kv", default("tube_kv"))
+    tube_kv = with_file_defaults({"tube_kv": tube_kv}, ds)["tube_kv"]
     check_parameters(anode=anode, tube_kv=tube_kv, elements=elements, add_elements=add,
                      drop_elements=drop)
     params = {"anode": anode, "tube_kv": float(tube_kv), "elements": elements,

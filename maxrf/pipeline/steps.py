@@ -15,6 +15,7 @@ from maxrf.io.rpl import EnergyCalibration
 from maxrf.pipeline.table import default, step
 from maxrf.xrf import calibrate as cal_mod
 from maxrf.xrf import hotmax as hm
+from maxrf.xrf.defaults import DEFAULT_TUBE_KV
 
 
 def _meta(step: str, version: str, params: dict, provenance: dict | None, started: float) -> dict:
@@ -35,7 +36,7 @@ def calibrate_layers(
     energies: tuple[float, float] | None = None,
     use_header: bool = True,
     provenance: dict | None = None,
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float = DEFAULT_TUBE_KV,
 ) -> dict[str, str]:
     """Write ``maxrf_energies`` (with the full calibration in its attributes) and
     ``compton_peak_energy``. ``energies=(start, stop)`` overrides the automatic calibration;
@@ -149,7 +150,7 @@ def subpeak_layers(datastack: str | Path, provenance: dict | None = None) -> dic
 def elementmap_layers(
     datastack: str | Path,
     anode: str | float = default("anode"),
-    tube_kv: float = default("tube_kv"),
+    tube_kv: float = DEFAULT_TUBE_KV,
     elements: list[str] | None = None,
     add_elements: list[str] | None = None,
     drop_elements: list[str] | None = None,

@@ -73,9 +73,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           "the noise.", "float", (1e-9, float("inf")), optional=True, unit="counts"),
     Param("radius", 40, "Rolling-ball radius of the hotmax baselines, in channels.", "int",
           (1, 10_000), unit="channels"),
-    Param("tube_kv", DEFAULT_TUBE_KV,
-          "The tube's voltage in kV (sets which lines are excited and how strongly).", "float",
-          unit="kV"),  # its range is the physics' (xrf.lines.tube_series)
+    Param("tube_kv", None,
+          "The tube's voltage in kV (sets which lines are excited and how strongly); empty: the "
+          f"one the scan file records (Bruker .bcf/.spx), else {DEFAULT_TUBE_KV:g} kV.", "float",
+          optional=True, unit="kV"),  # its range is the physics' (xrf.lines.tube_series)
     Param("elements", None,
           'Elements to map, e.g. ["Pb", "Hg", "As"]; empty: proposed from the data.',
           "elements", optional=True, metavar="LIST"),
@@ -123,6 +124,8 @@ class Step:
         if missing:
             raise MaxrfError(f"step {self.name}: no key for its upstream {', '.join(missing)}")
         values = {p: params.get(p, PARAMS[p].default) for p in self.params}
+        if "tube_kv" in values and values["tube_kv"] is None:  # not resolved from a scan file
+            values["tube_kv"] = DEFAULT_TUBE_KV  # (runner.with_file_defaults): the default's key
         return step_key(self.name, self.version, values, [upstream[u] for u in self.upstream])
 
 

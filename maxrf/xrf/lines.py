@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_TUBE_KV
+from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_TUBE_KV, TUBE_KV_RANGE
 from maxrf.xrf.detector import fwhm_kev
 
 ELECTRON_REST_KEV = 510.99895
@@ -182,8 +182,9 @@ def excitation_spectrum(anode: str | float = DEFAULT_ANODE, tube_kv: float = DEF
         mono = float(anode)
     except (TypeError, ValueError):
         mono = None
-    if not 5.0 <= float(tube_kv) <= 150.0:  # checked for a beam's energy too: never silent
-        raise ValueError(f"tube voltage {tube_kv} kV is out of range (5-150 kV)")
+    lo, hi = TUBE_KV_RANGE
+    if not lo <= float(tube_kv) <= hi:  # checked for a beam's energy too: never silent
+        raise ValueError(f"tube voltage {tube_kv} kV is out of range ({lo:g}-{hi:g} kV)")
     if mono is not None:
         anode_lines(mono)  # range check
         return np.array([mono]), np.array([1.0])
