@@ -67,11 +67,14 @@ SHARED = "MAXRF_TEST_SHARED_DIR"  # set by the controller; its xdist workers inh
 
 
 def pytest_configure(config) -> None:
-    """The controller (or a run without xdist) makes the folder its workers share: the one
-    Prefect server of the run lives there (started by the first worker that needs it)."""
+    """The controller (or a run without xdist) makes the folder its workers share and starts
+    the run's one Prefect server there."""
     if not hasattr(config, "workerinput"):
         config.maxrf_shared = tempfile.mkdtemp(prefix="maxrf-tests-")
         os.environ[SHARED] = config.maxrf_shared
+        # started now, while the workers start and collect: every test uses it (cli_server)
+        state = _start_server(Path(config.maxrf_shared) / "prefect-home")
+        (Path(config.maxrf_shared) / "server.json").write_text(json.dumps(state))
 
 
 def pytest_unconfigure(config) -> None:
@@ -118,8 +121,9 @@ def _start_server(home: Path) -> dict:
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory) -> dict[str, str]:
     """One real local Prefect server (``prefect server start``, its own fresh SQLite database)
-    for the whole run's flow, CLI and deployment tests, shared by the xdist workers (the first
-    one to need it starts it, under a lock); yields the environment of its clients. One server
+    for the whole run's flow, CLI and deployment tests, shared by the xdist workers (started by
+    the controller; else by the first one to need it, under a lock); yields the environment of
+    its clients. One server
     instead of one per worker saves its start (≈ 14 s of CPU) and its idle load (≈ 5 s of CPU a
     minute); one instead of an ephemeral server per CLI run ≈ 13 s per run."""
     shared = Path(os.environ.get(SHARED) or tmp_path_factory.mktemp("shared"))

@@ -68,9 +68,9 @@ def test_rerun_is_cached_and_byte_identical(prefect_api, scan):
     keys = pipeline.chain_keys(open_scan(scan).key(), {})
     assert [(s["step"], s["key"]) for s in first["steps"]] == [
         (s.name, keys[s.name]) for s in pipeline.chain()]
-    assert runner.cached_chain(scan.with_suffix(".datastack"), open_scan(scan).key(), {})
-    assert not runner.cached_chain(scan.with_suffix(".datastack"), open_scan(scan).key(),
-                                     {"sigma": 5.0})
+    ref = runner.Scan.open(scan)
+    assert runner.cached_chain(scan.with_suffix(".datastack"), ref, {})
+    assert not runner.cached_chain(scan.with_suffix(".datastack"), ref, {"sigma": 5.0})
 
 
 def test_runs_publish_artifacts(prefect_api, scan):
