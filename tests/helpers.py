@@ -44,9 +44,18 @@ def write_scan(
 CLI_ENV: dict[str, str] = {}
 
 
+# Commands that touch neither Prefect nor a server nor process-wide state: run in the test's
+# own process through the same ``maxrf.cli.main`` (exit code, stdout and stderr as a
+# subprocess gives them), which saves the ≈ 0.7 s of CPU a new interpreter spends importing.
+IN_PROCESS = {"check", "recover", "tree", "info", "export", "repack", "register", "maps",
+              "materials", "plot"}
+
+
 def run_maxrf(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
-    """Run the installed ``maxrf`` command line in a subprocess (against the session's Prefect
-    server unless ``env`` chooses one)."""
+    """Run the ``maxrf`` command line: in a subprocess (against the session's Prefect server
+    unless ``env`` chooses one), or in this process for the :data:`IN_PROCESS` commands."""
+    if args and str(args[0]) in IN_PROCESS and cwd is None and env is None:
+        return _in_process([str(a) for a in args])
     extra = dict(env or {})
     if not {"MAXRF_SERVER", "PREFECT_API_URL"} & extra.keys():
         extra = {**CLI_ENV, **extra}
@@ -58,6 +67,28 @@ def run_maxrf(*args: str, cwd: Path | None = None, env: dict | None = None, time
         timeout=timeout,
         env={**os.environ, **extra},
     )
+
+
+def _in_process(argv: list[str]) -> subprocess.CompletedProcess:
+    """``maxrf ARGV`` run by ``maxrf.cli.main`` here: its exit code (argparse's ``SystemExit``
+    included) and what it printed; the environment is restored afterwards."""
+    import contextlib
+    import io
+
+    from maxrf.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["maxrf", *argv], code, out.getvalue(), err.getvalue())
 
 
 def wait_for_viewer(url: str, timeout: float = 60.0) -> dict:
