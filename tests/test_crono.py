@@ -73,10 +73,13 @@ def test_the_crono_cube_is_cronomaxrf_s_gather(crono_scan):
     np.testing.assert_array_equal(spectra[index[ok]], expected[ok])
 
 
+@pytest.mark.parametrize("storage", ["chunked", "contiguous", "gzip", "big-endian"])
 @pytest.mark.parametrize("order", ["raster", "serpentine", "random", "mixed"])
-def test_every_spectra_order_reads_the_same_cube(tmp_path, order):
+def test_every_spectra_order_reads_the_same_cube(tmp_path, order, storage):
     """Spectra stored in scan order, serpentine (return rows reversed), random or a mix (runs
-    read straight into the block, scattered rows by point selection), with a missing pixel."""
+    read straight into the block, scattered rows one by one), with a missing pixel; stored so
+    that positioned reads apply (chunked, contiguous) or through h5py (compressed, big-endian:
+    no direct path)."""
     rng = np.random.default_rng(5)
     h, w, c = 9, 13, 16
     cube = rng.integers(0, 60_000, (h, w, c)).astype(np.uint16)
@@ -94,12 +97,15 @@ def test_every_spectra_order_reads_the_same_cube(tmp_path, order):
     index[2, 3] = -1
     path = tmp_path / "o.hdf5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("XRF/Spectra", data=spectra, chunks=(5, c))
+        kw = {"contiguous": {}, "gzip": {"chunks": (5, c), "compression": "gzip"},
+              "big-endian": {"chunks": (5, c), "dtype": ">u2"}}.get(storage, {"chunks": (5, c)})
+        f.create_dataset("XRF/Spectra", data=spectra, **kw)
         f.create_dataset("XRF/EnergyVector", data=np.arange(c, dtype=np.float32) * 0.01)
         f.create_dataset("XRF/SpectraSelectedIndex", data=index[:, :, None].astype(np.int32))
     expected = cube.copy()
     expected[2, 3] = 0
     f = open_scan(path).file()
+    assert (f.layout is not None) == (storage in ("chunked", "contiguous"))
     for rows, cols in [(slice(None), slice(None)), (slice(1, 8), slice(2, 11)),
                        (slice(4, 5), slice(0, 13)), (slice(2, 3), slice(3, 4))]:
         np.testing.assert_array_equal(f.read_block(rows, cols), expected[rows, cols])

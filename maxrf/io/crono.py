@@ -10,6 +10,7 @@ whatever the scan size.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,6 +28,8 @@ CHUNK_CACHE_BYTES = 64 << 20  # per reading thread
 # per thread: {file version: open h5py.File}; a thread's handle closes with the thread (a
 # worker pool's threads come and go; a dict keyed by thread id would keep every one open)
 _HANDLES = threading.local()
+_FDS: dict[tuple, int] = {}  # {file version: a descriptor for positioned reads} (thread-safe)
+_FDS_LOCK = threading.Lock()
 
 
 def _h5py():
@@ -78,18 +81,56 @@ class CronoFile(CubeFile):
             index = np.asarray(plane[r0:r1, c0:c1, 0] if plane.ndim == 3 else plane[r0:r1, c0:c1],
                                dtype=np.int64).reshape(-1)
             valid = (index >= 0) & (index < spectra.shape[0])
+            layout = self.layout
+            read = (_Positioned(self._fd(), *layout) if layout is not None
+                    else _Through(spectra))
             flat = out.reshape(-1, h.depth)
             if valid.all():
-                _gather(spectra, index, flat)
+                _gather(read, index, flat)
             elif valid.any():
                 flat[~valid] = 0
                 where = np.flatnonzero(valid)
                 part = np.empty((where.size, h.depth), h.dtype)
-                _gather(spectra, index[where], part)
+                _gather(read, index[where], part)
                 flat[where] = part
             else:
                 flat[:] = 0
         return out
+
+    @cached_property
+    def layout(self) -> tuple[int, int, np.ndarray] | None:
+        """(bytes per spectrum, spectra per chunk, file offset of each chunk) when
+        ``/XRF/Spectra`` can be read with positioned reads, outside HDF5 (and its global lock,
+        so threads read in parallel as from a ``.raw``): stored without filters, in the
+        reader's byte order, whole spectra per chunk (or contiguous), every chunk written.
+        None: read through h5py."""
+        with self._open() as f:
+            d = f[SPECTRA]
+            n, c = d.shape
+            if (d.dtype != self.header.dtype or d.id.get_create_plist().get_nfilters()
+                    or (d.chunks is not None and d.chunks[1] != c)):
+                return None
+            row = c * d.dtype.itemsize
+            if d.chunks is None:
+                base = d.id.get_offset()
+                return None if base is None else (row, max(n, 1), np.array([base], np.int64))
+            per = d.chunks[0]
+            offsets = np.full(-(-n // per), -1, np.int64)
+            for i in range(d.id.get_num_chunks()):
+                info = d.id.get_chunk_info(i)
+                offsets[info.chunk_offset[0] // per] = info.byte_offset
+            return None if (offsets < 0).any() else (row, per, offsets)
+
+    def _fd(self) -> int:
+        """A read-only descriptor of the file, one per process and file version."""
+        st = Path(self.path).stat()
+        key = (self.path, st.st_size, st.st_mtime_ns)
+        with _FDS_LOCK:
+            if key not in _FDS:
+                for old in [k for k in _FDS if k[0] == self.path]:
+                    os.close(_FDS.pop(old))
+                _FDS[key] = os.open(self.path, os.O_RDONLY)
+            return _FDS[key]
 
     def prefetch(self, rows: slice, cols: slice | None = None) -> None:
         """Nothing to do: HDF5 reads go through its own cache."""
@@ -104,11 +145,57 @@ class CronoFile(CubeFile):
         return np.argwhere((index < 0) | (index >= n))
 
 
-def _gather(spectra, index: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = spectra[index[i]]`` (every index valid). A scan stores its spectra in scan
-    order, so the pixels of a block are a few runs of consecutive rows, ascending or (a
-    serpentine scan's return rows) descending: each run is read straight into ``out``. Scattered
-    rows: one sorted point selection, then gathered."""
+class _Through:
+    """Rows of ``/XRF/Spectra`` read through h5py."""
+
+    def __init__(self, spectra) -> None:
+        self.spectra = spectra
+
+    def rows(self, first: int, last: int, out: np.ndarray) -> None:
+        """Rows ``first..last`` (ascending, inclusive) into ``out``."""
+        self.spectra.read_direct(out, np.s_[first : last + 1], np.s_[0 : out.shape[0]])
+
+    def points(self, index: np.ndarray, out: np.ndarray) -> None:
+        """``out[i] = row index[i]`` for scattered rows: one sorted point selection."""
+        wanted, where = np.unique(index, return_inverse=True)
+        np.take(self.spectra[wanted], where, axis=0, out=out)
+
+
+class _Positioned:
+    """Rows of ``/XRF/Spectra`` read with positioned reads at their chunks' file offsets."""
+
+    def __init__(self, fd: int, row: int, per: int, offsets: np.ndarray) -> None:
+        self.fd, self.row, self.per, self.offsets = fd, row, per, offsets
+
+    def _read(self, offset: int, buf: memoryview) -> None:
+        while buf:
+            got = os.preadv(self.fd, [buf], offset)
+            if got <= 0:
+                raise HeaderError("the Crono file ends inside its spectra", None)
+            buf, offset = buf[got:], offset + got
+
+    def rows(self, first: int, last: int, out: np.ndarray) -> None:
+        buf = memoryview(out).cast("B")
+        pos, r = 0, first
+        while r <= last:
+            chunk = r // self.per
+            end = min(last + 1, (chunk + 1) * self.per)
+            size = (end - r) * self.row
+            self._read(int(self.offsets[chunk]) + (r - chunk * self.per) * self.row,
+                       buf[pos : pos + size])
+            pos, r = pos + size, end
+
+    def points(self, index: np.ndarray, out: np.ndarray) -> None:
+        order = np.argsort(index, kind="stable")  # in file order: the reads go forward
+        for i, r in zip(order.tolist(), index[order].tolist(), strict=True):
+            self.rows(r, r, out[i : i + 1])
+
+
+def _gather(read, index: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = spectra[index[i]]`` (every index valid; ``read``: :class:`_Positioned` or
+    :class:`_Through`). A scan stores its spectra in scan order, so the pixels of a block are a
+    few runs of consecutive rows, ascending or (a serpentine scan's return rows) descending:
+    each run is read straight into ``out``. Scattered rows: read one by one."""
     step = np.diff(index)
     breaks = np.flatnonzero((step != 1) & (step != -1)) + 1
     # a run of one direction: split where the direction changes too
@@ -116,16 +203,15 @@ def _gather(spectra, index: np.ndarray, out: np.ndarray) -> None:
     breaks = np.union1d(breaks, turn[(turn < index.size)])
     starts = np.r_[0, breaks].astype(np.int64)
     stops = np.r_[breaks, index.size].astype(np.int64)
-    if starts.size > index.size // 4:  # scattered: one point selection of the sorted rows
-        wanted, where = np.unique(index, return_inverse=True)
-        np.take(spectra[wanted], where, axis=0, out=out)
+    if starts.size > index.size // 4:  # scattered
+        read.points(index, out)
         return
     for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
         first, last = int(index[a]), int(index[b - 1])
         if first <= last:
-            spectra.read_direct(out, np.s_[first : last + 1], np.s_[a:b])
+            read.rows(first, last, out[a:b])
         else:  # descending: read ascending, then reverse in place
-            spectra.read_direct(out, np.s_[last : first + 1], np.s_[a:b])
+            read.rows(last, first, out[a:b])
             out[a:b] = out[a:b][::-1].copy()
 
 
