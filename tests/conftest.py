@@ -85,9 +85,9 @@ def pytest_unconfigure(config) -> None:
     state = Path(shared) / "server.json"
     if state.exists():
         pid = json.loads(state.read_text())["pid"]
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):  # a test server: no need to wait long
             os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 3
             while time.monotonic() < deadline:
                 os.killpg(pid, 0)  # raises once the group is gone
                 time.sleep(0.2)
