@@ -296,6 +296,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()
         raise MaxrfError(f"prefect deploy failed: {tail[-1] if tail else done.returncode}")
+    from flows.form import tidy_deployed_forms
+
+    tidy_deployed_forms(["process-scan/process-scan", "process-scan/process-scan-on-event",
+                         "watch-scans/watch-scans"])
     print(f"deployed process-scan, process-scan-on-event and watch-scans (folder {folder}) "
           f"to work pool {args.pool!r}; start a worker: PREFECT_API_URL="
           f"{os.environ.get('PREFECT_API_URL', '')} prefect worker start --pool {args.pool}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import get_client, serve
 from prefect.exceptions import ObjectNotFound
 
+from flows.form import form_schema
 from flows.process_scan import process_scan
 from flows.watch_scans import watch_scans
 
@@ -12,8 +13,9 @@ NAMES = ("process-scan/process-scan", "watch-scans/watch-scans")
 
 
 def deployments(folder: str, interval: float):
-    """``process-scan`` (parameters editable in the UI) and ``watch-scans`` on an interval."""
-    return [
+    """``process-scan`` (parameters editable in the UI) and ``watch-scans`` on an interval,
+    their run forms without a "None" switch per optional parameter (:mod:`flows.form`)."""
+    made = [
         process_scan.to_deployment(name="process-scan", tags=["maxrf"]),
         watch_scans.to_deployment(
             name="watch-scans",
@@ -23,6 +25,10 @@ def deployments(folder: str, interval: float):
             concurrency_limit=1,
         ),
     ]
+    for dep in made:
+        schema = dep._parameter_openapi_schema
+        dep._parameter_openapi_schema = type(schema)(**form_schema(schema.model_dump()))
+    return made
 
 
 def release_worker_deployments() -> list[str]:

@@ -43,6 +43,44 @@ def flow_runs(env, *states: str) -> list[dict]:
                       json={"flow_runs": query}, timeout=30).json()
 
 
+def run_from_the_form(env, name: str, raw: Path) -> dict:
+    """Open deployment ``name``'s run form in headless Chromium, check that it reads without
+    'Property is type "None"' (every optional parameter an empty field), type ``raw`` into
+    raw_path, switch plots off and submit; returns the run it created."""
+    import httpx
+    from browser import browser
+    from helpers import ROOT
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    api = env["PREFECT_API_URL"]
+    dep = httpx.get(f"{api}/deployments/name/{name}", timeout=30).json()
+    driver = browser()
+    try:
+        driver.set_window_size(1400, 3000)
+        driver.get(f"{api.removesuffix('/api')}/deployments/deployment/{dep['id']}/run")
+        text = WebDriverWait(driver, 60).until(
+            lambda d: "dask_address" in (t := d.find_element(By.TAG_NAME, "body").text) and t)
+        assert "tube_kv" in text and "elements" in text, text[:2000]
+        area = driver.find_elements(By.TAG_NAME, "textarea")
+        assert 'type "None"' not in text and "is not of type" not in text, text[:3000]
+        out = ROOT / "test-artifacts"
+        out.mkdir(exist_ok=True)
+        driver.save_screenshot(str(out / "prefect-ui-run-form.png"))
+        area[0].send_keys(str(raw))  # raw_path: the form's first text area
+        plots = driver.find_element(By.XPATH, "//*[normalize-space(text())='plots (Optional)']"
+                                    "/ancestor::*[.//input[@type='checkbox']][1]"
+                                    "//input[@type='checkbox']")
+        driver.execute_script("arguments[0].click()", plots)
+        next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.text == "Submit").click()
+        runs = WebDriverWait(driver, 60).until(lambda d: [
+            r for r in flow_runs(env) if r["deployment_id"] == dep["id"]
+            and r["parameters"].get("raw_path") == str(raw)])
+        return runs[0]
+    finally:
+        driver.quit()
+
+
 @pytest.fixture
 def deployments(prefect_server):
     """The deployments of prefect.yaml have one name on the shared server: the tests that
@@ -83,21 +121,20 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(deployments, tmp_path):
         start_new_session=True,
     )
     try:
-        run(
-            [
-                *PREFECT,
-                "deployment",
-                "run",
-                "process-scan/process-scan",
-                "-p",
-                f"raw_path={folder / 'one.raw'}",
-                "-p",
-                "plots=false",
-                "--watch",
-            ],
-            env,
-            300,
-        )
+        # A person's run: the deployment's run form in Chromium (no "None" noise), the scan
+        # typed in, plots switched off, Submit; the worker runs it.
+        made = run_from_the_form(env, "process-scan/process-scan", folder / "one.raw")
+        params = made["parameters"]
+        assert params["raw_path"] == str(folder / "one.raw") and params["plots"] is False
+        assert "tube_kv" not in params and "elements" not in params  # empty: left out
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            done = [r for r in flow_runs(env, "COMPLETED", "FAILED", "CRASHED")
+                    if r["id"] == made["id"]]
+            if done:
+                break
+            time.sleep(2)
+        assert done and done[0]["state_type"] == "COMPLETED", done
         ds = DataStack(folder / "one.datastack")
         assert "hotmax_subpeak_idxs_list" in ds and ds.latest("maxrf_cube") == "maxrf_cube"
         generate_scan(folder / "two", DemoSpec(height=16, width=16, seed=4))

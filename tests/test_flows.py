@@ -371,3 +371,25 @@ def test_process_and_watch_on_one_new_scan_at_once(tmp_path, prefect_server):
     assert all(not n.endswith("_") for n in layers)
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     assert len(list(folder.glob("fresh.*.png"))) == 4
+
+
+def test_run_forms_have_no_none_switches():
+    """Every optional parameter of the deployed flows is a plain field of its type with no
+    default (the UI's form shows it empty; left empty, the flow's None applies); a parameter
+    whose None is a value of its own keeps it."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.form import form_schema
+    from flows.process_scan import process_scan
+    from flows.watch_scans import watch_scans
+
+    for flow in (process_scan, watch_scans):
+        raw = parameter_schema(flow).model_dump_for_openapi()
+        tidy = form_schema(raw)
+        props = tidy["properties"]
+        assert props["tube_kv"]["type"] == "number" and "default" not in props["tube_kv"]
+        assert props["elements"]["type"] == "array" and "anyOf" not in props["elements"]
+        assert props["precision_bits"] == raw["properties"]["precision_bits"]  # 13 or lossless
+        assert props["sigma"] == raw["properties"]["sigma"]
+        assert not [n for n, p in props.items() if p.get("anyOf") and p.get("default") is None
+                    and {"type": "null"} in p["anyOf"]]
