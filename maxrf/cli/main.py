@@ -224,6 +224,9 @@ def quiet_prefect(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from maxrf.pipeline.memory import limit_heap
+
+    limit_heap()  # a command's steps give back what they freed (bounded RSS across the chain)
     if args.lock_wait is not None:
         os.environ["MAXRF_LOCK_WAIT"] = str(args.lock_wait)
     if args.temporary_server:

@@ -21,6 +21,7 @@ from typing import Any
 from maxrf.datastack import DataStack, find_by_key
 from maxrf.datastack.lock import step_lock
 from maxrf.errors import MaxrfError
+from maxrf.pipeline.memory import release
 from maxrf.pipeline.table import PARAMS, STEPS, Step, chain, chain_keys, step
 
 
@@ -300,8 +301,11 @@ def run_step(
         if log:
             log(f"{name}: computing (key {key})")
         pinned = DataStack(path, pins=_pins(ds, spec, upstream) if path.exists() else {})
-        stored = COMPUTE[name](pinned, params, provenance(spec, params, upstream), scan,
-                               options or Options())
+        try:
+            stored = COMPUTE[name](pinned, params, provenance(spec, params, upstream), scan,
+                                   options or Options())
+        finally:
+            release()  # the next step starts from what this one kept, not from its peak
     if log:
         log(f"{name}: wrote {', '.join(stored.values())}")
     return StepRun(name, str(path), key, stored, cached=False, seconds=time.time() - started)
