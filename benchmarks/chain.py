@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -141,10 +140,18 @@ def full(folder: Path, height: int, width: int) -> dict:
     out.unlink(missing_ok=True)
     drop_cache(raw)
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "maxrf.cli", "process", str(raw), "--no-plots"],
-                         capture_output=True, text=True, cwd=folder)
+    # the command's own peak (os.wait4: this child and what it waited for; RUSAGE_CHILDREN
+    # would also count the scan generator's worker processes above)
+    with open(folder / "process.out", "w+") as out_f, open(folder / "process.err", "w+") as err_f:
+        proc = subprocess.Popen([sys.executable, "-m", "maxrf.cli", "process", str(raw),
+                                 "--no-plots"], stdout=out_f, stderr=err_f, cwd=folder)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out_f.seek(0)
+        err_f.seek(0)
+        res = subprocess.CompletedProcess(proc.args, proc.returncode, out_f.read(), err_f.read())
     wall = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+    rss = usage.ru_maxrss / 1024**2
     steps = {line.split()[1]: " ".join(line.split()[2:]) for line in res.stdout.splitlines()
              if line.strip().startswith("step ")}
     result = {"process": {"wall_s": wall, "peak_rss_gib": rss, "steps": steps,
