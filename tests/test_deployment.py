@@ -239,6 +239,14 @@ def test_maxrf_serve_runs_the_same_deployments(deployments, tmp_path):
             time.sleep(1)
         else:
             pytest.fail("maxrf serve did not register its deployments")
+        import httpx
+
+        api = prefect_server["PREFECT_API_URL"]
+        for name in ("process-scan/process-scan", "watch-scans/watch-scans"):
+            props = httpx.get(f"{api}/deployments/name/{name}", timeout=30).json()[
+                "parameter_openapi_schema"]["properties"]
+            assert props["tube_kv"]["type"] == "number" and "anyOf" not in props["tube_kv"]
+            assert "default" not in props["elements"]  # the form's empty field, no None switch
         run(
             [
                 *PREFECT,
