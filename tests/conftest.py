@@ -4,7 +4,6 @@ Plain helpers are in helpers.py."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -119,20 +118,14 @@ def _start_server(home: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory) -> dict[str, str]:
+def prefect_server() -> dict[str, str]:
     """One real local Prefect server (``prefect server start``, its own fresh SQLite database)
-    for the whole run's flow, CLI and deployment tests, shared by the xdist workers (started by
-    the controller; else by the first one to need it, under a lock); yields the environment of
-    its clients. One server
-    instead of one per worker saves its start (≈ 14 s of CPU) and its idle load (≈ 5 s of CPU a
-    minute); one instead of an ephemeral server per CLI run ≈ 13 s per run."""
-    shared = Path(os.environ.get(SHARED) or tmp_path_factory.mktemp("shared"))
-    with open(shared / "server.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        state = shared / "server.json"
-        if not state.exists():
-            state.write_text(json.dumps(_start_server(shared / "prefect-home")))
-        server = json.loads(state.read_text())
+    for the whole run's flow, CLI and deployment tests, started by the controller
+    (:func:`pytest_configure`) and shared by the xdist workers; returns the environment of its
+    clients once it answers. One server instead of one per worker saves its start (≈ 14 s of
+    CPU) and its idle load (≈ 5 s of CPU a minute); one instead of an ephemeral server per CLI
+    run ≈ 13 s per run."""
+    server = json.loads((Path(os.environ[SHARED]) / "server.json").read_text())
     env = {**os.environ, **server["env"]}
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -160,7 +160,8 @@ class CronoFile(CubeFile):
             return _FDS[key]
 
     def prefetch(self, rows: slice, cols: slice | None = None) -> None:
-        """Nothing to do: HDF5 reads go through its own cache."""
+        """Nothing to do: a block's spectra lie wherever the index map points (the kernel's
+        read-ahead follows the scan-order runs; h5py has its own chunk cache)."""
 
     @cached_property
     def missing(self) -> np.ndarray:
@@ -177,11 +178,6 @@ class _Through:
     def rows(self, first: int, last: int, out: np.ndarray) -> None:
         """Rows ``first..last`` (ascending, inclusive) into ``out``."""
         self.spectra.read_direct(out, np.s_[first : last + 1], np.s_[0 : out.shape[0]])
-
-    def rows_reversed(self, first: int, last: int, out: np.ndarray) -> None:
-        """Rows ``last..first`` (descending) into ``out``."""
-        self.rows(first, last, out)
-        out[:] = out[::-1].copy()
 
     def points(self, index: np.ndarray, out: np.ndarray) -> None:
         """``out[i] = row index[i]`` for scattered rows: one sorted point selection."""
@@ -204,11 +200,7 @@ class _Positioned:
             got = os.preadv(self.fd, [buf], offset)
 
     def rows(self, first: int, last: int, out: np.ndarray) -> None:
-        chunk = first // self.per
-        if last < (chunk + 1) * self.per:  # one chunk: one read
-            self._read(int(self.offsets[chunk]) + (first - chunk * self.per) * self.row,
-                       memoryview(out).cast("B"))
-            return
+        """Rows ``first..last`` (ascending, inclusive) into ``out``: one read per chunk."""
         buf = memoryview(out).cast("B")
         pos, r = 0, first
         while r <= last:
@@ -219,13 +211,8 @@ class _Positioned:
                        buf[pos : pos + size])
             pos, r = pos + size, end
 
-    def rows_reversed(self, first: int, last: int, out: np.ndarray) -> None:
-        """Rows ``last..first`` (descending) into ``out``: read ascending, then reversed in
-        place (a copy of a few hundred kB costs less than a read per spectrum)."""
-        self.rows(first, last, out)
-        out[:] = out[::-1].copy()
-
     def points(self, index: np.ndarray, out: np.ndarray) -> None:
+        """``out[i] = row index[i]`` for scattered rows: one read each, in file order."""
         order = np.argsort(index, kind="stable")  # in file order: the reads go forward
         for i, r in zip(order.tolist(), index[order].tolist(), strict=True):
             self.rows(r, r, out[i : i + 1])
@@ -253,8 +240,9 @@ def _gather(read, index: np.ndarray, out: np.ndarray) -> None:
         first, last = int(index[a]), int(index[b - 1])
         if first <= last:
             read.rows(first, last, out[a:b])
-        else:  # descending (a serpentine scan's return row)
-            read.rows_reversed(last, first, out[a:b])
+        else:  # descending (a serpentine scan's return row): read ascending, then reversed
+            read.rows(last, first, out[a:b])  # in place (a copy of a few hundred kB costs
+            out[a:b] = out[a:b][::-1].copy()  # less than a read per spectrum)
 
 
 def read_crono_header(path: str | Path) -> tuple[RplHeader, dict]:

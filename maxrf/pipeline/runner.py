@@ -283,7 +283,9 @@ def run_step(
     them (inputs pinned by key, under the step's lock) and record the key on every layer."""
     spec = step(name)
     path = Path(datastack)
-    params = with_file_defaults(params, path, scan)
+    # only a step that uses the tube voltage resolves an empty one (it may read the datastack)
+    params = (with_file_defaults(params, path, scan) if "tube_kv" in spec.params
+              else with_defaults(params))
     key = spec.key(params, upstream)
     started = time.time()
     with step_lock(path, name):
