@@ -160,8 +160,33 @@ class CronoFile(CubeFile):
             return _FDS[key]
 
     def prefetch(self, rows: slice, cols: slice | None = None) -> None:
-        """Nothing to do: a block's spectra lie wherever the index map points (the kernel's
-        read-ahead follows the scan-order runs; h5py has its own chunk cache)."""
+        """Ask the kernel to start reading the chunks that hold pixels ``[rows, cols]``
+        (merged into extents of consecutive chunks) while the previous block is being
+        encoded, as the Ripple reader does; skipped when they are scattered over much more
+        of the file than the block's own size (a random order) or read through h5py."""
+        advise = getattr(os, "posix_fadvise", None)
+        layout = self.layout
+        if advise is None or layout is None:
+            return
+        row, per, offsets = layout
+        index = self.plane[rows, cols or slice(None)].reshape(-1)
+        index = index[(index >= 0) & (index < self.spectra)]
+        if not index.size:
+            return
+        chunks = np.unique(index // per)
+        if chunks.size * per > 4 * index.size:
+            return
+        starts = np.sort(offsets[chunks])
+        size = per * row
+        new = np.r_[True, starts[1:] != starts[:-1] + size]
+        first = starts[new]
+        last = np.r_[starts[np.flatnonzero(new)[1:] - 1], starts[-1]] + size
+        fd = self._fd()
+        try:
+            for a, b in zip(first.tolist(), last.tolist(), strict=True):
+                advise(fd, a, b - a, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
 
     @cached_property
     def missing(self) -> np.ndarray:
@@ -200,15 +225,21 @@ class _Positioned:
             got = os.preadv(self.fd, [buf], offset)
 
     def rows(self, first: int, last: int, out: np.ndarray) -> None:
-        """Rows ``first..last`` (ascending, inclusive) into ``out``: one read per chunk."""
+        """Rows ``first..last`` (ascending, inclusive) into ``out``: one read per extent of
+        chunks that follow each other in the file (usually the whole run)."""
         buf = memoryview(out).cast("B")
         pos, r = 0, first
+        chunk_bytes = self.per * self.row
         while r <= last:
             chunk = r // self.per
+            start = int(self.offsets[chunk]) + (r - chunk * self.per) * self.row
             end = min(last + 1, (chunk + 1) * self.per)
+            while end <= last and int(self.offsets[chunk + 1]) == int(
+                    self.offsets[chunk]) + chunk_bytes:
+                chunk += 1
+                end = min(last + 1, (chunk + 1) * self.per)
             size = (end - r) * self.row
-            self._read(int(self.offsets[chunk]) + (r - chunk * self.per) * self.row,
-                       buf[pos : pos + size])
+            self._read(start, buf[pos : pos + size])
             pos, r = pos + size, end
 
     def points(self, index: np.ndarray, out: np.ndarray) -> None:
