@@ -39,6 +39,7 @@ from maxrf.xrf.fit import (
     default_fit_range,
     family_shares,
     matrix_elements,
+    monochromatic,
     propose,
     refine,
     tube_shares,
@@ -136,6 +137,9 @@ def _instrument(ds: DataStack, anode: str | float, tube_kv: float) -> tuple[Inst
     except ValueError as exc:
         raise ElementMapError(str(exc)) from None
     changes = {}
+    beam = (cal.get("refinement") or {}).get("beam_kev")
+    if beam and monochromatic(inst.anode) is not None:  # the beam energy the lines placed
+        changes["anode"] = f"{float(beam):.5f}"
     if cal.get("scatter_angle_deg"):
         changes["angle_deg"] = float(cal["scatter_angle_deg"])
     for key in ("noise_fwhm_kev", "fano"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from maxrf.xrf.lines import (
     ANODES,
@@ -24,9 +25,20 @@ CANDIDATES = PAINTING_ELEMENTS  # proposals choose among these (anode excluded)
 # neighbours: Cd Lβ1 on K Kα), and its share stays near physics. (Kβ/Kα as a free ratio was
 # measured and left out: in the V-Cr-Mn chain each Kβ lies on the next Kα, and freeing it lost
 # Cr on XRFSpectrum.mca and moved As under Pb Lα from 1.17 to 1.34 on the layered demo.)
-MAIN_FAMILY = {"L1": "L3", "L2": "L3", "KB": "K"}
+# (An element's M lines likewise stand only beside its L3 lines where those are in range: on a
+# real M6 spectrum a free Pb M family bought the misfit at 2-3 keV, and Pb then took the As Kα
+# peak.)
+MAIN_FAMILY = {"L1": "L3", "L2": "L3", "KB": "K", "M": "L3"}
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 MIN_COUNTS_PER_PIXEL = 0.5  # and, found in a sum of pixels, this many counts per pixel
+
+
+def monochromatic(anode: str | float) -> float | None:
+    """The beam energy (keV) when ``anode`` names one (a monochromatic source), else None."""
+    try:
+        return float(anode)
+    except (TypeError, ValueError):
+        return None
 
 
 def smoothed(model: SpectrumModel, sigma: float) -> SpectrumModel:
@@ -88,8 +100,13 @@ def usable_elements(
 # whole 10.5 keV peak from As Kα on PyMca's XRFSpectrum.mca.
 FAMILY_RATIO_SIGMA = {"L1": 0.35, "L2": 0.35, "KB": 0.1}
 # The bounds of a weak family's ratio to its main one, × the cross-section ratio, that a fit on
-# the mean spectrum may reach (beyond them a misfit elsewhere is buying the ratio).
-RATIO_BOUNDS = {"L1": (0.4, 2.5), "L2": (0.4, 2.5), "KB": (0.8, 1.25)}
+# the mean spectrum may reach (beyond them a misfit elsewhere is buying the ratio). Absorption
+# takes more of an Lα (L3) than of the Lβ lines above it, so Lβ/Lα rarely falls far below the
+# cross-section ratio: at 0.4× a free Pb L3 took As Kα on XRFSpectrum.mca (As 0.55, Pb 1.80 of
+# PyMca's counts; 0.7×: see docs/performance.md).
+RATIO_BOUNDS = {"L1": (0.7, 2.5), "L2": (0.7, 2.5), "KB": (0.8, 1.25)}
+L_OF_K_MAX = 2.0  # an element's L families at most this × their cross-section ratio to its K
+M_OF_L_MAX = 1.5  # and its M lines at most this × theirs to its L3
 
 
 def family_priors(names: list[str], inst: Instrument, e_max: float
@@ -158,12 +175,19 @@ def significance(templates: np.ndarray, y: np.ndarray, weights: np.ndarray,
         cov = np.linalg.pinv(g[np.ix_(active, active)])
         for k, i in enumerate(active):
             row = templates[i]
-            # the misfit where this component has its lines, flanks included (a component that
-            # patches a misfit leaves it in the flanks); the whole spectrum's only as its square
-            # root: a bad Ca K or Compton peak (reduced chi2 90 on a real M6 scan) must not hide
-            # every trace element, yet an imperfect model must not read as new elements
+            # the misfit where this component has its lines, each channel counted as much as
+            # it tells of this amplitude (t²w: the sandwich estimator's diagonal), the misfit
+            # first spread over ±1 FWHM of the component's peak (a component that patches a
+            # misfit leaves it in its flanks). A V Kα alone at 4.95 keV is thus not judged by
+            # the misfit of the Cr Kα its Kβ lies on (Steel.spe); the whole spectrum's misfit
+            # counts only as its square root: a bad Ca K or Compton peak (reduced χ² 90 on a
+            # real M6 scan) must not hide every trace element.
             where = row > 1e-3 * row.max()
-            local = float(resid2[where].mean()) if where.any() else 0.0
+            fwhm = max(int(np.count_nonzero(row > 0.5 * row.max())), 1)
+            spread = uniform_filter1d(resid2, 2 * fwhm + 1, mode="nearest")
+            info = row[where] ** 2 * weights[where]
+            local = (float(np.sum(info * spread[where]) / np.sum(info))
+                     if where.any() and np.sum(info) > 0 else 0.0)
             z[i] = a[i] / np.sqrt(max(cov[k, k], 1e-300) * max(local, np.sqrt(overall), 1.0))
     return a, z, chi2
 
@@ -200,6 +224,7 @@ def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], backgro
     lines, so the others alone only mimic neighbours and would hold lines that no proposed
     element explains."""
     g_all, rhs_all = (t * w) @ t.T, (t * w) @ y  # once: each pass solves a subset of it
+    named = set(names)
     for _ in range(len(keep) + 1):
         rows = keep + background
         priors = (family_priors([names[k] if k < len(names) else "" for k in rows], inst, e_max)
@@ -211,7 +236,8 @@ def _prune(t: np.ndarray, y: np.ndarray, w: np.ndarray, keep: list[int], backgro
         standing = {names[k] for k, good in zip(keep, ok, strict=True) if good}
         for i, k in enumerate(keep):
             el, fam = names[k].split("-")
-            if ok[i] and fam in MAIN_FAMILY and f"{el}-{MAIN_FAMILY[fam]}" not in standing:
+            main = f"{el}-{MAIN_FAMILY.get(fam)}"
+            if ok[i] and fam in MAIN_FAMILY and main in named and main not in standing:
                 ok[i] = False
         if ok.all():
             break
@@ -335,11 +361,15 @@ def refine(
     smoothing_sigma: float = 0.0,
     peak_shape: bool = False,
     pileup: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    free_beam: bool = False,
 ) -> SpectrumFit:
     """Fit the model to the counts ``y`` over ``fit_range``, freeing the instrument's
     resolution and scatter parameters (and the axis ``offset + gain·ch + quad·ch²`` with
     ``fit_axis``; the quadratic term only with ``quadratic``; the lines' low-energy tail and
-    shelf with ``peak_shape``)."""
+    shelf with ``peak_shape``). ``weights`` (per channel of ``y``): instead of the Poisson ones,
+    e.g. :func:`misfit_weights`. ``free_beam``: a monochromatic beam's energy (an anode given in
+    keV) is free within ±3 % too: a user's "17.5" may be 60 eV off the beam's own energy."""
     y = np.asarray(y, dtype=np.float64)
     ch = np.arange(y.size, dtype=np.float64)
     off0, gain0, quad0 = axis
@@ -349,8 +379,7 @@ def refine(
     has_sensor = energies0[0] < -0.1 and lo <= 0.0
     sl = (energies0 >= lo) & (energies0 <= hi)
     free = NONLINEAR + (PEAK_SHAPE if peak_shape else ())
-    names = list(free) + (["offset", "gain"] + (["quad"] if quadratic else []) if fit_axis
-                          else [])
+    names = list(free)
     p0 = [getattr(inst, n) for n in free]
     if peak_shape:  # start inside, not at the bound (a zero tail has no gradient of its slope)
         p0[len(NONLINEAR):] = [max(inst.line_tail, 0.02), inst.line_tail_kev,
@@ -358,16 +387,26 @@ def refine(
     lower = [BOUNDS[n][0] for n in free]
     upper = [BOUNDS[n][1] for n in free]
     scale = [0.01, 0.02, 5.0, 0.005, 0.1, 0.2, 0.2] + ([0.02, 0.05, 0.002] if peak_shape else [])
+    beam = monochromatic(inst.anode) if free_beam else None
+    if beam is not None:
+        names.append("beam")
+        p0 += [beam]
+        lower += [beam * 0.97]
+        upper += [beam * 1.03]
+        scale += [0.01]
     if fit_axis:
         p0 += [off0, gain0] + ([quad0] if quadratic else [])
         lower += [off0 - 0.05, gain0 * 0.99] + ([-1e-6] if quadratic else [])
         upper += [off0 + 0.05, gain0 * 1.01] + ([1e-6] if quadratic else [])
         scale += [1e-3, 1e-6] + ([1e-9] if quadratic else [])
+        names += ["offset", "gain"] + (["quad"] if quadratic else [])
     p0 = np.clip(p0, lower, upper)
 
     def unpack(p):
         kw = dict(zip(names, p, strict=True))
         i = inst.with_(**{n: float(kw[n]) for n in free})
+        if "beam" in kw:
+            i = i.with_(anode=f"{float(kw['beam']):.5f}")
         ax = (kw.get("offset", off0), kw.get("gain", gain0), kw.get("quad", quad0))
         return i, ax
 
@@ -381,7 +420,7 @@ def refine(
     def templates(p):
         return model_of(p).templates[:, sl]
 
-    w = poisson_weights(y[sl])
+    w = poisson_weights(y[sl]) if weights is None else np.asarray(weights, np.float64)[sl]
     p, _a, chi2 = fit_nonlinear(y[sl], templates, p0, (np.array(lower), np.array(upper)), w,
                                 np.array(scale), max_nfev=max_nfev)
     i, ax = unpack(p)
@@ -389,6 +428,23 @@ def refine(
     a = nnls_weighted(model.templates[:, sl], y[sl], w)
     dof = max(int(sl.sum()) - int((a > 0).sum()) - len(names), 1)
     return SpectrumFit(i, tuple(float(v) for v in ax), model, a, chi2 / dof, fit_range)
+
+
+def misfit_weights(y: np.ndarray, fit: SpectrumFit, width_kev: float = 0.5) -> np.ndarray:
+    """Poisson weights divided, window by window (``width_kev``), by the fit's reduced χ² there
+    when above 1: where the model is least sure (a real detector's zero peak, 400 million
+    counts of it in XRFSpectrum.mca; a monochromatic beam's Compton peak) it must not outweigh
+    every fluorescence line in placing the axis."""
+    y = np.asarray(y, dtype=np.float64)
+    w = poisson_weights(y)
+    e = fit.model.energies
+    r2 = (y - fit.fitted()) ** 2 * w
+    edges = np.arange(fit.fit_range[0], fit.fit_range[1] + width_kev, width_kev)
+    which = np.digitize(e, edges)
+    sums = np.bincount(which, weights=r2, minlength=edges.size + 1)
+    n = np.bincount(which, minlength=edges.size + 1)
+    local = np.maximum(sums / np.maximum(n, 1), 1.0)
+    return w / local[which]
 
 
 def family_shares(fit: SpectrumFit, min_counts: float) -> dict[str, dict[str, float]]:
@@ -421,6 +477,20 @@ def _bounded_ratios(element: str, shares: dict[str, float], fit: SpectrumFit
         if fam in out and out.get(main, 0) > 0 and nominal.get(fam) and nominal.get(main):
             r0 = nominal[fam] / nominal[main]
             out[fam] = out[main] * float(np.clip(out[fam] / out[main], lo * r0, hi * r0))
+    m = [f for f in out if f.startswith("M")]
+    m_nominal = sum(nominal.get(f, 0.0) for f in m)
+    if m and out.get("L3", 0) > 0 and nominal.get("L3") and m_nominal > 0:
+        # absorption takes far more of the M lines (2-3 keV) than of the L lines, so M/L only
+        # falls below the cross-section ratio; each M subshell keeps its cross-section share
+        m_total = min(sum(out[f] for f in m), M_OF_L_MAX * m_nominal / nominal["L3"] * out["L3"])
+        for f in m:
+            out[f] = m_total * nominal.get(f, 0.0) / m_nominal
+    if out.get("K", 0) > 0 and nominal.get("K"):  # a K element's L lines sit at the fitted
+        # range's low end, where a zero peak's or an absorption misfit would buy them (Co L1
+        # took half of Co's counts on XRFSpectrum.mca): at most twice their cross-section share
+        for fam in [f for f in out if f.startswith("L")]:
+            cap = L_OF_K_MAX * nominal.get(fam, 0.0) / nominal["K"]
+            out[fam] = min(out[fam], out["K"] * cap)
     total = sum(out.values())
     return {f: v / total for f, v in out.items()} if total > 0 else out
 
