@@ -126,3 +126,15 @@ def test_header_axis_kept_when_landmarks_cannot_confirm():
                       smoothing_sigma=0, counts_scale=16)
     finally:
         cal_mod._calibrate = orig
+
+
+def test_a_monochromatic_beam_s_energy_is_refined_with_the_axis():
+    """XRFSpectrum.mca given as a "17.5" keV beam: the refinement frees the beam's energy (its
+    own header says only "around 17.5 keV"; PyMca's configuration has 17.44) so that the
+    Rayleigh line does not bend the axis, and the zero peak, 28 eV off the fluorescence lines'
+    axis on this detector, is left out of that fit."""
+    cal = calibrate(xrf_spectrum(), "17.5")
+    assert cal.refinement["weights"] == "Poisson / local misfit"
+    assert 17.40 <= cal.refinement["beam_kev"] <= 17.47
+    assert cal.refinement["fit_range_kev"][0] >= 1.0
+    assert _axis_error_ev(cal.energies(), xrf_reference_axis(), 5, 15) <= 40
