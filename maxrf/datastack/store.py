@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
-from zarr.storage import ZipStore
 
 from maxrf import __version__
 from maxrf.compat.zipfile import has_member
@@ -41,6 +40,7 @@ from maxrf.datastack.lock import file_lock, fsync_dir, try_lock
 from maxrf.datastack.tree import format_tree
 from maxrf.datastack.writer import Appender
 from maxrf.datastack.zipdir import ZipFormatError, read_directory
+from maxrf.datastack.zipindex import SharedZipFile, SharedZipStore
 from maxrf.datastack.zipwrite import ParallelZipWriter
 from maxrf.errors import DataStackError, LayerNotFoundError
 from maxrf.io.atomic import atomic_write
@@ -159,12 +159,12 @@ class DataStack:
             try:
                 stat = self._stat()
                 fileobj = view or open(self.path, "rb")
-                zf = zipfile.ZipFile(fileobj)
+                zf = SharedZipFile(fileobj)
                 names = L.layer_names(zf.namelist())
                 _require_group(zf, self.path)
                 zf.close()
                 fileobj.seek(0)
-                group = zarr.open_group(ZipStore(fileobj, mode="r"), mode="r")
+                group = zarr.open_group(SharedZipStore(fileobj, mode="r"), mode="r")
                 return Snapshot(stat, group, names, fileobj)
             except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
                 last = exc

@@ -3,6 +3,7 @@ strings, checks them (``ViewerError`` → HTTP 400) and returns JSON-able data o
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import threading
@@ -36,7 +37,10 @@ def _number(params: dict, name: str, kind=float, default=None):
     return value
 
 
+@functools.cache
 def _colormap() -> np.ndarray:
+    """The server-side maps' palette (inferno), made on first use: importing matplotlib costs
+    0.3-0.4 s, and the page colours the maps it shows itself."""
     from matplotlib import colormaps
 
     return (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
@@ -104,7 +108,6 @@ class ViewerData:
                 self.model = self.ds.read("maxrf_elementmaps_model")
         self.spots = (self.ds.read("hotmax_spots").tolist() if "hotmax_spots" in self.ds
                       else [])
-        self.lut = _colormap()
         self._cache: dict = {}
 
     # ---- JSON ------------------------------------------------------------------------------
@@ -378,7 +381,7 @@ class ViewerData:
             top = float(np.percentile(image[:: max(1, image.size // 200_000)], 99.5))
         top = top if top > 0 else float(image.max()) or 1.0
         idx = np.clip(image * (255.0 / top), 0, 255).astype(np.uint8)
-        return png(idx, self.lut)
+        return png(idx, _colormap())
 
     def composite_image(self, params: dict) -> np.ndarray:
         names = [e for e in str(params.get("elements", "")).split(",") if e.strip()]
