@@ -15,7 +15,6 @@ from maxrf.datastack import DataStack
 from maxrf.errors import MaxrfError
 from maxrf.figures.mapexport import composite, parse_color
 from maxrf.pipeline.bands import BandReader
-from maxrf.pipeline.elementmaps import fit_spectrum_with
 from maxrf.xrf.model import Instrument, element_family_lines
 
 
@@ -179,6 +178,8 @@ class ViewerData:
         if self.cube is not None:
             out["smoothed"] = np.asarray(self.cube[row, col, :], dtype=np.float64).tolist()
         if self.model is not None:
+            from maxrf.pipeline.elementmaps import fit_spectrum_with  # on first use: the fit's
+            # modules (scipy's optimisers) cost the viewer's start 0.3 s
             amps, fitted = fit_spectrum_with(self.model, counts)
             out["fit"] = fitted.tolist()
             out["fit_counts"] = dict(zip(self.elements, amps[: len(self.elements)].tolist(),
@@ -327,6 +328,8 @@ class ViewerData:
             out["smoothed"] = gaussian_filter1d(total / n, self.sigma, mode="reflect",
                                                 truncate=4.0).tolist()
         if self.model is not None:
+            from maxrf.pipeline.elementmaps import fit_spectrum_with
+
             amps, fitted = fit_spectrum_with(self.model, total)
             out["fit"] = (fitted / n).tolist()
             out["parts"] = self._parts(amps, float(n))
