@@ -19,10 +19,17 @@ import numpy as np
 from numcodecs import Blosc
 
 from maxrf.compat.numcodecs import blosc_function
-from maxrf.datastack import blosc_lz4
 from maxrf.scratch import thread_buffer
 
 log = logging.getLogger("maxrf")
+
+
+def _lz4():
+    """The compiled LZ4 encoder, imported on first encode: numba's import (0.15 s) is no part
+    of opening a datastack to read it (the viewer's start)."""
+    from maxrf.datastack import blosc_lz4
+
+    return blosc_lz4
 
 
 @lru_cache(maxsize=1)
@@ -32,7 +39,7 @@ def fast_path() -> str | None:
     why = None
     if _compress_ctx() is None:
         why = "numcodecs' blosc library does not export blosc_compress_ctx"
-    elif not blosc_lz4.available():
+    elif not _lz4().available():
         why = "numcodecs' blosc library does not export LZ4_compress_fast"
     if why:
         import numcodecs
@@ -73,8 +80,8 @@ def _compiled(codec: Blosc, nbytes: int) -> bool:
         codec.cname == "lz4"
         and codec.blocksize == 0
         and 1 <= codec.clevel <= 9
-        and blosc_lz4.L1 <= nbytes <= blosc_lz4.MAX_NBYTES
-        and blosc_lz4.available()
+        and _lz4().L1 <= nbytes <= _lz4().MAX_NBYTES
+        and _lz4().available()
     )
 
 
@@ -99,10 +106,10 @@ class BloscEncoder:
             return memoryview(self.codec.encode(data))
         data = np.ascontiguousarray(data)
         c = self.codec
-        size = data.nbytes + blosc_lz4.OVERHEAD  # as numcodecs: decides when blosc stores a copy
+        size = data.nbytes + _lz4().OVERHEAD  # as numcodecs: decides when blosc stores a copy
         dest = thread_buffer(f"blosc-{slot}", (size,), np.uint8)
         if _compiled(c, data.nbytes):
-            n = blosc_lz4.encode_into(data, c.clevel, c.shuffle, dest, _scratch)
+            n = _lz4().encode_into(data, c.clevel, c.shuffle, dest, _scratch)
             return memoryview(dest)[:n]
         n = fn(
             c.clevel,

@@ -16,6 +16,7 @@ band of a 1692 × 1592 × 4096 scan is 0.2 GB of counts).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 
 from maxrf.datastack import DataStack, LayerWriter
 from maxrf.datastack.layers import CUBE_CHUNK_PIXELS
@@ -106,7 +106,8 @@ class BandRows:
         that also sums the groups and the block."""
         block = self.blocks[col // B]
         if strip.dtype.kind in "ui" and strip.dtype.isnative:
-            _group_strip(np.ascontiguousarray(strip), self.grouped, self.sums, block, col)
+            _compiled_group_strip()(np.ascontiguousarray(strip), self.grouped, self.sums,
+                                    block, col)
             return
         rows, cols, c = strip.shape
         whole = c // GROUP * GROUP
@@ -119,7 +120,15 @@ class BandRows:
         block += strip.sum(axis=(0, 1), dtype=np.uint32)
 
 
-@njit(cache=True)
+@functools.cache
+def _compiled_group_strip():
+    """:func:`_group_strip` compiled, on first use: numba's import (0.15 s) is no part of
+    reading band layers (the viewer's start)."""
+    from numba import njit
+
+    return njit(cache=True)(_group_strip)
+
+
 def _group_strip(strip, grouped, sums, block, col):  # pragma: no cover - compiled
     """:meth:`BandRows.put` for integer counts: group by group (its rows of ``grouped``
     written in order), each 16 values copied, summed into ``sums`` and added to ``block``."""

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, replace
 from functools import cache
 
 import numpy as np
-from numba import njit
 
 from maxrf.xrf.defaults import DEFAULT_ANODE, DEFAULT_TUBE_KV
 from maxrf.xrf.detector import FANO, NOISE_FWHM_KEV, fwhm_kev
@@ -149,11 +148,19 @@ def tail_counts(edges: np.ndarray, centers, sigmas, weights, tail_kev: float, gr
     out = np.zeros((groups or 1, x.size))
     lo = np.searchsorted(x, c - 12 * tail_kev - 8 * s)
     hi = np.searchsorted(x, c + 8 * s)
-    _tails(x, np.diff(edges), c, s, w, g, lo, hi, float(tail_kev), out)
+    _compiled_tails()(x, np.diff(edges), c, s, w, g, lo, hi, float(tail_kev), out)
     return out if groups is not None else out[0]
 
 
-@njit(cache=True)
+@cache
+def _compiled_tails():
+    """:func:`_tails` compiled, on first use (numba's import, 0.15 s, is no part of the
+    viewer's start, which uses this module's line tables only)."""
+    from numba import njit
+
+    return njit(cache=True)(_tails)
+
+
 def _tails(x, width, c, s, w, g, lo, hi, t, out):  # pragma: no cover - compiled
     """Each line's tail added to its row of ``out`` over channels ``[lo, hi)``: the Gaussian ⊗
     exponential, exp(d/t + s²/2t²)·erfc((d/s + s/t)/√2) (the two factors meet in range: the
