@@ -59,6 +59,20 @@ def png(image: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache
+def _prewarm() -> None:
+    """Import, in a background thread, what the first spectrum and mean-spectrum requests need
+    (the fit's modules, scipy's filters: ~0.4 s), once the page has asked for its first answer:
+    kept out of the server's start, and out of the first click."""
+
+    def work() -> None:
+        from scipy.ndimage import gaussian_filter1d  # noqa: F401
+
+        from maxrf.pipeline.elementmaps import fit_spectrum_with  # noqa: F401
+
+    threading.Thread(target=work, name="maxrf-viewer-prewarm", daemon=True).start()
+
+
 class ViewerData:
     """The datastack behind one viewer (thread-safe; layers read lazily and kept small)."""
 
@@ -112,7 +126,7 @@ class ViewerData:
     # ---- JSON ------------------------------------------------------------------------------
     def info(self) -> dict:
         r = self.reader
-        return {
+        out = {
             "datastack": str(self.path),
             "height": r.height,
             "width": r.width,
@@ -132,6 +146,8 @@ class ViewerData:
             "photo": self.photo_info(),
             "quality": [k for k, (layer, _d) in self.QUALITY.items() if layer in self.ds],
         }
+        _prewarm()  # after the answer is made: it must not slow the page's first request
+        return out
 
     def pixel_size_mm(self) -> float | None:
         """The scan's pixel size: ``maxrf view --pixel-size-mm``, else what its file said."""
@@ -145,9 +161,9 @@ class ViewerData:
         key = ("suggested",)
         if key not in self._cache:
             step = max(1, int(np.sqrt(self.reader.height * self.reader.width / 250_000)))
+            every = np.asarray(self.maps[:, ::step, ::step], dtype=np.float64)  # one read
             score = {}
-            for i, el in enumerate(self.elements):
-                m = np.asarray(self.maps[i, ::step, ::step], dtype=np.float64)
+            for el, m in zip(self.elements, every, strict=True):
                 score[el] = float(m.std()) * np.sqrt(max(float(m.mean()), 0.0))
             self._cache[key] = sorted(score, key=lambda el: -score[el])[:n]
         return self._cache[key]
