@@ -159,6 +159,8 @@ class ViewerData:
         """The maps with the most structure (spread × strength, of a subsample): a first
         composite worth looking at."""
         key = ("suggested",)
+        if not self.elements:  # no element maps yet (a datastack just converted)
+            return []
         if key not in self._cache:
             step = max(1, int(np.sqrt(self.reader.height * self.reader.width / 250_000)))
             every = np.asarray(self.maps[:, ::step, ::step], dtype=np.float64)  # one read
