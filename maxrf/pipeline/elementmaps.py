@@ -39,13 +39,12 @@ from maxrf.xrf.fit import (
     default_fit_range,
     family_shares,
     matrix_elements,
-    monochromatic,
     propose,
     refine,
     tube_shares,
     usable_elements,
 )
-from maxrf.xrf.lines import atomic_number, excitation_spectrum
+from maxrf.xrf.lines import atomic_number, excitation_spectrum, monochromatic
 from maxrf.xrf.model import Instrument, SpectrumModel, build_model, pileup_shape
 from maxrf.xrf.solver import GramSolver, nnls_weighted, spectra_f32
 

@@ -31,6 +31,7 @@ from maxrf.xrf.lines import (
     compton_energy,
     element_lines,
     line_components,
+    monochromatic,
 )
 
 # Lines that show up in most paintings; landmarks are taken from these when isolated.
@@ -590,7 +591,6 @@ def refine_axis(
         MIN_COUNTS_PER_PIXEL,
         default_fit_range,
         misfit_weights,
-        monochromatic,
         propose,
         refine,
     )
@@ -603,9 +603,18 @@ def refine_axis(
         energies = cal.energies()
         fit_range = (min(-0.3, float(energies[0]) + 0.05) if energies[0] < -0.3 else 1.0,
                      default_fit_range(energies, inst)[1])
-        elements = propose([("mean", counts, pixels)], energies, inst, (1.0, fit_range[1]),
+
+        def proposed(energies: np.ndarray, inst: Instrument) -> list[str]:
+            return propose([("mean", counts, pixels)], energies, inst, (1.0, fit_range[1]),
                            min_counts=0.0, smoothing_sigma=smoothing_sigma,
                            min_per_pixel=MIN_COUNTS_PER_PIXEL if pixels > 1 else 0.0).elements
+
+        def axis_free(start, elements, inst, robust: bool):
+            return refine(counts, start, elements, inst, fit_range, fit_axis=True,
+                          quadratic=cal.quadratic_kev != 0, smoothing_sigma=smoothing_sigma,
+                          weights=weights, free_beam=robust)
+
+        elements = proposed(energies, inst)
         axis = (cal.offset_kev, cal.gain_kev, cal.quadratic_kev)
         weights = None
         first = refine(counts, axis, elements, inst, fit_range, smoothing_sigma=smoothing_sigma)
@@ -616,21 +625,14 @@ def refine_axis(
             weights = misfit_weights(counts, first)
             inst = first.instrument
             fit_range = (max(fit_range[0], 1.0), fit_range[1])
-        free = refine(counts, axis, elements, inst, fit_range, fit_axis=True,
-                      quadratic=cal.quadratic_kev != 0, smoothing_sigma=smoothing_sigma,
-                      weights=weights, free_beam=robust)
+        free = axis_free(axis, elements, inst, robust)
         if robust:  # the elements again on the refined axis (a landmark axis 80 eV off at
             # 18 keV missed As under Pb Lα on XRFSpectrum.mca, and the axis then bent to
             # explain its Kβ), and the axis refined once more with them
-            e1 = free.model.energies
-            again = propose([("mean", counts, pixels)], e1, free.instrument,
-                            (1.0, fit_range[1]), min_counts=0.0, smoothing_sigma=smoothing_sigma,
-                            min_per_pixel=MIN_COUNTS_PER_PIXEL if pixels > 1 else 0.0).elements
+            again = proposed(free.model.energies, free.instrument)
             if again != elements:
                 elements = again
-                free = refine(counts, free.axis, elements, free.instrument, fit_range,
-                              fit_axis=True, quadratic=cal.quadratic_kev != 0,
-                              smoothing_sigma=smoothing_sigma, weights=weights, free_beam=True)
+                free = axis_free(free.axis, elements, free.instrument, True)
         # the landmark axis judged with the same instrument: the refinement must beat it
         fixed = refine(counts, axis, elements, free.instrument, fit_range, max_nfev=1,
                        smoothing_sigma=smoothing_sigma, weights=weights)

@@ -14,6 +14,7 @@ from maxrf.xrf.lines import (
     anode_lines,
     compton_energy,
     line_components,
+    monochromatic,
     tube_series,
 )
 from maxrf.xrf.model import FAMILIES, Instrument, SpectrumModel, build_model, pileup_shape
@@ -30,14 +31,6 @@ CANDIDATES = PAINTING_ELEMENTS  # proposals choose among these (anode excluded)
 MAIN_FAMILY = {"L1": "L3", "L2": "L3", "KB": "K", "M": "L3"}
 SIGNIFICANCE = 6.0  # an element is kept when its amplitude is this many standard errors
 MIN_COUNTS_PER_PIXEL = 0.5  # and, found in a sum of pixels, this many counts per pixel
-
-
-def monochromatic(anode: str | float) -> float | None:
-    """The beam energy (keV) when ``anode`` names one (a monochromatic source), else None."""
-    try:
-        return float(anode)
-    except (TypeError, ValueError):
-        return None
 
 
 def smoothed(model: SpectrumModel, sigma: float) -> SpectrumModel:

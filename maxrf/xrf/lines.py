@@ -25,16 +25,21 @@ PAINTING_ELEMENTS = (
 # axis (a calibration judges candidate axes by the lines of the others)
 RARE_IN_PAINTINGS = ("Al", "Si", "V", "Ga", "Ge", "Rb", "Y", "Zr", "Nb", "I", "Pt", "Tl")
 
+def monochromatic(anode: str | float) -> float | None:
+    """The beam energy (keV) when ``anode`` names one (a monochromatic source), else None."""
+    try:
+        return float(anode)
+    except (TypeError, ValueError):
+        return None
+
+
 def anode_lines(anode: str | float, tube_kv: float | None = None) -> dict[str, tuple[float, float]]:
     """Energy and relative intensity of the main lines of a tube anode (K lines; L for W), or of
     a monochromatic beam when ``anode`` is an energy in keV. With ``tube_kv``, the series the
     voltage excites: below the K edge (Rh at 10 kV) the L lines, below the L3 edge the M lines,
     and none when it excites no line at all (the beam is then only the continuum)."""
-    try:  # a number: monochromatic excitation at that energy (keV), e.g. a synchrotron beam
-        energy = float(anode)
-    except (TypeError, ValueError):
-        pass
-    else:
+    energy = monochromatic(anode)  # a number: one energy (keV), e.g. a synchrotron beam
+    if energy is not None:
         if not 1.0 < energy < 150.0:
             raise ValueError(f"excitation energy {energy} keV is out of range (1-150 keV)")
         return {"E0": (energy, 1.0)}
@@ -178,10 +183,7 @@ def line_codes() -> tuple[tuple[str, str, int], ...]:
 def excitation_spectrum(anode: str | float = DEFAULT_ANODE, tube_kv: float = DEFAULT_TUBE_KV):
     """(energies keV, relative photon flux) of the beam: the anode's lines plus a Kramers
     continuum up to the tube voltage, or one energy for a monochromatic beam (a number)."""
-    try:
-        mono = float(anode)
-    except (TypeError, ValueError):
-        mono = None
+    mono = monochromatic(anode)
     lo, hi = TUBE_KV_RANGE
     if not lo <= float(tube_kv) <= hi:  # checked for a beam's energy too: never silent
         raise ValueError(f"tube voltage {tube_kv} kV is out of range ({lo:g}-{hi:g} kV)")
