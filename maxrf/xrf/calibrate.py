@@ -816,7 +816,14 @@ def _find_peaks(y, **kwargs):
 
 
 def _curve_fit(*args, **kwargs):
-    """``scipy.optimize.curve_fit``, imported on first use (scipy.optimize: ~0.25 s)."""
-    from scipy.optimize import curve_fit
+    """``scipy.optimize.curve_fit``, imported on first use (scipy.optimize: ~0.25 s). Its
+    "covariance could not be estimated" warning is silenced: no caller uses the covariance
+    (each judges the fitted peak itself), and it reached users as a stray scipy line in the
+    middle of ``make demo``."""
+    import warnings
 
-    return curve_fit(*args, **kwargs)
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        return curve_fit(*args, **kwargs)
