@@ -39,7 +39,8 @@ def _all_cached(kwargs: dict, maps: bool | None) -> dict | None:
     scan = open_scan(kwargs["raw_path"])
     datastack = kwargs.get("output") or str(scan.raw.with_suffix(".datastack"))
     steps = ((pipeline.step("convert"),) if maps is None
-             else pipeline.chain(maps, livetime=bool(kwargs.get("pulser_hz"))))
+             else pipeline.chain(maps, livetime=bool(kwargs.get("pulser_hz")),
+                                 photo=bool(kwargs.get("photo"))))
     ref = runner.Scan(str(scan.raw), str(scan.rpl), scan.key(kwargs.get("fingerprint", "quick")),
                       scan.metadata)
     chain = runner.cached_chain(datastack, ref, kwargs, steps)

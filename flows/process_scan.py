@@ -7,7 +7,14 @@ from typing import Literal
 
 from prefect import flow
 
-from maxrf.pipeline.table import CONVERTING, FINGERPRINTS, PROCESSING, default, documented
+from maxrf.pipeline.table import (
+    CONVERTING,
+    FINGERPRINTS,
+    PARAMS,
+    PROCESSING,
+    default,
+    documented,
+)
 from maxrf.pipeline.tube import tube_voltage
 from maxrf.xrf.defaults import ANODES
 from tasks.analysis import calibrate_energy, hotmax_noise, hotmax_spectra, hotmax_subpeaks
@@ -18,10 +25,12 @@ from tasks.header import check_parameters, read_header
 from tasks.livetime import live_time
 from tasks.materials import materials_map
 from tasks.plots import make_plots
+from tasks.registration import register_photo
 from tasks.report import publish_report
 
 Anode = Literal[ANODES]  # a drop-down in the run form
 Fingerprint = Literal[FINGERPRINTS]
+Model = Literal[PARAMS["registration_model"].choices]
 
 
 def default_output(raw_path: str | Path) -> str:
@@ -42,7 +51,8 @@ def _run_name(flow_name: str):
 
 CONVERT_PARAMS = ("raw_path", "output", *CONVERTING)
 SCIENCE_FIRST = ("anode", "tube_kv", "elements", "add_elements", "drop_elements", "materials",
-                 "maps", "plots", "energies", "use_header", "pulser_hz", "dwell_ms")
+                 "photo", "photo_points", "registration_model", "maps", "plots", "energies",
+                 "use_header", "pulser_hz", "dwell_ms")
 PROCESS_PARAMS = ("raw_path", *SCIENCE_FIRST,
                   *(p for p in PROCESSING if p not in SCIENCE_FIRST), "output")
 
@@ -80,6 +90,9 @@ def process_scan(  # the run form's order: the scan and the science first, plumb
     add_elements: list[str] | None = default("add_elements"),
     drop_elements: list[str] | None = default("drop_elements"),
     materials: int | None = default("materials"),
+    photo: str | None = default("photo"),
+    photo_points: str | None = default("photo_points"),
+    registration_model: Model | None = default("registration_model"),
     maps: bool = default("maps"),
     plots: bool = default("plots"),
     energies: tuple[float, float] | None = default("energies"),
@@ -118,5 +131,8 @@ def process_scan(  # the run form's order: the scan and the science first, plumb
             drop_elements, dask_address,
         )
         done += [mapped, materials_map(mapped, datastack, materials)]
+        if photo:
+            done.append(register_photo(mapped, datastack, photo, photo_points,
+                                       registration_model))
     pngs = make_plots(datastack, done) if plots else []
     return publish_report(datastack, done, pngs)

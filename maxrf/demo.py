@@ -531,18 +531,11 @@ def photo_transform(scale: float = 4.0, angle_deg: float = 3.0, shift=(60.0, 40.
     return m
 
 
-def render_photo(prefix: str | Path, matrix: np.ndarray, size: tuple[int, int],
-                 points: int = 8, point_noise_px: float = 0.5, seed: int = 0) -> Path:
-    """``PREFIX.photo.jpg``: the planted painting (``PREFIX.truth.npz``) in its pigments'
-    colours, with paint texture, a lighting gradient and JPEG compression, seen through
-    ``matrix`` (scan (col, row) → photo (x, y)) on a canvas of ``size`` (height, width); and
-    ``PREFIX.points.csv``: ``points`` control-point pairs (photo positions with noise)."""
-    from PIL import Image
-    from scipy.ndimage import map_coordinates
+def _painted_rgb(elements: list[str], maps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The painting as a person sees it (scan grid, RGB 0-255): the pigments' colours laid over
+    the ground, with brush texture, plus an underdrawing in carbon black that XRF cannot see."""
+    from scipy.ndimage import gaussian_filter
 
-    prefix = Path(prefix)
-    truth = np.load(f"{prefix}.truth.npz")
-    elements, maps = [str(e) for e in truth["elements"]], truth["maps"]
     h, w = maps.shape[1:]
     rgb = np.ones((h, w, 3), np.float32) * np.array(GROUND_COLOR, np.float32)
     for el, m in zip(elements, maps, strict=True):
@@ -550,22 +543,94 @@ def render_photo(prefix: str | Path, matrix: np.ndarray, size: tuple[int, int],
             continue
         cover = np.clip(m / max(float(np.percentile(m, 99)), 1e-9), 0, 1)[..., None] * 0.8
         rgb = rgb * (1 - cover) + cover * np.array(PIGMENT_COLORS[el], np.float32)
+    strokes = gaussian_filter(rng.normal(0, 1, (h, w)), (0.6, 2.5))  # brush marks along rows
+    rgb *= (1 + 0.06 * strokes / max(float(strokes.std()), 1e-9))[..., None]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(int(rng.integers(2, 5))):  # charcoal lines: seen in the photo only
+        y0, x0, a = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0, np.pi)
+        bend = rng.uniform(-0.01, 0.01)
+        u = (xx - x0) * np.cos(a) + (yy - y0) * np.sin(a)
+        v = -(xx - x0) * np.sin(a) + (yy - y0) * np.cos(a) - bend * u**2
+        line = np.exp(-0.5 * (v / 0.6) ** 2) * (np.abs(u) < rng.uniform(0.2, 0.5) * max(h, w))
+        rgb *= (1 - 0.6 * line)[..., None]
+    return rgb
+
+
+def photograph(elements: list[str], maps: np.ndarray, matrix: np.ndarray,
+               size: tuple[int, int], seed: int = 0, margin: float = 0.3,
+               rows: int = 256) -> np.ndarray:
+    """The painting whose element maps are ``maps`` as photographed (RGB uint8 of ``size``):
+    its pigments' colours with brush texture, canvas weave, a charcoal underdrawing that XRF does
+    not see, varnish, uneven light and sensor noise, seen through ``matrix`` (scan (col, row) →
+    photo (x, y)). The painting runs on past the scanned area by ``margin`` of its size (then
+    frame and wall), as a scan seldom covers a whole painting. Rendered in strips of ``rows``."""
+    from scipy.ndimage import map_coordinates, zoom
+
+    h, w = maps.shape[1:]
+    rng = np.random.default_rng(seed)
+    rgb = _painted_rgb(elements, maps, rng)
+    other = zoom(rgb.transpose(1, 0, 2), (h / w, w / h, 1), order=1)
     ph, pw = size
     inv = np.linalg.inv(matrix)
-    yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float64)
-    src = np.c_[xx.ravel(), yy.ravel(), np.ones(xx.size)] @ inv.T
-    col, row = src[:, 0] / src[:, 2], src[:, 1] / src[:, 2]
-    inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
-    out = np.empty((ph * pw, 3), np.float32)
-    for c in range(3):
-        out[:, c] = map_coordinates(rgb[..., c], [row, col], order=1, mode="nearest")
-    out[~inside] = (120, 110, 95)  # the frame / wall around the painting
-    rng = np.random.default_rng(seed)
-    out = out.reshape(ph, pw, 3)
-    out *= (0.85 + 0.3 * (xx / max(pw, 1)))[..., None]  # light from the right
-    out += rng.normal(0, 6, out.shape)  # paint texture and sensor noise
+    cast = np.array([1.0, 0.96, 0.84], np.float32)  # a yellowed varnish
+    light = rng.uniform(-0.15, 0.15, 2)
+    out = np.empty((ph, pw, 3), np.uint8)
+    xs = np.arange(pw, dtype=np.float64)
+    for r0 in range(0, ph, rows):
+        yy, xx = np.meshgrid(np.arange(r0, min(r0 + rows, ph), dtype=np.float64), xs,
+                             indexing="ij")
+        src = np.c_[xx.ravel(), yy.ravel(), np.ones(xx.size)] @ inv.T
+        col, row = src[:, 0] / src[:, 2], src[:, 1] / src[:, 2]
+        painted = ((col >= -margin * w) & (col <= (1 + margin) * w)
+                   & (row >= -margin * h) & (row <= (1 + margin) * h))
+        # past the scan the painting goes on with other paint: here the scanned part turned
+        # over (transposed) and repeated, which no rotation of the scan matches
+        out_by = np.hypot(np.clip(-col, 0, None) + np.clip(col - (w - 1), 0, None),
+                          np.clip(-row, 0, None) + np.clip(row - (h - 1), 0, None))
+        inner = np.clip(1 - out_by, 0, 1)
+        strip = np.empty((col.size, 3), np.float32)
+        for c in range(3):
+            near = map_coordinates(rgb[..., c], [row, col], order=1, mode="nearest")
+            far = map_coordinates(other[..., c], [row, col], order=1, mode="grid-wrap")
+            strip[:, c] = inner * near + (1 - inner) * far
+        weave = 1 + 0.03 * np.sin(2 * np.pi * col / 0.7) * np.sin(2 * np.pi * row / 0.7)
+        strip *= weave[:, None] * cast
+        strip[~painted] = (120, 110, 95)  # the frame and the wall
+        nx, ny = xx.ravel() / pw - 0.5, yy.ravel() / ph - 0.5
+        strip *= (1 + light[0] * nx + light[1] * ny - 0.25 * (nx**2 + ny**2))[:, None]
+        strip += rng.normal(0, 5, strip.shape)
+        out[r0 : r0 + rows] = np.clip(strip, 0, 255).astype(np.uint8).reshape(*yy.shape, 3)
+    return out
+
+
+def planted_maps(spec: DemoSpec) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """The element maps (relative amounts) and paints a scan of ``spec`` would plant, without
+    writing the scan: for what works on maps alone (registration, materials) at any size."""
+    names = _templates(spec)[0]
+    maps, _hotspots, paints = _maps(spec, names)
+    rows = [i for i, n in enumerate(names) if n not in ("sensor", "continuum", "scatter")]
+    return [names[i] for i in rows], maps[rows], paints
+
+
+def render_photo(prefix: str | Path, matrix: np.ndarray, size: tuple[int, int],
+                 points: int = 8, point_noise_px: float = 0.5, seed: int = 0,
+                 margin: float = 0.3) -> Path:
+    """``PREFIX.photo.jpg``: the planted painting (``PREFIX.truth.npz``) as :func:`photograph`
+    sees it, JPEG-compressed; ``PREFIX.points.csv``: ``points`` control-point pairs (photo
+    positions with noise); ``PREFIX.photo.json``: the true matrix."""
+    import json
+
+    from PIL import Image
+
+    prefix = Path(prefix)
+    truth = np.load(f"{prefix}.truth.npz")
+    elements, maps = [str(e) for e in truth["elements"]], truth["maps"]
+    h, w = maps.shape[1:]
+    out = photograph(elements, maps, matrix, size, seed, margin)
+    ph, pw = size
+    rng = np.random.default_rng([seed, 7])
     path = Path(f"{prefix}.photo.jpg")
-    Image.fromarray(np.clip(out, 0, 255).astype(np.uint8)).save(path, quality=88)
+    Image.fromarray(out).save(path, quality=85)
     picks = np.c_[rng.uniform(0, w - 1, points), rng.uniform(0, h - 1, points)]
     photo_xy = (np.c_[picks, np.ones(points)] @ matrix.T)
     photo_xy = photo_xy[:, :2] / photo_xy[:, 2:3] + rng.normal(0, point_noise_px, (points, 2))
@@ -573,4 +638,7 @@ def render_photo(prefix: str | Path, matrix: np.ndarray, size: tuple[int, int],
         f"{c:.2f},{r:.2f},{x:.2f},{y:.2f}" for (c, r), (x, y) in zip(picks, photo_xy,
                                                                       strict=True)]
     Path(f"{prefix}.points.csv").write_text("\n".join(lines) + "\n")
+    Path(f"{prefix}.photo.json").write_text(json.dumps(
+        {"photo": path.name, "size": [ph, pw], "matrix": np.asarray(matrix).tolist(),
+         "maps": "scan (col, row) pixel centres → photo (x, y) pixels"}, indent=1))
     return path

@@ -1,6 +1,8 @@
-"""Registration to a photograph from control points: the generator renders the planted painting
-as a photo through a known transform (rotation, scale, perspective, JPEG) with noisy control
-points; ``maxrf register`` recovers the transform, stores it, and warps the maps onto the photo."""
+"""Registration to a photograph, from control points and automatically: the generator renders the
+planted painting as a photo through a known transform (rotation, scale, perspective, a surround of
+other paint, JPEG) with noisy control points; ``maxrf register`` recovers the transform (with or
+without the points), stores it, and warps the maps onto the photo; a photo of another painting is
+refused in one line."""
 
 from __future__ import annotations
 
@@ -82,9 +84,8 @@ def test_bad_registration_input_is_one_line_and_writes_nothing(painted, tmp_path
     two.write_text("1,2,3,4\n5,6,7,8\n")
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not an image")
-    cases = [((), "give the control points with --points"),
-             (("--points", two, "--model", "homography"), "needs at least 4 point pairs"),
-             (("--points", tmp_path / "none.csv"), "cannot read the points")]
+    cases = [(("--points", two, "--model", "homography"), "needs at least 4 point pairs"),
+             (("--points", tmp_path / "none.csv"), "photo_points: no such file")]
     for extra, words in cases:
         r = run_maxrf("register", copy, photo, *extra)
         assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
@@ -138,3 +139,56 @@ def test_viewer_shows_the_photo_under_the_maps(painted, tmp_path):
         drawn = driver.execute_script("return viewer.drawn.photo")
         assert drawn["swipe"] == 0.5 and 0 < drawn["alpha"] < 1
         driver.save_screenshot(str(ROOT / "test-artifacts" / "viewer-photo.png"))
+
+
+@pytest.fixture(scope="module")
+def mosaic(tmp_path_factory) -> Path:
+    """A processed 56 × 72 scan of a mosaic of paints (sharp boundaries between paints)."""
+    folder = tmp_path_factory.mktemp("mosaic")
+    generate_scan(folder / "m", DemoSpec(height=56, width=72, seed=3, paints=5))
+    Runner(folder / "m.datastack", {"plots": False}, Scan.open(folder / "m.raw")).run(
+        ["element-maps", "bands"])
+    return folder / "m"
+
+
+def corner_errors(found, true, h, w) -> np.ndarray:
+    corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
+    scale = np.sqrt(abs(np.linalg.det(np.asarray(true)[:2, :2])))
+    return np.linalg.norm(apply(np.asarray(found), corners) - apply(true, corners), axis=1) / scale
+
+
+@pytest.mark.parametrize("true, size", [
+    (photo_transform(4.0, 93.0, (330, 40), 1e-4), (420, 560)),
+    (photo_transform(3.0, 184.0, (420, 300), 0.0), (380, 520)),
+])
+def test_automatic_registration_finds_the_transform(mosaic, tmp_path, true, size):
+    """No control points: the scan's element maps are registered to the photo (quarter turns
+    plus a few degrees, perspective, the painting going on past the scan) within half a scan
+    pixel; a second run with the same photo is cached."""
+    copy = tmp_path / "m.datastack"
+    copy.write_bytes(mosaic.with_suffix(".datastack").read_bytes())
+    (tmp_path / "m.truth.npz").write_bytes(mosaic.with_suffix(".truth.npz").read_bytes())
+    photo = render_photo(tmp_path / "m", true, size, seed=5)
+    r = run_maxrf("register", copy, photo)
+    assert r.returncode == 0 and "automatic, correlation" in r.stdout, r.stderr
+    attrs = DataStack(copy).attrs("maxrf_registration")
+    assert attrs["model"] == "homography" and attrs["method"].startswith("automatic")
+    assert attrs["correlation"] > 3 * attrs["chance_correlation"]
+    err = corner_errors(attrs["matrix"], true, 56, 72)
+    assert np.median(err) <= 0.5 and err.max() <= 1.5, err
+    again = run_maxrf("register", copy, photo)
+    assert again.returncode == 0 and "(cached)" in again.stdout
+
+
+def test_a_photo_of_another_painting_is_refused(mosaic, tmp_path):
+    """A photo of a different painting: one line saying so (with the hint to give points),
+    exit code 2, nothing written."""
+    other = tmp_path / "o"
+    generate_scan(other, DemoSpec(height=56, width=72, seed=11, paints=5, channels=256))
+    photo = render_photo(other, photo_transform(4.0, 2.0, (40, 30)), (400, 520), seed=2)
+    copy = tmp_path / "m.datastack"
+    copy.write_bytes(mosaic.with_suffix(".datastack").read_bytes())
+    r = run_maxrf("register", copy, photo)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "cannot register" in r.stderr and "--points" in r.stderr
+    assert "maxrf_registration" not in DataStack(copy)

@@ -126,23 +126,30 @@ def cmd_materials(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    """Register a scan to a photograph from control points; optionally write the maps warped
-    onto the photo and an overlay."""
+    """Register a scan to a photograph (automatically, or from control points); optionally write
+    the maps warped onto the photo and an overlay."""
     from pathlib import Path
 
-    from maxrf.errors import MaxrfError
-    from maxrf.imaging.registration import register
+    from maxrf.pipeline.params import check_parameters
+    from maxrf.pipeline.runner import Options, Runner
 
     ds = DataStack(args.file)
     ds.require_file()
-    if not args.points:
-        raise MaxrfError("automatic registration is not available yet: give the control "
-                         "points with --points CSV (scan_col, scan_row, photo_x, photo_y)")
-    attrs = register(ds, args.photo, args.points, args.model)
-    res = attrs["residual_px"]
+    params = {"photo": args.photo, "photo_points": args.points, "registration_model": args.model}
+    check_parameters(**params)
+    (run,) = Runner(ds.path, params, options=Options(progress=None), force=args.again).run(
+        ["register"])
+    attrs = DataStack(ds.path, pins=run.layers).attrs("maxrf_registration")
+    if "residual_px" in attrs:
+        res = attrs["residual_px"]
+        quality = f"residual rms {res['rms']:.2f} px, max {res['max']:.2f} px"
+    else:
+        quality = (f"correlation {attrs['correlation']:.2f} ({attrs['chance_correlation']:.2f} "
+                   f"by chance), {100 * attrs['overlap']:.0f} % of the scan in the photo")
+    how = "control points" if args.points else "automatic"
     print(f"registered {ds.path.name} to {attrs['photo']['name']} "
-          f"({attrs['photo']['width']} x {attrs['photo']['height']} px): {attrs['model']} "
-          f"from {attrs['method']}, residual rms {res['rms']:.2f} px, max {res['max']:.2f} px")
+          f"({attrs['photo']['width']} x {attrs['photo']['height']} px): {attrs['model']}, "
+          f"{how}, {quality}" + (" (cached)" if run.cached else ""))
     if args.export:
         from maxrf.figures.mapexport import export_registered
 
@@ -245,13 +252,17 @@ def add_commands(sub) -> None:
     p.add_argument("--refit", action="store_true", help="cluster again even if maps exist")
     p.set_defaults(func=cmd_materials)
 
-    p = sub.add_parser("register", help="register a scan to a photograph (control points)")
+    p = sub.add_parser("register", help="register a scan to a photograph of the painting "
+                       "(automatically, or from control points)")
     p.add_argument("file", help="SCAN.datastack")
     p.add_argument("photo", help="the photograph (PNG, JPEG, TIFF)")
     p.add_argument("--points", metavar="CSV",
-                   help="control points: scan_col, scan_row, photo_x, photo_y per line")
-    p.add_argument("--model", choices=["similarity", "affine", "homography"], default="affine",
-                   help="the transform (default affine)")
+                   help="control points: scan_col, scan_row, photo_x, photo_y per line "
+                        "(default: found automatically)")
+    p.add_argument("--model", choices=["similarity", "affine", "homography"], default=None,
+                   help="the transform (default: homography automatically, affine from points)")
+    p.add_argument("--again", action="store_true",
+                   help="register again even when this photo's registration exists")
     p.add_argument("--export", metavar="DIR",
                    help="write the element maps warped onto the photo and an overlay here")
     p.add_argument("--opacity", type=float, default=0.6, help="of the maps in the overlay")

@@ -1,11 +1,13 @@
-"""Registration of a scan to a photograph of the painting from control points.
+"""Registration of a scan to a photograph of the painting, from control points or automatically.
 
 A CSV of point pairs (a scan pixel's column and row, and the same spot's x and y in the photo's
 pixels) gives a transform (similarity, affine or homography: least squares, the homography by the
 normalised DLT) mapping the scan's (col, row) pixel centres to the photo's (x, y); its residual at
 the points says how well. Stored as the layer ``maxrf_registration``: a downsampled copy of the
 photo (for the viewer) with the matrix, model, method, residual and the photo's name, size and
-fingerprint in its attrs. Maps are then warped onto the photo strip by strip (bounded memory).
+fingerprint in its attrs. Without points the transform is found automatically
+(:mod:`maxrf.imaging.autoregister`). Maps are then warped onto the photo strip by strip (bounded
+memory).
 """
 
 from __future__ import annotations
@@ -115,10 +117,28 @@ def load_photo(path: str | Path) -> np.ndarray:
         raise RegistrationError(f"not a readable image ({exc})", path) from None
 
 
-def register(datastack: str | Path | DataStack, photo: str | Path, points: str | Path,
-             model: str = "affine") -> dict:
-    """Fit the scan → photo transform from control points and commit ``maxrf_registration``;
-    returns its attrs. Every check comes before anything is written."""
+def registration_images(datastack: str | Path | DataStack) -> list[np.ndarray]:
+    """What the scan shows of the painting: its element maps and its total counts per pixel."""
+    ds = DataStack.of(datastack)
+    out: list[np.ndarray] = []
+    if "maxrf_elementmaps" in ds:
+        out += list(ds.read("maxrf_elementmaps"))
+    if "maxrf_bandcumsum" in ds:
+        cumsum = ds.array("maxrf_bandcumsum")
+        out.append(np.asarray(cumsum[cumsum.shape[0] - 1], np.float32))
+    if not out:
+        raise RegistrationError("nothing to register: the datastack has no element maps and no "
+                                "band layers (process the scan first)", ds.path)
+    return out
+
+
+def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
+                       points: str | Path | None = None, model: str | None = None,
+                       provenance: dict | None = None) -> dict[str, str]:
+    """The scan → photo transform, from control points when given, else found automatically
+    (:mod:`maxrf.imaging.autoregister`), committed as ``maxrf_registration`` (a preview of the
+    photo; the matrix, model, method and quality in its attrs). Every check comes before
+    anything is written; returns ``{layer: stored name}``."""
     from maxrf.io.fingerprint import file_fingerprint
 
     ds = DataStack.of(datastack)
@@ -127,16 +147,33 @@ def register(datastack: str | Path | DataStack, photo: str | Path, points: str |
         raise RegistrationError("no scan in this datastack: convert it first", ds.path)
     h, w = ds.array("maxrf_raw").shape[:2]
     image = load_photo(photo)
-    src, dst = read_points(points)
-    matrix = fit_transform(src, dst, model)
-    residual = np.linalg.norm(apply(matrix, src) - dst, axis=1)
+    model = model or ("affine" if points else "homography")
+    if model not in MODELS:
+        raise RegistrationError(f"unknown model {model!r} (expected {', '.join(MODELS)})")
+    if points:
+        src, dst = read_points(points)
+        matrix = fit_transform(src, dst, model)
+        residual = np.linalg.norm(apply(matrix, src) - dst, axis=1)
+        method = f"control points ({len(src)} pairs)"
+        quality = {"residual_px": {"rms": float(np.sqrt(np.mean(residual**2))),
+                                   "max": float(residual.max())}}
+    else:
+        from maxrf.imaging.autoregister import auto_register, scan_images
+
+        found = auto_register(scan_images(registration_images(ds)), image, model)
+        matrix = found.matrix
+        method = ("automatic: coarse search of rotations, scales and shifts, then ECC on the "
+                  "canonical images of scan and photo")
+        quality = {"correlation": found.correlation,
+                   "chance_correlation": found.null_correlation,
+                   "overlap": found.overlap}
     ph, pw = image.shape[:2]
     corners = apply(matrix, np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5],
                                       [-0.5, h - 0.5]]))
     if not (np.all(corners[:, 0] > -pw) and np.all(corners[:, 0] < 2 * pw)
             and np.all(corners[:, 1] > -ph) and np.all(corners[:, 1] < 2 * ph)):
         raise RegistrationError("the points put the scan far outside the photo: check their "
-                                "order (scan_col, scan_row, photo_x, photo_y)", Path(points))
+                                "order (scan_col, scan_row, photo_x, photo_y)", Path(points or ""))
     step = max(1, int(np.ceil(max(ph, pw) / PREVIEW_PX)))
     preview = np.ascontiguousarray(image[::step, ::step])
     attrs = {
@@ -144,18 +181,18 @@ def register(datastack: str | Path | DataStack, photo: str | Path, points: str |
                   "fingerprint": file_fingerprint(photo)},
         "matrix": matrix.tolist(),
         "model": model,
-        "method": f"control points ({len(src)} pairs)",
-        "residual_px": {"rms": float(np.sqrt(np.mean(residual**2))),
-                        "max": float(residual.max())},
+        "method": method,
+        **quality,
         "corners_in_photo": corners.tolist(),
         "preview_step": step,
         "maps": "scan (col, row) pixel centres → photo (x, y) pixels",
     }
+    meta = {"step": "register", "params": {"photo": str(photo), "photo_points": str(points or ""),
+                                           "registration_model": model}, **(provenance or {})}
     with ds.appending() as app:
         app.write("maxrf_registration", preview, attrs=attrs)
-        app.finish("maxrf_registration", {"maxrf": {"step": "register", "params": {
-            "model": model, "points": str(points)}}})
-    return attrs
+        app.finish("maxrf_registration", {"maxrf": meta})
+    return app.committed
 
 
 def warp_to_photo(image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int],

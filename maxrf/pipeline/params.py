@@ -6,6 +6,7 @@ symbols) is checked by the physics. Raises ``MaxrfError`` naming the parameter."
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from maxrf.errors import MaxrfError
@@ -58,6 +59,8 @@ def check_value(name: str, value: Any) -> None:
         _number(p, value)
     elif p.kind == "bool" and not isinstance(value, bool):
         _fail(name, f"must be true or false, got {value!r}")
+    elif p.kind == "file" and not Path(value).is_file():
+        _fail(name, f"no such file: {value}")
     elif p.kind == "choice" and value not in p.choices:
         _fail(name, f"must be one of {', '.join(p.choices)}, got {value!r}")
     elif p.kind == "energies":

@@ -135,6 +135,15 @@ def _element_maps(ds, p, prov, scan, opt):
                              provenance=prov)
 
 
+def _register(ds, p, prov, scan, opt):
+    from maxrf.imaging.registration import registration_layer
+
+    if not p["photo"]:
+        raise MaxrfError("the registration needs a photograph (photo)", ds.path)
+    return registration_layer(ds, p["photo"], p["photo_points"], p["registration_model"],
+                              provenance=prov)
+
+
 def _materials(ds, p, prov, scan, opt):
     from maxrf.pipeline.materials import materials_layers
 
@@ -151,6 +160,7 @@ COMPUTE: dict[str, Compute] = {
     "livetime": _livetime,
     "element-maps": _element_maps,
     "materials": _materials,
+    "register": _register,
 }
 assert set(COMPUTE) == {s.name for s in STEPS}, "every step of the table has its core function"
 
@@ -201,7 +211,7 @@ def cached_chain(
     params = with_file_defaults(params, datastack, scan)
     keys = chain_keys(scan.key, params)
     if steps is None:
-        steps = chain(params["maps"], bool(params["pulser_hz"]))
+        steps = chain(params["maps"], bool(params["pulser_hz"]), bool(params["photo"]))
     out = []
     for s in steps:
         found = stored_layers(datastack, s, keys[s.name])
@@ -359,7 +369,8 @@ class Runner:
         """Run ``names`` (default: the chain ``process`` runs) and, with a scan, every step they
         need; returns the runs in the table's order."""
         if names is None:
-            names = [s.name for s in chain(self.params["maps"], bool(self.params["pulser_hz"]))]
+            names = [s.name for s in chain(self.params["maps"], bool(self.params["pulser_hz"]),
+                                            bool(self.params["photo"]))]
         asked = set(names)
         wanted = set(asked)
         if self.scan is not None:  # the upstream closure

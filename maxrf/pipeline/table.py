@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from maxrf.errors import MaxrfError
-from maxrf.io.fingerprint import step_key
+from maxrf.io.fingerprint import file_fingerprint, step_key
 from maxrf.xrf.defaults import ANODES, DEFAULT_ANODE, DEFAULT_SIGMA, DEFAULT_TUBE_KV
 
 FINGERPRINTS = ("quick", "full")
@@ -30,7 +31,7 @@ class Param:
     name: str
     default: Any
     description: str
-    kind: str = "str"  # float, int, bool, str, path, choice, anode, energies, elements
+    kind: str = "str"  # float, int, bool, str, path, file, choice, anode, energies, elements
     bounds: tuple[float, float] | None = None  # inclusive; None: any value of the kind
     choices: tuple[str, ...] = ()
     optional: bool = False  # None ("empty") is a value of its own (automatic, none, lossless)
@@ -41,6 +42,13 @@ class Param:
     @property
     def flag(self) -> str:
         return self.cli or "--" + self.name.replace("_", "-")
+
+
+def file_key(path: str) -> str:
+    """An input file's name and content fingerprint, for a cache key (a missing file: its
+    name alone; the step then says it is missing)."""
+    p = Path(path)
+    return f"{p.name}:{file_fingerprint(p)}" if p.is_file() else str(path)
 
 
 PARAMS: dict[str, Param] = {p.name: p for p in (
@@ -87,6 +95,17 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("materials", None,
           "How many materials (paints) the materials map tells apart; empty: chosen from the "
           "data.", "int", (1, 64), optional=True, metavar="K"),
+    Param("photo", None,
+          "A photograph of the painting (PNG, JPEG, TIFF): the scan is registered to it "
+          "(maxrf_registration), automatically unless control points are given.", "file",
+          optional=True, metavar="IMAGE"),
+    Param("photo_points", None,
+          "Control points for the registration: a CSV of scan_col, scan_row, photo_x, photo_y; "
+          "empty: found automatically.", "file", optional=True, metavar="CSV"),
+    Param("registration_model", None,
+          "The scan-to-photo transform: similarity, affine or homography; empty: homography "
+          "(automatic) or affine (control points).", "choice",
+          choices=("similarity", "affine", "homography"), optional=True),
     Param("pulser_hz", None,
           "The detector's zero-peak pulser rate in Hz (Bruker M6: 10000); gives each pixel's "
           "live time (maxrf_livetime). Empty: no pulser, no live time.", "float",
@@ -124,6 +143,9 @@ class Step:
         if missing:
             raise MaxrfError(f"step {self.name}: no key for its upstream {', '.join(missing)}")
         values = {p: params.get(p, PARAMS[p].default) for p in self.params}
+        for p, v in values.items():  # an input file counts by its content, not its name
+            if PARAMS[p].kind == "file" and v:
+                values[p] = file_key(v)
         if "tube_kv" in values and values["tube_kv"] is None:  # not resolved from a scan file
             values["tube_kv"] = DEFAULT_TUBE_KV  # (runner.with_file_defaults): the default's key
         return step_key(self.name, self.version, values, [upstream[u] for u in self.upstream])
@@ -159,6 +181,9 @@ STEPS: tuple[Step, ...] = (
     Step("materials", "1",
          ("maxrf_materials", "maxrf_materials_spectra", "maxrf_materials_composition"),
          ("materials",), ("element-maps",), "which pixels share a paint, and its spectrum"),
+    Step("register", "1", ("maxrf_registration",),
+         ("photo", "photo_points", "registration_model"), ("element-maps",),
+         "the scan registered to a photograph of the painting"),
 )  # fmt: skip
 _BY_NAME = {s.name: s for s in STEPS}
 
@@ -182,11 +207,12 @@ def step(name: str) -> Step:
         raise MaxrfError(f"no step {name!r} (steps: {', '.join(_BY_NAME)})") from None
 
 
-def chain(maps: bool = True, livetime: bool = False) -> tuple[Step, ...]:
+def chain(maps: bool = True, livetime: bool = False, photo: bool = False) -> tuple[Step, ...]:
     """The steps ``process_scan`` runs, in order (the element maps unless ``maps`` is False, the
-    live time only with a pulser)."""
-    skip = (({"element-maps", "materials"} if not maps else set())
-            | ({"livetime"} if not livetime else set()))
+    live time only with a pulser, the registration only with a photo and the maps)."""
+    skip = (({"element-maps", "materials", "register"} if not maps else set())
+            | ({"livetime"} if not livetime else set())
+            | ({"register"} if not photo else set()))
     return tuple(s for s in STEPS if s.name not in skip)
 
 
