@@ -218,19 +218,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     use_running_server()
     from flows.process_scan import process_scan
-    from maxrf.demo import DemoSpec, generate_scan
+    from maxrf.demo import DemoSpec, generate_scan, photo_transform, render_photo
 
     folder = Path(args.folder)
     prefix = folder / "demo-scan"
     if not Path(f"{prefix}.raw").exists():
-        print(f"generating a {args.height}x{args.width}x4096 demo scan in {folder} ...")
+        print(f"generating a {args.height}x{args.width}x4096 demo scan of a painting in "
+              f"{args.paints} paints, and a photograph of it, in {folder} ...")
         generate_scan(
             prefix,
-            DemoSpec(
-                height=args.height, width=args.width, seed=args.seed, anode=args.anode, layout="B"
-            ),
+            DemoSpec(height=args.height, width=args.width, seed=args.seed, anode=args.anode,
+                     layout="B", paints=args.paints),
         )
-    result = _run(process_scan, raw_path=f"{prefix}.raw", anode=anode_value(args.anode))
+    photo = Path(f"{prefix}.photo.jpg")
+    if not photo.exists():  # turned a quarter and a bit, 3 photo pixels per scan pixel
+        render_photo(prefix, photo_transform(3.0, 91.5, (3.0 * args.height + 150, 90), 4e-5),
+                     (3 * args.width + 260, 3 * args.height + 300), seed=args.seed)
+    result = _run(process_scan, raw_path=f"{prefix}.raw", anode=anode_value(args.anode),
+                  photo=str(photo))
     _print_summary(result, args.verbose, view=False)
     _compare_with_truth(result["datastack"], Path(f"{prefix}.truth.json"))
     print(f"ground truth: {prefix}.truth.json; run again to see every step cached")
@@ -268,6 +273,28 @@ def _compare_with_truth(datastack: str, truth_path: Path) -> None:
               "rel. RMSE on 4x4 bins; a hot-spot-only element's RMSE is large by nature):")
         for row in compare_with_truth(datastack, planted):
             print("  " + row)
+    photo_truth = truth_path.with_name(truth_path.name.replace(".truth.json", ".photo.json"))
+    if "maxrf_registration" in ds and photo_truth.exists():
+        from maxrf.imaging.registration import apply
+
+        true = np.array(json.loads(photo_truth.read_text())["matrix"])
+        found = np.array(ds.attrs("maxrf_registration")["matrix"])
+        h, w = ds.array("maxrf_raw").shape[:2]
+        corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
+        err = np.linalg.norm(apply(found, corners) - apply(true, corners), axis=1) / np.sqrt(
+            abs(np.linalg.det(true[:2, :2])))
+        print(f"registration to the photo vs the true transform: corners within "
+              f"{err.max():.2f} scan pixel (median {np.median(err):.2f})")
+    if "maxrf_materials" in ds and planted.exists():
+        from maxrf.pipeline.materials import adjusted_rand_index
+
+        with np.load(planted) as npz:
+            paints = npz["materials"] if "materials" in npz.files else None
+        if paints is not None:
+            labels = ds.read("maxrf_materials")
+            print(f"materials: {int(labels.max()) + 1} found for {int(paints.max()) + 1} planted "
+                  f"paints; agreement (adjusted Rand index) "
+                  f"{adjusted_rand_index(labels.ravel(), paints.ravel()):.2f}")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

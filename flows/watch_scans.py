@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
-from flows.process_scan import Anode, Fingerprint, process_scan
+from flows.process_scan import Anode, Fingerprint, Model, process_scan
 from maxrf.datastack.lock import file_lock
 from maxrf.errors import MaxrfError
 from maxrf.io.scans import LEDGER_NAME, Ledger, survey
@@ -56,6 +56,9 @@ def watch_scans(
     add_elements: list[str] | None = default("add_elements"),
     drop_elements: list[str] | None = default("drop_elements"),
     materials: int | None = default("materials"),
+    photo: str | None = default("photo"),
+    photo_points: str | None = default("photo_points"),
+    registration_model: Model | None = default("registration_model"),
     pulser_hz: float | None = default("pulser_hz"),
     dwell_ms: float | None = default("dwell_ms"),
 ) -> State:

@@ -393,3 +393,22 @@ def test_run_forms_have_no_none_switches():
         assert props["sigma"] == raw["properties"]["sigma"]
         assert not [n for n, p in props.items() if p.get("anyOf") and p.get("default") is None
                     and {"type": "null"} in p["anyOf"]]
+
+
+def test_a_photo_adds_the_registration_step(prefect_api, scan):
+    """process-scan with ``photo`` (and control points) runs the register task after the maps;
+    a rerun finds its layer by key; a changed photo is registered again."""
+    from flows.process_scan import process_scan
+    from maxrf.demo import photo_transform, render_photo
+
+    photo = render_photo(scan.with_suffix(""), photo_transform(4.0, 2.0, (30, 20)), (220, 260))
+    points = scan.with_suffix(".points.csv")
+    first = process_scan(str(scan), plots=False, photo=str(photo), photo_points=str(points))
+    assert cached(first)["register"] is False and list(cached(first))[-1] == "register"
+    attrs = DataStack(scan.with_suffix(".datastack")).attrs("maxrf_registration")
+    assert attrs["photo"]["name"] == photo.name and attrs["method"].startswith("control points")
+    again = process_scan(str(scan), plots=False, photo=str(photo), photo_points=str(points))
+    assert all(cached(again).values())
+    render_photo(scan.with_suffix(""), photo_transform(4.0, 2.0, (31, 20)), (220, 260), seed=1)
+    changed = process_scan(str(scan), plots=False, photo=str(photo), photo_points=str(points))
+    assert cached(changed)["register"] is False and cached(changed)["element-maps"] is True

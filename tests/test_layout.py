@@ -71,7 +71,7 @@ ALLOWED = {
     "maxrf.io": set(),
     "maxrf.datastack": {"maxrf.io", "maxrf.compat"},
     "maxrf.xrf": {"maxrf.io"},
-    "maxrf.pipeline": {"maxrf.io", "maxrf.datastack", "maxrf.xrf"},
+    "maxrf.pipeline": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.imaging"},
     "maxrf.imaging": {"maxrf.io", "maxrf.datastack"},
     "maxrf.figures": {"maxrf.io", "maxrf.datastack", "maxrf.xrf", "maxrf.exports",
                       "maxrf.imaging"},

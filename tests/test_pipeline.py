@@ -38,7 +38,8 @@ def test_a_changed_parameter_changes_that_step_and_its_downstream_only():
     base = pipeline.chain_keys("scan-x", {})
     changed = pipeline.chain_keys("scan-x", {"prominence": 2.0})
     differs = {name for name in base if base[name] != changed[name]}
-    assert differs == {"hotmax", "hotmax-noise", "subpeaks", "element-maps", "materials"}
+    assert differs == {"hotmax", "hotmax-noise", "subpeaks", "element-maps", "materials",
+                       "register"}
 
 
 def test_flows_tasks_and_cli_take_their_defaults_from_the_table():

@@ -172,7 +172,7 @@ def test_automatic_registration_finds_the_transform(mosaic, tmp_path, true, size
     r = run_maxrf("register", copy, photo)
     assert r.returncode == 0 and "automatic, correlation" in r.stdout, r.stderr
     attrs = DataStack(copy).attrs("maxrf_registration")
-    assert attrs["model"] == "homography" and attrs["method"].startswith("automatic")
+    assert attrs["model"] == "affine" and attrs["method"].startswith("automatic")
     assert attrs["correlation"] > 3 * attrs["chance_correlation"]
     err = corner_errors(attrs["matrix"], true, 56, 72)
     assert np.median(err) <= 0.5 and err.max() <= 1.5, err

@@ -260,7 +260,7 @@ def add_commands(sub) -> None:
                    help="control points: scan_col, scan_row, photo_x, photo_y per line "
                         "(default: found automatically)")
     p.add_argument("--model", choices=["similarity", "affine", "homography"], default=None,
-                   help="the transform (default: homography automatically, affine from points)")
+                   help="the transform (default affine; homography for a photo taken at an angle)")
     p.add_argument("--again", action="store_true",
                    help="register again even when this photo's registration exists")
     p.add_argument("--export", metavar="DIR",

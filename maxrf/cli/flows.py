@@ -74,5 +74,6 @@ def add_commands(sub, flows_command) -> None:
     p.add_argument("--height", type=int, default=128)
     p.add_argument("--width", type=int, default=160)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--paints", type=int, default=6, help="how many paints the painting has")
     p.add_argument("--anode", default=default("anode"), help=_help("anode"))
     p.set_defaults(func=flows_command("demo"))

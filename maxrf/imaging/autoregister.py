@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maxrf.imaging.registration import RegistrationError, apply
+from maxrf.imaging.geometry import RegistrationError, apply
 
 COARSE_PX = 160  # the photo's longest side in the coarse search
 ANGLES_DEG = (-5.0, 0.0, 5.0)  # around each 90° step

@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from maxrf.datastack import DataStack
-from maxrf.errors import MaxrfError
+from maxrf.imaging.geometry import RegistrationError, apply
+
+__all__ = ["RegistrationError", "apply", "fit_transform", "load_photo", "read_points",
+           "registration_layer", "warp_to_photo"]
 
 MODELS = {"similarity": 2, "affine": 3, "homography": 4}  # the fewest point pairs each needs
 PREVIEW_PX = 1600  # the stored photo's longest side
-
-
-class RegistrationError(MaxrfError):
-    """The scan cannot be registered to the photograph with these inputs."""
 
 
 def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -96,12 +95,6 @@ def fit_transform(src: np.ndarray, dst: np.ndarray, model: str = "affine") -> np
     return out
 
 
-def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(x, y) points through a 3 × 3 matrix."""
-    h = np.c_[points, np.ones(len(points))] @ np.asarray(matrix).T
-    return h[:, :2] / h[:, 2:3]
-
-
 def load_photo(path: str | Path) -> np.ndarray:
     """The photo as RGB uint8 (PNG, JPEG, TIFF; any size Pillow opens)."""
     from PIL import Image
@@ -147,7 +140,7 @@ def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
         raise RegistrationError("no scan in this datastack: convert it first", ds.path)
     h, w = ds.array("maxrf_raw").shape[:2]
     image = load_photo(photo)
-    model = model or ("affine" if points else "homography")
+    model = model or "affine"
     if model not in MODELS:
         raise RegistrationError(f"unknown model {model!r} (expected {', '.join(MODELS)})")
     if points:

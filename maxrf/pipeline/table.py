@@ -103,8 +103,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           "Control points for the registration: a CSV of scan_col, scan_row, photo_x, photo_y; "
           "empty: found automatically.", "file", optional=True, metavar="CSV"),
     Param("registration_model", None,
-          "The scan-to-photo transform: similarity, affine or homography; empty: homography "
-          "(automatic) or affine (control points).", "choice",
+          "The scan-to-photo transform: similarity, affine or homography (a photo taken at an "
+          "angle); empty: affine.", "choice",
           choices=("similarity", "affine", "homography"), optional=True),
     Param("pulser_hz", None,
           "The detector's zero-peak pulser rate in Hz (Bruker M6: 10000); gives each pixel's "
