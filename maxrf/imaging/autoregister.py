@@ -31,6 +31,8 @@ SCALE_STEP = 1.15  # between neighbouring scales of the coarse search
 FOOTPRINT = (0.2, 1.6)  # the scan's size in the photo, relative to the photo's (longest sides)
 HIGHPASS = 0.08  # blur removed before the coarse search, relative to the scan's longest side
 HIGHPASS_FINE = 0.03  # ... and in the refinement (finer: edges place the scan best)
+FINEST_PX = 1024  # the finest level of the refinement, longest side
+MARGIN = 1.0  # the scan's edge band left out of the ECC, in high-pass sigmas
 MIN_OVERLAP = 0.2  # of the scan's footprint, or of the photo, whichever is smaller
 CANDIDATES = 16  # of the coarse search, checked on the coarse levels of the refinement
 MAX_STRETCH = 1.3  # of a registration: a photo taken square-on to the painting, within reason
@@ -158,8 +160,20 @@ def _highpass(stack: np.ndarray, sigma: float) -> np.ndarray:
     """Each image minus its Gaussian blur of ``sigma`` pixels (edges and texture kept)."""
     import cv2
 
-    return np.stack([a - cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-                     for a in np.asarray(stack, np.float32)])
+    stack = np.asarray(stack, np.float32)
+    if sigma <= 6:
+        return np.stack([a - cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                         for a in stack])
+    # a broad blur is as good from a reduced copy: blurred there, brought back (much faster)
+    h, w = stack.shape[1:]
+    k = sigma / 3
+    small = (max(1, round(h / k)), max(1, round(w / k)))
+    out = np.empty_like(stack)
+    for i, a in enumerate(stack):
+        low = cv2.GaussianBlur(_resize(a, small), (0, 0), sigma / k,
+                               borderType=cv2.BORDER_REFLECT)
+        out[i] = a - cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 def _similarity(scale: float, angle_deg: float) -> np.ndarray:
@@ -177,7 +191,7 @@ def coarse_search(images: np.ndarray, photo: np.ndarray, top: int = 3
     k, h, w = images.shape
     ph, pw = photo.shape[:2]
     pshape, p_to_full = _level((ph, pw), max(ph, pw) / COARSE_PX)
-    pc0 = np.moveaxis(_resize(photo.astype(np.float32), pshape), -1, 0)
+    pc0 = np.moveaxis(_resize(photo, pshape).astype(np.float32), -1, 0)
     sigma = HIGHPASS * max(h, w)  # scan pixels: what is broader is lighting, not paint
     feats = _whiten(_standardise(_highpass(images, sigma)), 3)
     lo, hi = FOOTPRINT
@@ -273,7 +287,9 @@ def _warp_photo(photo_l: np.ndarray, m_l: np.ndarray, shape: tuple[int, int]
 
 
 def _ecc(templ: np.ndarray, image: np.ndarray, m_l: np.ndarray, motion: str,
-         iterations: int = 60) -> tuple[float, np.ndarray]:
+         margin: int = 0, iterations: int = 60) -> tuple[float, np.ndarray]:
+    """ECC from ``m_l``; the template's outer ``margin`` pixels are left out (there the scan's
+    high-pass sees a mirrored scan, the photo's the paint around it)."""
     import cv2
 
     kind = {"similarity": cv2.MOTION_AFFINE, "affine": cv2.MOTION_AFFINE,
@@ -282,7 +298,11 @@ def _ecc(templ: np.ndarray, image: np.ndarray, m_l: np.ndarray, motion: str,
         (m_l / m_l[2, 2])[:2].astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-6)
     mask = np.ones(image.shape[:2], np.uint8)
-    rho, warp = cv2.findTransformECC(templ, image, warp, kind, criteria, mask, 3)
+    inner = np.zeros(templ.shape, np.uint8)
+    inner[margin : templ.shape[0] - margin, margin : templ.shape[1] - margin] = 1
+    if inner.sum() < 0.3 * inner.size:
+        inner[:] = 1
+    rho, warp = cv2.findTransformECCWithMask(templ, image, inner, mask, warp, kind, criteria, 3)
     out = warp.astype(np.float64) if kind == cv2.MOTION_HOMOGRAPHY else np.vstack(
         [warp.astype(np.float64), [0, 0, 1]])
     return float(rho), out / out[2, 2]
@@ -295,17 +315,39 @@ def _scale_of(m: np.ndarray, at: np.ndarray) -> float:
     return float(np.sqrt(abs(a * e - b * c)))
 
 
-def _photo_level(photo32: np.ndarray, m: np.ndarray, s_shape: tuple[int, int], f: float,
+class _Photo:
+    """The photograph and its reduced copies (float32, made once per reduction step and kept
+    for the next candidates; the full-size photo stays as it came, uint8 as a rule)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.shape = image.shape
+        self._levels: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def level(self, factor: float) -> tuple[np.ndarray, np.ndarray]:
+        """The photo reduced by about ``factor`` (quarter steps of an octave) and the matrix
+        from its pixel centres to the full photo's."""
+        factor = 2.0 ** (np.round(4 * np.log2(max(factor, 1.0))) / 4)
+        if factor not in self._levels:
+            shape, to_full = _level(self.shape[:2], factor)
+            reduced = _resize(self.image, shape).astype(np.float32)
+            if len(self._levels) >= 6:
+                self._levels.pop(next(iter(self._levels)))
+            self._levels[factor] = (reduced, to_full)
+        return self._levels[factor]
+
+
+def _photo_level(photo: _Photo, m: np.ndarray, s_shape: tuple[int, int], f: float,
                  full: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float]:
     """The photo reduced to about 1.5 of its pixels per level-``f`` scan pixel and high-passed
     like the scan; with its pixel matrix to the full photo and the high-pass's sigma."""
     h, w = full
     sigma = max(2.0, HIGHPASS_FINE * max(s_shape))
     scale = _scale_of(m, np.array([w / 2, h / 2])) * f  # photo px per level scan px
-    p_factor = max(1.0, scale / 1.5)
-    p_shape, p_to_full = _level(photo32.shape[:2], p_factor)
-    photo_l = np.moveaxis(_highpass(np.moveaxis(_resize(photo32, p_shape), -1, 0),
-                                    sigma * scale / p_factor), 0, -1).copy()
+    reduced, p_to_full = photo.level(scale / 1.5)
+    p_factor = p_to_full[0, 0]
+    photo_l = np.moveaxis(_highpass(np.moveaxis(reduced, -1, 0), sigma * scale / p_factor),
+                          0, -1).copy()
     return photo_l, p_to_full, sigma
 
 
@@ -317,16 +359,18 @@ def refine(images: np.ndarray, photo: np.ndarray, matrix: np.ndarray, model: str
     import cv2
 
     k, h, w = images.shape
+    finest = pyramid((h, w))[-1]
     if factors is None:
         factors = pyramid((h, w))
     m = np.asarray(matrix, np.float64)
-    photo32 = photo if photo.dtype == np.float32 else photo.astype(np.float32)
+    if not isinstance(photo, _Photo):
+        photo = _Photo(photo)
     for li, f in enumerate(factors):
         last = li == len(factors) - 1
         s_shape, s_to_full = _level((h, w), f)
-        photo_l, p_to_full, sigma = _photo_level(photo32, m, s_shape, f, (h, w))
+        photo_l, p_to_full, sigma = _photo_level(photo, m, s_shape, f, (h, w))
         feats = _highpass(np.stack([_resize(a, s_shape) for a in images]), sigma)
-        for _round in range(2 if last and f == 1.0 else 1):
+        for _round in range(2 if last and f == finest else 1):
             m_l = np.linalg.inv(p_to_full) @ m @ s_to_full
             seen, valid = _warp_photo(photo_l, m_l, s_shape)
             if valid.sum() < 32:
@@ -335,9 +379,10 @@ def refine(images: np.ndarray, photo: np.ndarray, matrix: np.ndarray, model: str
                            seen[valid].astype(np.float64))
             templ = np.tensordot(a, feats, axes=1).astype(np.float32)
             image = (photo_l @ b.astype(np.float32)).astype(np.float32)
-            motion = model if f == 1.0 else ("affine" if model != "similarity" else "similarity")
+            motion = model if f == finest else (
+                "affine" if model != "similarity" else "similarity")
             try:
-                _rho, m_l = _ecc(templ, image, m_l, motion)
+                _rho, m_l = _ecc(templ, image, m_l, motion, int(np.ceil(MARGIN * sigma)))
             except cv2.error:
                 raise RegistrationError(f"the registration did not converge; {HINT}") from None
             m = p_to_full @ m_l @ np.linalg.inv(s_to_full)
@@ -355,8 +400,11 @@ def refine(images: np.ndarray, photo: np.ndarray, matrix: np.ndarray, model: str
 
 
 def pyramid(shape: tuple[int, int]) -> tuple[float, ...]:
-    """The scan's reduction factors, coarse to fine, ending at its own pixels."""
-    return tuple(f for f in (16.0, 8.0, 4.0, 2.0) if max(shape) / f >= 48) + (1.0,)
+    """The scan's reduction factors, coarse to fine, ending at its own pixels, or for a large
+    scan at ``FINEST_PX`` on its longest side (a tenth of its pixel is as sure there)."""
+    finest = 2.0 ** max(0, int(np.ceil(np.log2(max(shape) / FINEST_PX))))
+    return tuple(f for f in (16.0, 8.0, 4.0, 2.0) if max(shape) / f >= 48 and f > finest) + (
+        finest,)
 
 
 def auto_register(images: np.ndarray, photo: np.ndarray, model: str = "homography",
@@ -365,12 +413,12 @@ def auto_register(images: np.ndarray, photo: np.ndarray, model: str = "homograph
     control points (or refine a ``start`` matrix); refused when the result is not clearly
     better than chance."""
     images = np.asarray(images, np.float32)
-    photo = np.asarray(photo, np.float32)
+    photo = _Photo(np.asarray(photo))
     levels = pyramid(images.shape[1:])
     if start is not None:
         starts, tried = [np.asarray(start, np.float64)], 0
     else:
-        found, tried = coarse_search(images, photo, top=CANDIDATES)
+        found, tried = coarse_search(images, photo.image, top=CANDIDATES)
         starts = [m for _score, m in found]
     # every candidate refined on the coarse levels (cheap), the two best on to the scan's pixels
     coarse = [f for f in levels if max(images.shape[1:]) / f <= 128] or [levels[0]]
@@ -384,10 +432,12 @@ def auto_register(images: np.ndarray, photo: np.ndarray, model: str = "homograph
             ranked.append((rho - null, m))
     ranked.sort(key=lambda t: -t[0])
     best = None
-    for _gain, m0 in ranked[:2]:
+    # the runner-up goes on only when it came close (it costs the fine levels again)
+    close = [m0 for gain, m0 in ranked[:2] if gain >= 0.8 * ranked[0][0]]
+    for m0 in close:
         try:
             m, rho, null = refine(images, photo, m0, model, tuple(
-                f for f in levels if f < coarse[-1]) or (1.0,))
+                f for f in levels if f < coarse[-1]) or (levels[-1],))
         except RegistrationError:
             continue
         if _plausible(m, images.shape[1:], photo.shape[:2]) and (
