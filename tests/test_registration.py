@@ -64,6 +64,11 @@ def test_maps_warped_onto_the_photo(painted, tmp_path):
         assert warped[int(round(y)), int(round(x))] == pytest.approx(m[row, col])
     assert np.isnan(warped[0, 0])  # outside the scan
     assert (tmp_path / "out" / "overlay.png").stat().st_size > 10_000
+    from PIL import Image
+
+    on_scan = np.asarray(Image.open(tmp_path / "out" / "photo_on_scan.png"))
+    f = on_scan.shape[0] // 32
+    assert on_scan.shape == (32 * f, 48 * f, 3) and f >= 1  # the photo on the scan's grid
 
 
 def test_the_fit_of_exact_points_is_exact():
@@ -178,6 +183,14 @@ def test_automatic_registration_finds_the_transform(mosaic, tmp_path, true, size
     assert np.median(err) <= 0.5 and err.max() <= 1.5, err
     again = run_maxrf("register", copy, photo)
     assert again.returncode == 0 and "(cached)" in again.stdout
+    from starlette.testclient import TestClient
+
+    from maxrf.viewer.server import create_app
+
+    with TestClient(create_app(copy), base_url="http://127.0.0.1:8765") as client:
+        info = client.get("/api/info").json()["photo"]  # the viewer shows how it was found
+        assert info["quality"].startswith("automatic, correlation")
+        assert client.get("/api/photo.png").status_code == 200
 
 
 def test_a_photo_of_another_painting_is_refused(mosaic, tmp_path):

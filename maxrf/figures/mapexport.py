@@ -230,11 +230,13 @@ MANIFEST = "maxrf-export.json"  # what the last export wrote here (removed when 
 def export_registered(datastack: str | Path | DataStack, photo: str | Path, folder: Path,
                       opacity: float = 0.6) -> list[Path]:
     """Each element map warped onto the photograph (``EL_on_photo.tif``, 32-bit counts, NaN
-    outside the scan) and ``overlay.png``: the photo under the suggested composite."""
+    outside the scan), ``overlay.png``: the photo under the suggested composite, and
+    ``photo_on_scan.png``: the photo resampled onto the scan's grid (up to 4 samples per scan
+    pixel each way)."""
     import tifffile
     from PIL import Image
 
-    from maxrf.imaging.registration import load_photo, warp_to_photo
+    from maxrf.imaging.registration import load_photo, photo_on_scan, warp_to_photo
 
     ds = DataStack.of(datastack)
     if "maxrf_registration" not in ds:
@@ -259,4 +261,10 @@ def export_registered(datastack: str | Path | DataStack, photo: str | Path, fold
     mixed = np.where(inside, (1 - alpha) * image + alpha * rgb, image).astype(np.uint8)
     out.append(atomic_write(folder / "overlay.png",
                             lambda t: Image.fromarray(mixed).save(t, format="PNG")))
+    h, w = maps.shape[1:]
+    factor = int(max(1, min(4, 2000 // max(h, w, 1))))
+    on_scan = photo_on_scan(ds.read("maxrf_registration"), ds.attrs("maxrf_registration"),
+                            (h, w), factor)
+    out.append(atomic_write(folder / "photo_on_scan.png",
+                            lambda t: Image.fromarray(on_scan).save(t, format="PNG")))
     return out

@@ -32,9 +32,10 @@ FOOTPRINT = (0.2, 1.6)  # the scan's size in the photo, relative to the photo's 
 HIGHPASS = 0.08  # blur removed before the coarse search, relative to the scan's longest side
 HIGHPASS_FINE = 0.03  # ... and in the refinement (finer: edges place the scan best)
 FINEST_PX = 1024  # the finest level of the refinement, longest side
+EXACT_BLUR_SIGMA = 6.0  # broader blurs are made on a reduced copy
 MARGIN = 1.0  # the scan's edge band left out of the ECC, in high-pass sigmas
 MIN_OVERLAP = 0.2  # of the scan's footprint, or of the photo, whichever is smaller
-CANDIDATES = 16  # of the coarse search, checked on the coarse levels of the refinement
+CANDIDATES = 24  # of the coarse search, checked on the coarse levels of the refinement
 MAX_STRETCH = 1.3  # of a registration: a photo taken square-on to the painting, within reason
 MAX_PERSPECTIVE = 1.5  # the scale at one corner of the scan over that at another, at most
 MIN_CORRELATION = 0.5  # the final canonical correlation of an accepted registration
@@ -161,7 +162,7 @@ def _highpass(stack: np.ndarray, sigma: float) -> np.ndarray:
     import cv2
 
     stack = np.asarray(stack, np.float32)
-    if sigma <= 6:
+    if sigma <= EXACT_BLUR_SIGMA:
         return np.stack([a - cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
                          for a in stack])
     # a broad blur is as good from a reduced copy: blurred there, brought back (much faster)

@@ -20,8 +20,8 @@ import numpy as np
 from maxrf.datastack import DataStack
 from maxrf.imaging.geometry import RegistrationError, apply
 
-__all__ = ["RegistrationError", "apply", "fit_transform", "load_photo", "read_points",
-           "registration_layer", "warp_to_photo"]
+__all__ = ["RegistrationError", "apply", "fit_transform", "load_photo", "photo_on_scan",
+           "read_points", "registration_layer", "warp_to_photo"]
 
 MODELS = {"similarity": 2, "affine": 3, "homography": 4}  # the fewest point pairs each needs
 PREVIEW_PX = 1600  # the stored photo's longest side
@@ -210,3 +210,24 @@ def warp_to_photo(image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int],
         vals[~inside] = np.nan
         out[r0 : r0 + rows] = vals.reshape(yy.shape)
     return out
+
+
+def photo_on_scan(preview: np.ndarray, attrs: dict, shape: tuple[int, int],
+                  factor: int = 1) -> np.ndarray:
+    """The registered photograph (its stored preview, ``attrs`` of ``maxrf_registration``)
+    resampled onto the scan's grid of ``shape``, ``factor`` samples per scan pixel each way:
+    RGB uint8, black outside the photo."""
+    from scipy.ndimage import map_coordinates
+
+    step = float(attrs.get("preview_step", 1))
+    h, w = shape
+    rows = (np.arange(h * factor) + 0.5) / factor - 0.5
+    cols = (np.arange(w * factor) + 0.5) / factor - 0.5
+    cc, rr = np.meshgrid(cols, rows)
+    xy = apply(np.array(attrs["matrix"]), np.c_[cc.ravel(), rr.ravel()]) / step
+    out = np.zeros((h * factor * w * factor, 3), np.uint8)
+    for c in range(3):
+        out[:, c] = np.clip(map_coordinates(preview[..., c].astype(np.float32),
+                                            [xy[:, 1], xy[:, 0]], order=1, mode="constant",
+                                            cval=0.0), 0, 255)
+    return out.reshape(h * factor, w * factor, 3)

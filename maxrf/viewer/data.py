@@ -241,8 +241,12 @@ class ViewerData:
         if "maxrf_registration" not in self.ds:
             return None
         a = self.ds.attrs("maxrf_registration")
-        return {"name": a["photo"]["name"], "model": a["model"],
-                "residual_px": a["residual_px"]["rms"], "factor": self._photo_factor()}
+        quality = (f"control points, residual {a['residual_px']['rms']:.2f} px"
+                   if "residual_px" in a else
+                   f"automatic, correlation {a.get('correlation', float('nan')):.2f}")
+        return {"name": a["photo"]["name"], "model": a["model"], "quality": quality,
+                "residual_px": a["residual_px"]["rms"] if "residual_px" in a else None,
+                "factor": self._photo_factor()}
 
     def _photo_factor(self) -> int:
         """Photo samples per scan pixel along each axis (about 2000 px on the long side)."""
@@ -251,9 +255,7 @@ class ViewerData:
     def photo_on_scan(self) -> np.ndarray:
         """The registered photograph resampled onto the scan's grid (``factor`` samples per
         scan pixel each way), from the stored preview: RGB uint8."""
-        from scipy.ndimage import map_coordinates
-
-        from maxrf.imaging.registration import apply
+        from maxrf.imaging.registration import photo_on_scan
 
         if "maxrf_registration" not in self.ds:
             raise ViewerError("no photograph: run 'maxrf register' first")
@@ -263,20 +265,8 @@ class ViewerData:
         if hit is not None:
             return hit
         attrs = self.ds.attrs("maxrf_registration")
-        preview = self.ds.read("maxrf_registration")
-        step = float(attrs.get("preview_step", 1))
-        f = self._photo_factor()
-        h, w = self.reader.height, self.reader.width
-        rows = (np.arange(h * f) + 0.5) / f - 0.5
-        cols = (np.arange(w * f) + 0.5) / f - 0.5
-        cc, rr = np.meshgrid(cols, rows)
-        xy = apply(np.array(attrs["matrix"]), np.c_[cc.ravel(), rr.ravel()]) / step
-        out = np.zeros((h * f * w * f, 3), np.uint8)
-        for c in range(3):
-            out[:, c] = np.clip(map_coordinates(preview[..., c].astype(np.float32),
-                                                [xy[:, 1], xy[:, 0]], order=1, mode="constant",
-                                                cval=0.0), 0, 255)
-        hit = out.reshape(h * f, w * f, 3)
+        hit = photo_on_scan(self.ds.read("maxrf_registration"), attrs,
+                            (self.reader.height, self.reader.width), self._photo_factor())
         with self._lock:
             self._cache[key] = hit
         return hit

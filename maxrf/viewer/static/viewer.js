@@ -876,8 +876,8 @@ window.addEventListener("resize", () => { fit(); draw(); drawSpectrum(); });
   mixControls();
   if (info.photo) {
     $("photo-controls").style.display = "";
-    $("photo-controls").title = `${info.photo.name} (${info.photo.model}, residual ` +
-      `${info.photo.residual_px.toFixed(2)} px) under the maps`;
+    $("photo-controls").title = `${info.photo.name} (${info.photo.model}, ` +
+      `${info.photo.quality}) under the maps`;
   }
   fit();
   $("mode").value = info.elements.length ? "composite" : "total";
