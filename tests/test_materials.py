@@ -34,7 +34,7 @@ def test_the_planted_paints_are_found(mosaic):
     ds = DataStack(path)
     labels = ds.read("maxrf_materials")
     attrs = ds.attrs("maxrf_materials")
-    assert attrs["k"] == paints and attrs["chosen"] == "silhouette"
+    assert attrs["k"] == paints and attrs["chosen"] == "bic elbow"
     assert adjusted_rand_index(labels, truth) >= 0.9
     # numbered by area, largest first, and every pixel has one
     area = np.bincount(labels.ravel())

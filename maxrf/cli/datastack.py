@@ -114,7 +114,7 @@ def cmd_materials(args: argparse.Namespace) -> int:
     comp = pinned.read("maxrf_materials_composition")
     elements = attrs["elements"]
     how = ("as given" if attrs.get("chosen") == "given" else
-           f"chosen by silhouette among 2-{max(map(int, attrs.get('silhouette', {2: 0})))}")
+           f"chosen at the elbow of the BIC over 1-{max(map(int, attrs.get('bic', {1: 0})))}")
     print(f"{attrs['k']} materials in {ds.path.name} ({how})"
           + (" (cached)" if run.cached else ""))
     for m, (row, px, names) in enumerate(zip(comp, attrs["pixels"], attrs["main_elements"],

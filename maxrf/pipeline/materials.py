@@ -2,10 +2,11 @@
 
 Each pixel's element counts are variance-stabilised (square root, as for Poisson counts) and
 each element weighted by how much of its map's variation is signal rather than fit noise (its
-uncertainty layer), so an element that is mostly noise cannot split a paint in two. k-means runs
-on a sample of pixels for every k up to ``MAX_MATERIALS`` and the k with the best silhouette is
-kept (or the one given); then every pixel is assigned in strips, and each material's mean raw
-spectrum is summed block by block: memory stays bounded whatever the scan size.
+uncertainty layer), so an element that is mostly noise cannot split a paint in two. A Gaussian
+mixture is fitted on a sample of pixels for k = 1, 2, ... and k is where one more material stops
+lowering the BIC much (its elbow; or the k given); then every pixel is assigned in strips, and
+each material's mean raw spectrum is summed block by block: memory stays bounded whatever the
+scan size.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from maxrf.pipeline.blocks import read_ahead
 
 MAX_MATERIALS = 12
 SAMPLE = 30_000  # pixels the clustering is fitted on
-SILHOUETTE_SAMPLE = 3_000  # pixels the silhouette of each k is measured on
+SELECT_SAMPLE = 10_000  # ... and the number of materials chosen on
 ROWS = 64  # rows per strip when assigning
-PARSIMONY = 0.97  # k: the smallest whose silhouette reaches this share of the best one
-PATIENCE = 3  # k values tried past the best silhouette before stopping
+ELBOW = 0.05  # k: more materials only while one more lowers the BIC by this share of what all
+# the ones before lowered it (a paint laid thicker and thinner, or the mixed pixels along a
+# boundary, still lower it a little: a plain BIC minimum splits paints)
+PATIENCE = 2  # k values tried past the last one that counted
 
 
 class MaterialsError(MaxrfError):
@@ -65,24 +68,6 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return best[1], best[2]
 
 
-def _silhouette(d: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette (Rousseeuw 1987) from the pairwise distances ``d`` of a small sample."""
-    ks, lab = np.unique(labels, return_inverse=True)
-    if ks.size < 2:
-        return -1.0
-    onehot = np.zeros((lab.size, ks.size))
-    onehot[np.arange(lab.size), lab] = 1.0
-    sums = d @ onehot  # each pixel's summed distance to each cluster
-    sizes = onehot.sum(axis=0)
-    own = sums[np.arange(lab.size), lab] / np.maximum(sizes[lab] - 1, 1)
-    other = sums / sizes
-    other[np.arange(lab.size), lab] = np.inf
-    nearest = other.min(axis=1)
-    s = (nearest - own) / np.maximum(np.maximum(own, nearest), 1e-12)
-    s[sizes[lab] == 1] = 0.0
-    return float(np.mean(s))
-
-
 @dataclass
 class Mixture:
     """A Gaussian mixture over the features: a paint laid on thicker or thinner stretches its
@@ -92,12 +77,23 @@ class Mixture:
     means: np.ndarray  # (k, d)
     chol: np.ndarray  # (k, d, d) Cholesky factors of the covariances
 
+    def bic(self, x: np.ndarray) -> float:
+        """Bayesian information criterion on ``x`` (lower: a better account of the data for the
+        number of parameters)."""
+        logp = self.log_density(x.astype(np.float64))
+        top = logp.max(axis=1, keepdims=True)
+        ll = float((top[:, 0] + np.log(np.exp(logp - top).sum(axis=1))).sum())
+        k, d = self.means.shape
+        return -2.0 * ll + ((k - 1) + k * d + k * d * (d + 1) / 2) * np.log(len(x))
+
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """(n, k) log of each component's weighted density at each row of ``x``."""
+        from scipy.linalg import solve_triangular
+
         n, d = x.shape
         out = np.empty((n, len(self.weights)))
         for j, (w, mu, low) in enumerate(zip(self.weights, self.means, self.chol, strict=True)):
-            z = np.linalg.solve(low, (x - mu).T)
+            z = solve_triangular(low, (x - mu).T, lower=True, check_finite=False)
             out[:, j] = (np.log(max(w, 1e-300)) - 0.5 * (z * z).sum(axis=0)
                          - np.log(np.diag(low)).sum() - 0.5 * d * np.log(2 * np.pi))
         return out
@@ -137,33 +133,36 @@ def fit_mixture(x: np.ndarray, k: int, seed: int = 0, iters: int = 60,
     return mix
 
 
+def _one_material(x: np.ndarray, reg: float = 1e-3) -> Mixture:
+    d = x.shape[1]
+    cov = np.cov(x.astype(np.float64).T).reshape(d, d) + reg * np.eye(d)
+    return Mixture(np.ones(1), x.mean(axis=0, dtype=np.float64)[None],
+                   np.linalg.cholesky(cov)[None])
+
+
 def choose(x: np.ndarray, k: int | None, seed: int = 0) -> tuple[Mixture, dict]:
-    """The mixture of ``k`` materials (None: from 2 to ``MAX_MATERIALS``, the fewest whose
-    silhouette is nearly the best) and what was measured."""
+    """The mixture of ``k`` materials (None: the elbow of the BIC from 1 to ``MAX_MATERIALS``)
+    and what was measured."""
     if k is not None:
         return fit_mixture(x, k, seed), {"k": k, "chosen": "given"}
-    from scipy.spatial.distance import cdist
-
-    rng = np.random.default_rng(seed)
-    probe = rng.choice(len(x), min(SILHOUETTE_SAMPLE, len(x)), replace=False)
-    d = cdist(x[probe], x[probe])
-    scores, fits = {}, {}
+    full = x
+    if len(x) > SELECT_SAMPLE:  # k is chosen on fewer pixels, then fitted on all of them
+        x = x[np.random.default_rng(seed).choice(len(x), SELECT_SAMPLE, replace=False)]
+    fits = {1: _one_material(x)}
+    bic = {1: fits[1].bic(x)}
+    best, quiet = 2, 0
     for kk in range(2, min(MAX_MATERIALS, len(x) - 1) + 1):
-        mix = fit_mixture(x, kk, seed)
-        labels = mix.assign(x[probe])
-        if np.unique(labels).size < kk:  # an empty material: no more than that
-            break
-        fits[kk] = mix
-        scores[kk] = round(_silhouette(d, labels), 4)
-        if kk - max(scores, key=scores.get) >= PATIENCE:  # past the peak: more only split
-            break
-    if not scores:
-        raise MaterialsError("too few distinct pixels to tell materials apart")
-    # the fewest materials whose silhouette is nearly the best: a paint laid on thicker and
-    # thinner splits in two at almost no cost in silhouette
-    top = max(scores.values())
-    best = min(kk for kk, v in scores.items() if v >= PARSIMONY * top)
-    return fits[best], {"k": best, "chosen": "silhouette", "silhouette": scores}
+        fits[kk] = fit_mixture(x, kk, seed)
+        bic[kk] = fits[kk].bic(x)
+        if bic[kk - 1] - bic[kk] >= ELBOW * (bic[1] - bic[kk - 1]):
+            best, quiet = kk, 0  # this material explains much more
+        else:  # a fit may miss a paint at one k and find it at the next: look a little further
+            quiet += 1
+            if quiet >= PATIENCE:
+                break
+    model = fits[best] if full is x else fit_mixture(full, best, seed)
+    return model, {"k": best, "chosen": "bic elbow",
+                        "bic": {str(kk): round(v, 1) for kk, v in bic.items()}}
 
 
 def _assign(x: np.ndarray, model: Mixture) -> np.ndarray:
