@@ -38,7 +38,7 @@ MIN_OVERLAP = 0.2  # of the scan's footprint, or of the photo, whichever is smal
 CANDIDATES = 24  # of the coarse search, checked on the coarse levels of the refinement
 MAX_STRETCH = 1.3  # of a registration: a photo taken square-on to the painting, within reason
 MAX_PERSPECTIVE = 1.5  # the scale at one corner of the scan over that at another, at most
-MIN_CORRELATION = 0.5  # the final canonical correlation of an accepted registration
+MIN_CORRELATION = 0.6  # the final canonical correlation of an accepted registration
 MIN_CONTRAST = 3.0  # ... and its ratio to the correlation when misaligned
 HINT = "give control points with --points CSV (scan_col, scan_row, photo_x, photo_y)"
 
