@@ -28,6 +28,7 @@ ELBOW = 0.05  # k: more materials only while one more lowers the BIC by this sha
 # the ones before lowered it (a paint laid thicker and thinner, or the mixed pixels along a
 # boundary, still lower it a little: a plain BIC minimum splits paints)
 PATIENCE = 2  # k values tried past the last one that counted
+RESTARTS = 3  # fits of the chosen k from different starts
 
 
 class MaterialsError(MaxrfError):
@@ -103,13 +104,16 @@ class Mixture:
 
 
 def fit_mixture(x: np.ndarray, k: int, seed: int = 0, iters: int = 60,
-                reg: float = 1e-3) -> Mixture:
-    """EM for a full-covariance Gaussian mixture, started from k-means++ (``reg`` keeps every
-    covariance invertible)."""
+                reg: float = 1e-3, start: Mixture | None = None) -> Mixture:
+    """EM for a full-covariance Gaussian mixture, started from k-means++ or from the mixture
+    ``start`` (``reg`` keeps every covariance invertible)."""
     n, d = x.shape
     x = x.astype(np.float64)
-    _centres, labels = _kmeans(x, k, seed)
     resp = np.zeros((n, k))
+    if start is None:
+        _centres, labels = _kmeans(x, k, seed)
+    else:
+        labels = start.assign(x)
     resp[np.arange(n), labels] = 1.0
     previous = -np.inf
     mix = None
@@ -160,7 +164,12 @@ def choose(x: np.ndarray, k: int | None, seed: int = 0) -> tuple[Mixture, dict]:
             quiet += 1
             if quiet >= PATIENCE:
                 break
-    model = fits[best] if full is x else fit_mixture(full, best, seed)
+    # the chosen k fitted again from other starts on every sampled pixel: EM may merge two
+    # paints and split a third from one start, not from the others; the best likelihood wins
+    model = min([fits[best]] + [fit_mixture(x, best, seed + s) for s in range(1, RESTARTS)],
+                key=lambda mix: mix.bic(x))
+    if full is not x:
+        model = fit_mixture(full, best, start=model)
     return model, {"k": best, "chosen": "bic elbow",
                         "bic": {str(kk): round(v, 1) for kk, v in bic.items()}}
 
