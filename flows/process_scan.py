@@ -51,7 +51,8 @@ def _run_name(flow_name: str):
 
 CONVERT_PARAMS = ("raw_path", "output", *CONVERTING)
 SCIENCE_FIRST = ("anode", "tube_kv", "elements", "add_elements", "drop_elements", "materials",
-                 "photo", "photo_points", "registration_model", "maps", "plots", "energies",
+                 "photo", "photo_points", "refine_points", "registration_model", "maps", "plots",
+                 "energies",
                  "use_header", "pulser_hz", "dwell_ms")
 PROCESS_PARAMS = ("raw_path", *SCIENCE_FIRST,
                   *(p for p in PROCESSING if p not in SCIENCE_FIRST), "output")
@@ -92,6 +93,7 @@ def process_scan(  # the run form's order: the scan and the science first, plumb
     materials: int | None = default("materials"),
     photo: str | None = default("photo"),
     photo_points: str | None = default("photo_points"),
+    refine_points: bool = default("refine_points"),
     registration_model: Model | None = default("registration_model"),
     maps: bool = default("maps"),
     plots: bool = default("plots"),
@@ -132,7 +134,7 @@ def process_scan(  # the run form's order: the scan and the science first, plumb
         )
         done += [mapped, materials_map(mapped, datastack, materials)]
         if photo:
-            done.append(register_photo(mapped, datastack, photo, photo_points,
+            done.append(register_photo(mapped, datastack, photo, photo_points, refine_points,
                                        registration_model))
     pngs = make_plots(datastack, done) if plots else []
     return publish_report(datastack, done, pngs)

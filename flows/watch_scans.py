@@ -58,6 +58,7 @@ def watch_scans(
     materials: int | None = default("materials"),
     photo: str | None = default("photo"),
     photo_points: str | None = default("photo_points"),
+    refine_points: bool = default("refine_points"),
     registration_model: Model | None = default("registration_model"),
     pulser_hz: float | None = default("pulser_hz"),
     dwell_ms: float | None = default("dwell_ms"),

@@ -193,6 +193,27 @@ def test_automatic_registration_finds_the_transform(mosaic, tmp_path, true, size
         assert client.get("/api/photo.png").status_code == 200
 
 
+def test_rough_control_points_are_refined_by_the_images(mosaic, tmp_path):
+    """Four control points picked roughly (3 photo px of noise) give a transform a pixel off;
+    ``--refine`` matches the maps to the photo from there and lands within half a pixel."""
+    true = photo_transform(4.0, 2.0, (40, 30), 1e-4)
+    (tmp_path / "m.truth.npz").write_bytes(mosaic.with_suffix(".truth.npz").read_bytes())
+    photo = render_photo(tmp_path / "m", true, (320, 400), points=4, point_noise_px=3.0, seed=3)
+    points = tmp_path / "m.points.csv"
+    errors = {}
+    for extra in ((), ("--refine",)):
+        copy = tmp_path / f"m{len(extra)}.datastack"
+        copy.write_bytes(mosaic.with_suffix(".datastack").read_bytes())
+        r = run_maxrf("register", copy, photo, "--points", points, "--model", "homography",
+                      *extra)
+        assert r.returncode == 0, r.stderr
+        attrs = DataStack(copy).attrs("maxrf_registration")
+        errors[bool(extra)] = corner_errors(attrs["matrix"], true, 56, 72)
+    assert "refined" in attrs["method"] and "refined: correlation" in r.stdout
+    assert np.median(errors[True]) <= 0.5 and errors[True].max() <= 1.5, errors[True]
+    assert errors[True].max() < errors[False].max(), errors
+
+
 def test_a_photo_of_another_painting_is_refused(mosaic, tmp_path):
     """A photo of a different painting: one line saying so (with the hint to give points),
     exit code 2, nothing written."""

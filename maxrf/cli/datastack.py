@@ -135,7 +135,12 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     ds = DataStack(args.file)
     ds.require_file()
-    params = {"photo": args.photo, "photo_points": args.points, "registration_model": args.model}
+    if args.refine and not args.points:
+        from maxrf.errors import MaxrfError
+
+        raise MaxrfError("--refine refines the control points' transform: give --points too")
+    params = {"photo": args.photo, "photo_points": args.points, "refine_points": args.refine,
+              "registration_model": args.model}
     check_parameters(**params)
     (run,) = Runner(ds.path, params, options=Options(progress=None), force=args.again).run(
         ["register"])
@@ -143,10 +148,14 @@ def cmd_register(args: argparse.Namespace) -> int:
     if "residual_px" in attrs:
         res = attrs["residual_px"]
         quality = f"residual rms {res['rms']:.2f} px, max {res['max']:.2f} px"
+        if "correlation" in attrs:
+            quality += (f"; refined: correlation {attrs['correlation']:.2f}, the points moved "
+                        f"by up to {attrs['points_moved_px']:.1f} px")
     else:
         quality = (f"correlation {attrs['correlation']:.2f} ({attrs['chance_correlation']:.2f} "
                    f"by chance), {100 * attrs['overlap']:.0f} % of the scan in the photo")
-    how = "control points" if args.points else "automatic"
+    how = ("control points, refined" if args.points and args.refine else
+           "control points" if args.points else "automatic")
     print(f"registered {ds.path.name} to {attrs['photo']['name']} "
           f"({attrs['photo']['width']} x {attrs['photo']['height']} px): {attrs['model']}, "
           f"{how}, {quality}" + (" (cached)" if run.cached else ""))
@@ -261,6 +270,8 @@ def add_commands(sub) -> None:
                         "(default: found automatically)")
     p.add_argument("--model", choices=["similarity", "affine", "homography"], default=None,
                    help="the transform (default affine; homography for a photo taken at an angle)")
+    p.add_argument("--refine", action="store_true",
+                   help="refine the control points' transform by matching the maps to the photo")
     p.add_argument("--again", action="store_true",
                    help="register again even when this photo's registration exists")
     p.add_argument("--export", metavar="DIR",

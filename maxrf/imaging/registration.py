@@ -127,7 +127,7 @@ def registration_images(datastack: str | Path | DataStack) -> list[np.ndarray]:
 
 def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
                        points: str | Path | None = None, model: str | None = None,
-                       provenance: dict | None = None) -> dict[str, str]:
+                       provenance: dict | None = None, refine: bool = False) -> dict[str, str]:
     """The scan → photo transform, from control points when given, else found automatically
     (:mod:`maxrf.imaging.autoregister`), committed as ``maxrf_registration`` (a preview of the
     photo; the matrix, model, method and quality in its attrs). Every check comes before
@@ -150,6 +150,18 @@ def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
         method = f"control points ({len(src)} pairs)"
         quality = {"residual_px": {"rms": float(np.sqrt(np.mean(residual**2))),
                                    "max": float(residual.max())}}
+        if refine:  # the points' transform as the start of the automatic refinement
+            from maxrf.imaging.autoregister import auto_register, scan_images
+
+            found = auto_register(scan_images(registration_images(ds)), image, model,
+                                  start=matrix)
+            matrix = found.matrix
+            method += ", refined by matching the maps to the photo"
+            quality.update(correlation=found.correlation,
+                           chance_correlation=found.null_correlation, overlap=found.overlap,
+                           points_moved_px=float(np.max(np.linalg.norm(
+                               apply(matrix, src) - apply(fit_transform(src, dst, model), src),
+                               axis=1))))
     else:
         from maxrf.imaging.autoregister import auto_register, scan_images
 

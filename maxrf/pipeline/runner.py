@@ -141,7 +141,7 @@ def _register(ds, p, prov, scan, opt):
     if not p["photo"]:
         raise MaxrfError("the registration needs a photograph (photo)", ds.path)
     return registration_layer(ds, p["photo"], p["photo_points"], p["registration_model"],
-                              provenance=prov)
+                              provenance=prov, refine=p["refine_points"])
 
 
 def _materials(ds, p, prov, scan, opt):

@@ -102,6 +102,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("photo_points", None,
           "Control points for the registration: a CSV of scan_col, scan_row, photo_x, photo_y; "
           "empty: found automatically.", "file", optional=True, metavar="CSV"),
+    Param("refine_points", False,
+          "Refine the transform the control points give by matching the maps to the photo "
+          "(the points then only need to be roughly right).", "bool"),
     Param("registration_model", None,
           "The scan-to-photo transform: similarity, affine or homography (a photo taken at an "
           "angle); empty: affine.", "choice",
@@ -182,7 +185,7 @@ STEPS: tuple[Step, ...] = (
          ("maxrf_materials", "maxrf_materials_spectra", "maxrf_materials_composition"),
          ("materials",), ("element-maps",), "which pixels share a paint, and its spectrum"),
     Step("register", "1", ("maxrf_registration",),
-         ("photo", "photo_points", "registration_model"), ("element-maps",),
+         ("photo", "photo_points", "refine_points", "registration_model"), ("element-maps",),
          "the scan registered to a photograph of the painting"),
 )  # fmt: skip
 _BY_NAME = {s.name: s for s in STEPS}
