@@ -2,8 +2,9 @@
 
 An element map does not look like a photo, so nothing is compared pixel for pixel as it is:
 
-1. **Coarse search.** The scan's images (element maps and total counts, square-rooted, whitened)
-   and the photo's colour channels are correlated over every shift at once (masked normalised
+1. **Coarse search.** The scan's images (the leading principal components of its square-rooted
+   element maps and total counts; high-passed, whitened) and the photo's colour channels
+   (high-passed: lighting is not paint) are correlated over every shift at once (masked normalised
    cross-correlation in the Fourier domain, Padfield 2012: only the overlap counts, so the scan may
    cover a small part of the photo or run past its edge), for each rotation (90° steps ± a few
    degrees) and scale on a log grid. The score is the sum of squared correlations between scan and
@@ -11,10 +12,13 @@ An element map does not look like a photo, so nothing is compared pixel for pixe
 2. **Refinement**, coarse to fine. At the current estimate, canonical correlation analysis finds
    the mix of the scan's images and the mix of the photo's colours that agree best; the enhanced
    correlation coefficient (OpenCV's ECC) then moves the transform (affine, then the asked model)
-   to make those two images agree, on a pyramid ending at the scan's own pixels.
-3. **A check before anything is kept**: the final correlation must be high and well above the
-   correlation the same images give when misaligned; otherwise the registration is refused (one
-   line, with the hint to give control points).
+   to make those two images agree, on a pyramid ending at the scan's own pixels (or 1024 px), the
+   scan's edge band left out. Every candidate of the coarse search is refined on the coarse
+   levels; the best (and a close runner-up) on to the end.
+3. **A check before anything is kept**: the transform must be that of a photo of a flat painting
+   (orientation kept, little stretch or perspective, enough overlap) and the final correlation
+   high and well above the one the same images give when misaligned; otherwise the registration
+   is refused (one line, with the hint to give control points).
 """
 
 from __future__ import annotations
@@ -54,12 +58,11 @@ class AutoResult:
     candidates: int  # (rotation, scale) pairs tried in the coarse search
 
 
-def _standardise(stack: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def _standardise(stack: np.ndarray) -> np.ndarray:
     """Each image clipped at its 0.5/99.5 percentiles, then zero mean and unit variance."""
     out = np.empty(stack.shape, np.float32)
     for i, a in enumerate(stack):
-        v = a[mask] if mask is not None else a.ravel()
-        v = v[np.isfinite(v)]
+        v = a[np.isfinite(a)]
         lo, hi = (np.percentile(v, [0.5, 99.5]) if v.size else (0.0, 1.0))
         a = np.clip(np.nan_to_num(a, nan=lo), lo, hi)
         v = np.clip(v, lo, hi)
