@@ -71,6 +71,30 @@ def test_maps_warped_onto_the_photo(painted, tmp_path):
     assert on_scan.shape == (32 * f, 48 * f, 3) and f >= 1  # the photo on the scan's grid
 
 
+def test_butterfly_registrator_points_are_read(painted, tmp_path):
+    """A control-point file saved by the Van Gogh Museum's Butterfly Registrator (photo as the
+    target, an element-map TIFF of the scan's size as the moving image, which it resizes to the
+    photo's width or height; Qt scene coordinates) gives the true transform."""
+    stack, photo, _points = painted
+    copy = tmp_path / "p.datastack"
+    copy.write_bytes(stack.read_bytes())
+    h, w, ph, pw = 32, 48, 260, 360
+    factor = pw / w if w / h > pw / ph else ph / h
+    scan_pts = np.array([[5.0, 4.0], [40.0, 6.0], [42.0, 27.0], [7.0, 25.0]])
+    photo_pts = apply(TRUE, scan_pts)
+    rows = [f"{x + 0.5}|{y + 0.5}|{(c + 0.5) * factor}|{(r + 0.5) * factor}"
+            for (x, y), (c, r) in zip(photo_pts, scan_pts, strict=True)]
+    csv = tmp_path / "Registration points - Pb to p.photo.csv"
+    csv.write_text("\n".join(["Butterfly Registrator", "1.0", "control points",
+                               "Assumes moving image(s) resized and padded to match target "
+                               "image dimensions", "target", photo.name, "moving", "Pb.tif",
+                               "x|y|x|y", *rows]) + "\n")
+    r = run_maxrf("register", copy, photo, "--points", csv, "--model", "homography")
+    assert r.returncode == 0, r.stderr
+    found = np.array(DataStack(copy).attrs("maxrf_registration")["matrix"])
+    np.testing.assert_allclose(found, TRUE / TRUE[2, 2], rtol=1e-6, atol=1e-8)
+
+
 def test_the_fit_of_exact_points_is_exact():
     rng = np.random.default_rng(1)
     src = rng.uniform(0, 100, (12, 2))

@@ -20,21 +20,29 @@ import numpy as np
 from maxrf.datastack import DataStack
 from maxrf.imaging.geometry import RegistrationError, apply
 
-__all__ = ["RegistrationError", "apply", "fit_transform", "load_photo", "photo_on_scan",
-           "read_points", "registration_layer", "warp_to_photo"]
+__all__ = ["RegistrationError", "apply", "butterfly_points", "fit_transform", "load_photo",
+           "photo_on_scan", "read_points", "registration_layer", "warp_to_photo"]
 
 MODELS = {"similarity": 2, "affine": 3, "homography": 4}  # the fewest point pairs each needs
 PREVIEW_PX = 1600  # the stored photo's longest side
 
 
-def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_points(path: str | Path, scan: tuple[int, int] | None = None,
+                photo: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(scan (col, row), photo (x, y))`` from a CSV of ``scan_col, scan_row, photo_x,
-    photo_y`` rows (a header line, if any, is skipped; ``#`` starts a comment)."""
+    photo_y`` rows (a header line, if any, is skipped; ``#`` starts a comment), or from a
+    Butterfly Registrator control-point file (:func:`butterfly_points`; needs the ``scan`` and
+    ``photo`` sizes, height × width)."""
     path = Path(path)
     try:
         text = path.read_text(errors="replace")
     except OSError as exc:
         raise RegistrationError(f"cannot read the points ({exc.strerror})", path) from None
+    if text.lstrip().startswith("Butterfly Registrator"):
+        if scan is None or photo is None:
+            raise RegistrationError("a Butterfly Registrator file needs the scan's and the "
+                                    "photo's sizes", path)
+        return butterfly_points(text, scan, photo, path)
     src, dst = [], []
     for n, row in enumerate(csv.reader(line for line in text.splitlines()
                                         if line.strip() and not line.lstrip().startswith("#"))):
@@ -49,6 +57,30 @@ def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         src.append(values[:2])
         dst.append(values[2:])
     return np.array(src, dtype=np.float64).reshape(-1, 2), np.array(dst, np.float64).reshape(-1, 2)
+
+
+def butterfly_points(text: str, scan: tuple[int, int], photo: tuple[int, int],
+                     path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Control points saved by the Van Gogh Museum's Butterfly Registrator (``|``-separated:
+    a header, ``target`` and the photo's file name, ``moving`` and the map's, ``x|y|x|y``, then
+    one row per point: photo x, y, map x, y). Its positions are Qt scene coordinates (a pixel's
+    centre at +0.5), the map's in the map resized, keeping its aspect, to the photo's width or
+    height ("moving image resized and padded to match target image dimensions"); the map is
+    taken to be the scan's size (an ``EL.tif`` of ``maxrf maps --export``)."""
+    rows = [line.split("|") for line in text.splitlines() if line.strip()]
+    try:
+        start = next(i for i, r in enumerate(rows) if r[:4] == ["x", "y", "x", "y"]) + 1
+        values = np.array([[float(v) for v in r[:4]] for r in rows[start:]], np.float64)
+    except (StopIteration, ValueError):
+        raise RegistrationError("not a Butterfly Registrator control-point file I can read "
+                                "(no 'x|y|x|y' line followed by numbers)", path) from None
+    if values.ndim != 2 or values.shape[1] != 4 or not len(values):
+        raise RegistrationError("the Butterfly Registrator file holds no points", path)
+    (h, w), (ph, pw) = scan, photo
+    factor = pw / w if w / h > pw / ph else ph / h  # the map as the Registrator resized it
+    dst = values[:, :2] - 0.5
+    src = values[:, 2:] / factor - 0.5
+    return src, dst
 
 
 def _normalise(p: np.ndarray) -> np.ndarray:
@@ -144,7 +176,7 @@ def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
     if model not in MODELS:
         raise RegistrationError(f"unknown model {model!r} (expected {', '.join(MODELS)})")
     if points:
-        src, dst = read_points(points)
+        src, dst = read_points(points, (h, w), image.shape[:2])
         matrix = fit_transform(src, dst, model)
         residual = np.linalg.norm(apply(matrix, src) - dst, axis=1)
         method = f"control points ({len(src)} pairs)"
