@@ -95,6 +95,19 @@ def test_butterfly_registrator_points_are_read(painted, tmp_path):
     np.testing.assert_allclose(found, TRUE / TRUE[2, 2], rtol=1e-6, atol=1e-8)
 
 
+def test_a_16_bit_grey_photo_keeps_its_contrast(tmp_path):
+    """A 16-bit grey TIFF (a scientific camera's) is scaled to its own range, not clipped white."""
+    import tifffile
+
+    from maxrf.imaging.registration import load_photo
+
+    ramp = np.tile(np.linspace(1000, 60000, 80), (60, 1)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "g16.tif", ramp)
+    got = load_photo(tmp_path / "g16.tif")
+    assert got.shape == (60, 80, 3) and got.dtype == np.uint8
+    assert got[:, 0].max() <= 5 and got[:, -1].min() >= 250 and 100 < got.mean() < 155
+
+
 def test_the_fit_of_exact_points_is_exact():
     rng = np.random.default_rng(1)
     src = rng.uniform(0, 100, (12, 2))

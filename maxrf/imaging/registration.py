@@ -137,6 +137,13 @@ def load_photo(path: str | Path) -> np.ndarray:
     Image.MAX_IMAGE_PIXELS = 400_000_000  # a 20 000 × 20 000 museum photo is fine
     try:
         with Image.open(path) as img:
+            if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+                # 16-bit or float grey (a scientific camera's TIFF): scaled to its own range,
+                # not clipped at 255 (PIL's own conversion makes it all white)
+                grey = np.asarray(img, np.float64)
+                lo, hi = np.nanpercentile(grey, [0.1, 99.9]) if grey.size else (0.0, 1.0)
+                grey = np.clip((grey - lo) / max(hi - lo, 1e-12) * 255, 0, 255)
+                return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
             return np.asarray(img.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise RegistrationError(f"not a readable image ({exc})", path) from None
