@@ -181,7 +181,7 @@ STEPS: tuple[Step, ...] = (
           "nmf_atomnums"),
          ("anode", "tube_kv", "elements", "add_elements", "drop_elements"),
          ("convert", "calibrate", "hotmax"), "fitted counts per pixel of every element"),
-    Step("materials", "1",
+    Step("materials", "2",
          ("maxrf_materials", "maxrf_materials_spectra", "maxrf_materials_composition"),
          ("materials",), ("element-maps",), "which pixels share a paint, and its spectrum"),
     Step("register", "1", ("maxrf_registration",),
