@@ -275,14 +275,11 @@ def _compare_with_truth(datastack: str, truth_path: Path) -> None:
             print("  " + row)
     photo_truth = truth_path.with_name(truth_path.name.replace(".truth.json", ".photo.json"))
     if "maxrf_registration" in ds and photo_truth.exists():
-        from maxrf.imaging.registration import apply
+        from maxrf.imaging.registration import corner_errors
 
-        true = np.array(json.loads(photo_truth.read_text())["matrix"])
-        found = np.array(ds.attrs("maxrf_registration")["matrix"])
-        h, w = ds.array("maxrf_raw").shape[:2]
-        corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
-        err = np.linalg.norm(apply(found, corners) - apply(true, corners), axis=1) / np.sqrt(
-            abs(np.linalg.det(true[:2, :2])))
+        err = corner_errors(np.array(ds.attrs("maxrf_registration")["matrix"]),
+                            np.array(json.loads(photo_truth.read_text())["matrix"]),
+                            ds.array("maxrf_raw").shape[:2])
         print(f"registration to the photo vs the true transform: corners within "
               f"{err.max():.2f} scan pixel (median {np.median(err):.2f})")
     if "maxrf_materials" in ds and planted.exists():

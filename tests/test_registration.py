@@ -14,7 +14,7 @@ from helpers import run_maxrf
 
 from maxrf.datastack import DataStack
 from maxrf.demo import DemoSpec, generate_scan, photo_transform, render_photo
-from maxrf.imaging.registration import apply, fit_transform
+from maxrf.imaging.registration import apply, corner_errors, fit_transform
 from maxrf.pipeline.runner import Runner, Scan
 
 TRUE = photo_transform(scale=5.0, angle_deg=4.0, shift=(70.0, 45.0), perspective=2e-4)
@@ -193,12 +193,6 @@ def mosaic(tmp_path_factory) -> Path:
     return folder / "m"
 
 
-def corner_errors(found, true, h, w) -> np.ndarray:
-    corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
-    scale = np.sqrt(abs(np.linalg.det(np.asarray(true)[:2, :2])))
-    return np.linalg.norm(apply(np.asarray(found), corners) - apply(true, corners), axis=1) / scale
-
-
 @pytest.mark.parametrize("true, size", [
     (photo_transform(4.0, 93.0, (330, 40), 1e-4), (420, 560)),
     (photo_transform(3.0, 184.0, (420, 300), 0.0), (380, 520)),
@@ -216,7 +210,7 @@ def test_automatic_registration_finds_the_transform(mosaic, tmp_path, true, size
     attrs = DataStack(copy).attrs("maxrf_registration")
     assert attrs["model"] == "affine" and attrs["method"].startswith("automatic")
     assert attrs["correlation"] > 3 * attrs["chance_correlation"]
-    err = corner_errors(attrs["matrix"], true, 56, 72)
+    err = corner_errors(attrs["matrix"], true, (56, 72))
     assert np.median(err) <= 0.5 and err.max() <= 1.5, err
     again = run_maxrf("register", copy, photo)
     assert again.returncode == 0 and "(cached)" in again.stdout
@@ -245,7 +239,7 @@ def test_rough_control_points_are_refined_by_the_images(mosaic, tmp_path):
                       *extra)
         assert r.returncode == 0, r.stderr
         attrs = DataStack(copy).attrs("maxrf_registration")
-        errors[bool(extra)] = corner_errors(attrs["matrix"], true, 56, 72)
+        errors[bool(extra)] = corner_errors(attrs["matrix"], true, (56, 72))
     assert "refined" in attrs["method"] and "refined: correlation" in r.stdout
     assert np.median(errors[True]) <= 0.5 and errors[True].max() <= 1.5, errors[True]
     assert errors[True].max() < errors[False].max(), errors

@@ -261,10 +261,8 @@ def export_registered(datastack: str | Path | DataStack, photo: str | Path, fold
     mixed = np.where(inside, (1 - alpha) * image + alpha * rgb, image).astype(np.uint8)
     out.append(atomic_write(folder / "overlay.png",
                             lambda t: Image.fromarray(mixed).save(t, format="PNG")))
-    h, w = maps.shape[1:]
-    factor = int(max(1, min(4, 2000 // max(h, w, 1))))
     on_scan = photo_on_scan(ds.read("maxrf_registration"), ds.attrs("maxrf_registration"),
-                            (h, w), factor)
+                            maps.shape[1:])
     out.append(atomic_write(folder / "photo_on_scan.png",
                             lambda t: Image.fromarray(on_scan).save(t, format="PNG")))
     return out

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maxrf.imaging.geometry import RegistrationError, apply
+from maxrf.imaging.geometry import RegistrationError, apply, corners, jacobian
 
 COARSE_PX = 160  # the photo's longest side in the coarse search
 ANGLES_DEG = (-5.0, 0.0, 5.0)  # around each 90° step
@@ -55,7 +55,6 @@ class AutoResult:
     correlation: float  # canonical correlation of scan and photo on the scan's own grid
     null_correlation: float  # the same when the photo is misaligned (what chance gives)
     overlap: float  # share of the scan's pixels inside the photo
-    candidates: int  # (rotation, scale) pairs tried in the coarse search
 
 
 def _standardise(stack: np.ndarray) -> np.ndarray:
@@ -70,15 +69,22 @@ def _standardise(stack: np.ndarray) -> np.ndarray:
     return out
 
 
+def _components(stack: np.ndarray, keep: int, floor: float, whiten: bool) -> np.ndarray:
+    """The ``keep`` leading principal components of zero-mean images (those whose variance
+    exceeds ``floor`` of the largest), each of unit variance when ``whiten``."""
+    x = stack.reshape(len(stack), -1)
+    vals, vecs = np.linalg.eigh((x @ x.T / x.shape[1]).astype(np.float64))
+    order = np.argsort(vals)[::-1][:keep]
+    order = order[vals[order] > floor * max(float(vals.max()), 1e-12)]
+    comps = vecs[:, order].T.astype(np.float32) @ x
+    if whiten:
+        comps /= np.sqrt(vals[order]).astype(np.float32)[:, None]
+    return comps.reshape(len(order), *stack.shape[1:]).astype(np.float32)
+
+
 def _whiten(stack: np.ndarray, keep: int) -> np.ndarray:
     """The ``keep`` leading principal components of standardised images, each of unit variance."""
-    x = stack.reshape(len(stack), -1)
-    cov = x @ x.T / x.shape[1]
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1][:keep]
-    order = order[vals[order] > 1e-6 * max(vals.max(), 1e-12)]
-    comps = (vecs[:, order].T @ x) / np.sqrt(vals[order])[:, None]
-    return comps.reshape(len(order), *stack.shape[1:]).astype(np.float32)
+    return _components(stack, keep, 1e-6, whiten=True)
 
 
 def scan_images(maps: list[np.ndarray], keep: int = 4) -> np.ndarray:
@@ -89,15 +95,11 @@ def scan_images(maps: list[np.ndarray], keep: int = 4) -> np.ndarray:
                       for m in maps])
     for a in stack:  # hot spots: a few pixels must not make a component of their own
         np.minimum(a, np.percentile(a, 99.9), out=a)
-    x = stack.reshape(len(stack), -1)
-    x -= x.mean(axis=1, keepdims=True)
-    vals, vecs = np.linalg.eigh((x @ x.T / x.shape[1]).astype(np.float64))
-    order = np.argsort(vals)[::-1][:keep]
-    order = order[vals[order] > 0.02 * max(float(vals.max()), 0.0)]
-    if vals.max() <= 0 or not len(order):
+    stack -= stack.mean(axis=(1, 2), keepdims=True)
+    comps = _components(stack, keep, 0.02, whiten=False)
+    if not len(comps):
         raise RegistrationError(f"the scan's maps are flat: nothing to register; {HINT}")
-    comps = vecs[:, order].T.astype(np.float32) @ x
-    return comps.reshape(len(order), *stack.shape[1:])
+    return comps
 
 
 def _resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -187,9 +189,9 @@ def _similarity(scale: float, angle_deg: float) -> np.ndarray:
 
 
 def coarse_search(images: np.ndarray, photo: np.ndarray, top: int = 3
-                  ) -> tuple[list[tuple[float, np.ndarray]], int]:
+                  ) -> list[tuple[float, np.ndarray]]:
     """The ``top`` best (score, scan → photo matrix) of the exhaustive coarse search, in full
-    resolution pixels, and the number of (rotation, scale) pairs tried."""
+    resolution pixels."""
     import cv2
 
     k, h, w = images.shape
@@ -203,7 +205,6 @@ def coarse_search(images: np.ndarray, photo: np.ndarray, top: int = 3
     scales = big * np.exp(np.arange(np.log(lo), np.log(hi) + 1e-9, np.log(SCALE_STEP))) / max(h, w)
     from scipy import fft
     found: list[tuple[float, np.ndarray]] = []
-    tried = 0
     for scale in scales:  # coarse photo pixels per scan pixel
         # the scan reduced to about the coarse photo's sampling before rotating (no aliasing)
         f = max(1.0, 1.0 / scale)
@@ -217,13 +218,10 @@ def coarse_search(images: np.ndarray, photo: np.ndarray, top: int = 3
         spectrum = _PhotoSpectrum(pc, fft_shape)
         for quarter in range(4):
             for angle in ANGLES_DEG:
-                tried += 1
                 rot = _similarity(s_scale, 90.0 * quarter + angle)
-                corners = apply(rot, np.array([[-0.5, -0.5], [s_shape[1] - 0.5, -0.5],
-                                               [s_shape[1] - 0.5, s_shape[0] - 0.5],
-                                               [-0.5, s_shape[0] - 0.5]]))
-                x0, y0 = np.floor(corners.min(axis=0))
-                x1, y1 = np.ceil(corners.max(axis=0))
+                turned = apply(rot, corners(s_shape))
+                x0, y0 = np.floor(turned.min(axis=0))
+                x1, y1 = np.ceil(turned.max(axis=0))
                 tw, th = int(x1 - x0) + 1, int(y1 - y0) + 1
                 place = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]]) @ rot
                 warp = place[:2].astype(np.float32)
@@ -257,7 +255,7 @@ def coarse_search(images: np.ndarray, photo: np.ndarray, top: int = 3
             kept.append((score, m))
         if len(kept) == top:
             break
-    return kept, tried
+    return kept
 
 
 def _cca(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -314,9 +312,7 @@ def _ecc(templ: np.ndarray, image: np.ndarray, m_l: np.ndarray, motion: str,
 
 def _scale_of(m: np.ndarray, at: np.ndarray) -> float:
     """Photo pixels per scan pixel of ``m`` near the scan point ``at``."""
-    d = apply(m, np.array([at, at + [1, 0], at + [0, 1]]))
-    (a, b), (c, e) = d[1] - d[0], d[2] - d[0]
-    return float(np.sqrt(abs(a * e - b * c)))
+    return float(np.sqrt(abs(np.linalg.det(jacobian(m, at)))))
 
 
 class _Photo:
@@ -420,11 +416,10 @@ def auto_register(images: np.ndarray, photo: np.ndarray, model: str = "homograph
     photo = _Photo(np.asarray(photo))
     levels = pyramid(images.shape[1:])
     if start is not None:
-        starts, tried = [np.asarray(start, np.float64)], 0
+        starts = [np.asarray(start, np.float64)]
     else:
-        found, tried = coarse_search(images, photo.image, top=CANDIDATES)
-        starts = [m for _score, m in found]
-    # every candidate refined on the coarse levels (cheap), the two best on to the scan's pixels
+        starts = [m for _score, m in coarse_search(images, photo.image, top=CANDIDATES)]
+    # every candidate refined on the coarse levels (cheap), the best on to the finest
     coarse = [f for f in levels if max(images.shape[1:]) / f <= 128] or [levels[0]]
     ranked = []
     for m0 in starts:
@@ -457,7 +452,7 @@ def auto_register(images: np.ndarray, photo: np.ndarray, model: str = "homograph
         raise RegistrationError(
             f"cannot register the scan to this photo automatically (best correlation "
             f"{rho:.2f}, {null:.2f} by chance): is it a photo of the scanned painting? {HINT}")
-    return AutoResult(m, rho, null, overlap, tried)
+    return AutoResult(m, rho, null, overlap)
 
 
 def _overlap(m: np.ndarray, scan: tuple[int, int], photo: tuple[int, int]) -> float:
@@ -479,12 +474,6 @@ def _enough_overlap(m: np.ndarray, scan: tuple[int, int], photo: tuple[int, int]
     return shared >= MIN_OVERLAP * min(h * w, photo_in_scan_px)
 
 
-def _jacobian(m: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The 2 × 2 derivative of ``m`` at the scan point ``at``."""
-    d = apply(m, np.array([at, at + [1, 0], at + [0, 1]]))
-    return np.c_[d[1] - d[0], d[2] - d[0]]
-
-
 def _plausible(m: np.ndarray, scan: tuple[int, int], photo: tuple[int, int]) -> bool:
     """A photo of a flat painting: the transform keeps the scan's orientation, stretches it by
     at most ``MAX_STRETCH`` in any direction, changes its scale by at most ``MAX_PERSPECTIVE``
@@ -493,7 +482,7 @@ def _plausible(m: np.ndarray, scan: tuple[int, int], photo: tuple[int, int]) -> 
     points = np.array([[w / 2, h / 2], [0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)
     scales = []
     for at in points:
-        j = _jacobian(m, at)
+        j = jacobian(m, at)
         sv = np.linalg.svd(j, compute_uv=False)
         if np.linalg.det(j) <= 0 or sv[0] > MAX_STRETCH * sv[1]:
             return False

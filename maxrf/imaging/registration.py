@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from maxrf.datastack import DataStack
-from maxrf.imaging.geometry import RegistrationError, apply
+from maxrf.imaging.geometry import RegistrationError, apply, corners
 
-__all__ = ["RegistrationError", "apply", "butterfly_points", "fit_transform", "load_photo",
-           "photo_on_scan", "read_points", "registration_layer", "warp_to_photo"]
+__all__ = ["RegistrationError", "apply", "butterfly_points", "corner_errors", "fit_transform",
+           "load_photo", "photo_factor", "photo_on_scan", "read_points", "registration_layer",
+           "warp_to_photo"]
 
 MODELS = {"similarity": 2, "affine": 3, "homography": 4}  # the fewest point pairs each needs
 PREVIEW_PX = 1600  # the stored photo's longest side
@@ -182,40 +183,32 @@ def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
     model = model or "affine"
     if model not in MODELS:
         raise RegistrationError(f"unknown model {model!r} (expected {', '.join(MODELS)})")
+    matrix = None
+    method = ("automatic: coarse search of rotations, scales and shifts, then ECC on the "
+              "canonical images of scan and photo")
+    quality: dict = {}
     if points:
         src, dst = read_points(points, (h, w), image.shape[:2])
         matrix = fit_transform(src, dst, model)
         residual = np.linalg.norm(apply(matrix, src) - dst, axis=1)
         method = f"control points ({len(src)} pairs)"
-        quality = {"residual_px": {"rms": float(np.sqrt(np.mean(residual**2))),
-                                   "max": float(residual.max())}}
-        if refine:  # the points' transform as the start of the automatic refinement
-            from maxrf.imaging.autoregister import auto_register, scan_images
-
-            found = auto_register(scan_images(registration_images(ds)), image, model,
-                                  start=matrix)
-            matrix = found.matrix
-            method += ", refined by matching the maps to the photo"
-            quality.update(correlation=found.correlation,
-                           chance_correlation=found.null_correlation, overlap=found.overlap,
-                           points_moved_px=float(np.max(np.linalg.norm(
-                               apply(matrix, src) - apply(fit_transform(src, dst, model), src),
-                               axis=1))))
-    else:
+        quality["residual_px"] = {"rms": float(np.sqrt(np.mean(residual**2))),
+                                  "max": float(residual.max())}
+    if matrix is None or refine:  # found from the images (from the points' transform)
         from maxrf.imaging.autoregister import auto_register, scan_images
 
-        found = auto_register(scan_images(registration_images(ds)), image, model)
+        found = auto_register(scan_images(registration_images(ds)), image, model, start=matrix)
+        quality.update(correlation=found.correlation, chance_correlation=found.null_correlation,
+                       overlap=found.overlap)
+        if matrix is not None:
+            method += ", refined by matching the maps to the photo"
+            quality["points_moved_px"] = float(np.max(np.linalg.norm(
+                apply(found.matrix, src) - apply(matrix, src), axis=1)))
         matrix = found.matrix
-        method = ("automatic: coarse search of rotations, scales and shifts, then ECC on the "
-                  "canonical images of scan and photo")
-        quality = {"correlation": found.correlation,
-                   "chance_correlation": found.null_correlation,
-                   "overlap": found.overlap}
     ph, pw = image.shape[:2]
-    corners = apply(matrix, np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5],
-                                      [-0.5, h - 0.5]]))
-    if not (np.all(corners[:, 0] > -pw) and np.all(corners[:, 0] < 2 * pw)
-            and np.all(corners[:, 1] > -ph) and np.all(corners[:, 1] < 2 * ph)):
+    in_photo = apply(matrix, corners((h, w)))
+    if not (np.all(in_photo[:, 0] > -pw) and np.all(in_photo[:, 0] < 2 * pw)
+            and np.all(in_photo[:, 1] > -ph) and np.all(in_photo[:, 1] < 2 * ph)):
         raise RegistrationError("the points put the scan far outside the photo: check their "
                                 "order (scan_col, scan_row, photo_x, photo_y)", Path(points or ""))
     step = max(1, int(np.ceil(max(ph, pw) / PREVIEW_PX)))
@@ -227,12 +220,13 @@ def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
         "model": model,
         "method": method,
         **quality,
-        "corners_in_photo": corners.tolist(),
+        "corners_in_photo": in_photo.tolist(),
         "preview_step": step,
         "maps": "scan (col, row) pixel centres → photo (x, y) pixels",
     }
     meta = {"step": "register", "params": {"photo": str(photo), "photo_points": str(points or ""),
-                                           "registration_model": model}, **(provenance or {})}
+                                           "refine_points": refine, "registration_model": model},
+            **(provenance or {})}
     with ds.appending() as app:
         app.write("maxrf_registration", preview, attrs=attrs)
         app.finish("maxrf_registration", {"maxrf": meta})
@@ -263,15 +257,22 @@ def warp_to_photo(image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int],
     return out
 
 
+def photo_factor(shape: tuple[int, int]) -> int:
+    """Samples per scan pixel each way of the photo on a scan of ``shape``: about 2000 px on
+    the long side, 1 to 4."""
+    return int(max(1, min(4, 2000 // max(*shape, 1))))
+
+
 def photo_on_scan(preview: np.ndarray, attrs: dict, shape: tuple[int, int],
-                  factor: int = 1) -> np.ndarray:
+                  factor: int | None = None) -> np.ndarray:
     """The registered photograph (its stored preview, ``attrs`` of ``maxrf_registration``)
-    resampled onto the scan's grid of ``shape``, ``factor`` samples per scan pixel each way:
-    RGB uint8, black outside the photo."""
+    resampled onto the scan's grid of ``shape``, ``factor`` samples per scan pixel each way
+    (default :func:`photo_factor`): RGB uint8, black outside the photo."""
     from scipy.ndimage import map_coordinates
 
     step = float(attrs.get("preview_step", 1))
     h, w = shape
+    factor = factor or photo_factor(shape)
     rows = (np.arange(h * factor) + 0.5) / factor - 0.5
     cols = (np.arange(w * factor) + 0.5) / factor - 0.5
     cc, rr = np.meshgrid(cols, rows)
@@ -282,3 +283,11 @@ def photo_on_scan(preview: np.ndarray, attrs: dict, shape: tuple[int, int],
                                             [xy[:, 1], xy[:, 0]], order=1, mode="constant",
                                             cval=0.0), 0, 255)
     return out.reshape(h * factor, w * factor, 3)
+
+
+def corner_errors(found: np.ndarray, true: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """How far ``found`` puts each outer corner of a scan of ``shape`` from where ``true`` puts
+    it, in scan pixels (the true transform's scale)."""
+    c = corners(shape)
+    scale = np.sqrt(abs(np.linalg.det(np.asarray(true, np.float64)[:2, :2])))
+    return np.linalg.norm(apply(found, c) - apply(true, c), axis=1) / scale

@@ -164,14 +164,14 @@ def choose(x: np.ndarray, k: int | None, seed: int = 0) -> tuple[Mixture, dict]:
             quiet += 1
             if quiet >= PATIENCE:
                 break
-    # the chosen k fitted again from other starts on every sampled pixel: EM may merge two
-    # paints and split a third from one start, not from the others; the best likelihood wins
+    # the chosen k fitted again from other starts: EM may merge two paints and split a third
+    # from one start, not from the others; the best BIC wins, then goes on to every sampled pixel
     model = min([fits[best]] + [fit_mixture(x, best, seed + s) for s in range(1, RESTARTS)],
                 key=lambda mix: mix.bic(x))
     if full is not x:
         model = fit_mixture(full, best, start=model)
     return model, {"k": best, "chosen": "bic elbow",
-                        "bic": {str(kk): round(v, 1) for kk, v in bic.items()}}
+                   "bic": {str(kk): round(v, 1) for kk, v in bic.items()}}
 
 
 def _assign(x: np.ndarray, model: Mixture) -> np.ndarray:

@@ -249,8 +249,9 @@ class ViewerData:
                 "factor": self._photo_factor()}
 
     def _photo_factor(self) -> int:
-        """Photo samples per scan pixel along each axis (about 2000 px on the long side)."""
-        return int(max(1, min(4, 2000 // max(self.reader.height, self.reader.width, 1))))
+        from maxrf.imaging.registration import photo_factor
+
+        return photo_factor((self.reader.height, self.reader.width))
 
     def photo_on_scan(self) -> np.ndarray:
         """The registered photograph resampled onto the scan's grid (``factor`` samples per
