@@ -59,8 +59,10 @@ def noisy_maps(spec: DemoSpec, counts: float = 40.0) -> tuple[list[str], list[np
     return elements, [rng.poisson(np.clip(m, 0, None) * scale).astype(np.float32) for m in maps]
 
 
-def seen_corners(true: np.ndarray, scan: tuple[int, int], photo: tuple[int, int]) -> np.ndarray:
-    """The corners of the bounding box of the scan pixels the photo shows (scan coordinates)."""
+def seen_corners(true: np.ndarray, scan: tuple[int, int], photo: tuple[int, int]
+                 ) -> tuple[np.ndarray, float]:
+    """The corners of the bounding box of the scan pixels the photo shows (scan coordinates),
+    and the share of the scan's pixels it shows."""
     h, w = scan
     yy, xx = np.mgrid[0:h, 0:w]
     p = apply(true, np.c_[xx.ravel(), yy.ravel()])

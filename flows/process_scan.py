@@ -52,8 +52,7 @@ def _run_name(flow_name: str):
 CONVERT_PARAMS = ("raw_path", "output", *CONVERTING)
 SCIENCE_FIRST = ("anode", "tube_kv", "elements", "add_elements", "drop_elements", "materials",
                  "photo", "photo_points", "refine_points", "registration_model", "maps", "plots",
-                 "energies",
-                 "use_header", "pulser_hz", "dwell_ms")
+                 "energies", "use_header", "pulser_hz", "dwell_ms")
 PROCESS_PARAMS = ("raw_path", *SCIENCE_FIRST,
                   *(p for p in PROCESSING if p not in SCIENCE_FIRST), "output")
 
