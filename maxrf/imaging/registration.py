@@ -172,8 +172,11 @@ def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
     (:mod:`maxrf.imaging.autoregister`), committed as ``maxrf_registration`` (a preview of the
     photo; the matrix, model, method and quality in its attrs). Every check comes before
     anything is written; returns ``{layer: stored name}``."""
+    import time
+
     from maxrf.io.fingerprint import file_fingerprint
 
+    started = time.time()
     ds = DataStack.of(datastack)
     ds.require_file()
     if "maxrf_raw" not in ds:
@@ -226,7 +229,7 @@ def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
     }
     meta = {"step": "register", "params": {"photo": str(photo), "photo_points": str(points or ""),
                                            "refine_points": refine, "registration_model": model},
-            **(provenance or {})}
+            **(provenance or {}), "duration_s": round(time.time() - started, 3)}
     with ds.appending() as app:
         app.write("maxrf_registration", preview, attrs=attrs)
         app.finish("maxrf_registration", {"maxrf": meta})
