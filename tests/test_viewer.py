@@ -246,6 +246,12 @@ def test_browser_image_pane_reads_without_asking(server, stack):
         assert legend and set(legend) <= set(elements)
         colors = {c for _n, c in drawn["legend"]}
         assert "#ffff00" not in colors and len(colors) == len(legend)  # no red+green yellow
+        # the legend hides no paint: it sits right of the image
+        box = drawn["legendBox"]
+        right = driver.execute_script(f"return viewer.pixelToCanvas(0, {maps.shape[2] - 1})[0]"
+                                      " + (viewer.pixelToCanvas(0, 1)[0] - "
+                                      "viewer.pixelToCanvas(0, 0)[0]) / 2")
+        assert box[0] >= right - 0.5
         # the scale bar: a round length, drawn at that many mm / (0.5 mm per pixel) pixels
         bar = drawn["scalebar"]
         scale = driver.execute_script("return viewer.pixelToCanvas(0, 1)[0] - "

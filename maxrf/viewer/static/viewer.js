@@ -157,6 +157,21 @@ const fmt = (v) => Math.abs(v) >= 1e4 ? v.toExponential(1) : Math.abs(v) >= 100 
 const niceStep = (x) => { const p = Math.pow(10, Math.floor(Math.log10(x))), m = x / p;
                           return (m >= 5 ? 5 : m >= 2 ? 2 : 1) * p; };
 
+function legend(c, W, k, entries) {
+  // a legend in the strip right of the image (where a single map's colour bar goes), boxed to
+  // its text, so that it hides no paint; a long one (materials) reaches back over the image
+  const wide = Math.max(0, ...entries.map(([label]) => c.measureText(label).width));
+  const bw = wide + 26 * k, x = W - Math.max(BAR_W - 4, 0) * k;
+  const x0 = Math.min(x, W - bw - 4 * k);
+  c.fillStyle = "rgba(0,0,0,0.55)";
+  c.fillRect(x0, 6 * k, bw, (entries.length * 16 + 8) * k);
+  viewer.drawn.legendBox = [x0 / k, 6, bw / k, entries.length * 16 + 8];
+  entries.forEach(([label, color], i) => {
+    c.fillStyle = color; c.fillRect(x0 + 6 * k, (12 + 16 * i) * k, 10 * k, 10 * k);
+    c.fillStyle = "#fff"; c.fillText(label, x0 + 22 * k, (17 + 16 * i) * k);
+  });
+}
+
 function decorate(c, W, H, s, ox, oy, big) {
   // colour bar (one map) or legend (composite), and the scale bar: what makes an image readable
   const k = big ? 3 : 1;
@@ -164,13 +179,7 @@ function decorate(c, W, H, s, ox, oy, big) {
   c.textBaseline = "middle";
   if (layers.length && layers[0].color === "categorical") {
     const mats = info.materials || [];
-    c.fillStyle = "rgba(0,0,0,0.6)";
-    c.fillRect(6 * k, 6 * k, 150 * k, (mats.length * 16 + 8) * k);
-    mats.forEach((m, i) => {
-      c.fillStyle = CATEGORIES[i % CATEGORIES.length];
-      c.fillRect(12 * k, (12 + 16 * i) * k, 10 * k, 10 * k);
-      c.fillStyle = "#fff"; c.fillText(`${i}: ${m.top.join(", ")}`, 28 * k, (17 + 16 * i) * k);
-    });
+    legend(c, W, k, mats.map((m, i) => [`${i}: ${m.top.join(", ")}`, CATEGORIES[i % CATEGORIES.length]]));
     viewer.drawn.legend = mats.map((m, i) => [`${i}`, CATEGORIES[i % CATEGORIES.length]]);
   } else if (layers.length && layers[0].color === null) {
     const x = W - (BAR_W - 8) * k, top = 12 * k, bh = H - 24 * k, bw = 12 * k;
@@ -188,12 +197,7 @@ function decorate(c, W, H, s, ox, oy, big) {
     viewer.drawn.colorbar = { lo: contrast.lo, hi: contrast.hi, units: layers[0].units };
   } else if (layers.length) {
     const on = layers.filter((l) => l.on);
-    c.fillStyle = "rgba(0,0,0,0.55)";
-    c.fillRect(6 * k, 6 * k, 90 * k, (on.length * 16 + 8) * k);
-    on.forEach((l, i) => {
-      c.fillStyle = l.color; c.fillRect(12 * k, (12 + 16 * i) * k, 10 * k, 10 * k);
-      c.fillStyle = "#fff"; c.fillText(l.label, 28 * k, (17 + 16 * i) * k);
-    });
+    legend(c, W, k, on.map((l) => [l.label, l.color]));
     viewer.drawn.legend = on.map((l) => [l.label, l.color]);
   }
   if (info.pixel_size_mm) {  // a scale bar of a round length, ~1/5 of the image's width
