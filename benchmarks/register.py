@@ -74,7 +74,7 @@ def seen_corners(true: np.ndarray, scan: tuple[int, int], photo: tuple[int, int]
 
 def run_cases(h: int, w: int) -> None:
     print(f"{'painting':>8} {'scale':>5} {'angle':>6} {'persp':>7} {'photo':>10} {'shown':>5} "
-          f"{'median':>6} {'worst':>6} {'corr':>5} {'chance':>6} {'s':>5}")
+          f"{'median':>6} {'worst':>6} {'corr':>5} {'chance':>6} {'2nd':>5} {'s':>5}")
     meds, worsts = [], []
     made = {}
     for scale, angle, shift, persp, size, painting in CASES:
@@ -99,7 +99,8 @@ def run_cases(h: int, w: int) -> None:
             worsts.append(err.max())
         print(f"{painting:>8} {scale:5.1f} {angle:6.1f} {persp:7.0e} {size[1]:>4}x{size[0]:<5} "
               f"{shown:5.2f} {np.median(err):6.2f} {err.max():6.2f} {r.correlation:5.2f} "
-              f"{r.null_correlation:6.2f} {time.perf_counter() - t:5.1f}")
+              f"{r.null_correlation:6.2f} {r.second_correlation:5.2f} "
+              f"{time.perf_counter() - t:5.1f}")
     if meds:
         print(f"mosaics: median corner error {np.median(meds):.2f} scan px (goal <= 0.5), "
               f"worst {max(worsts):.2f} (goal <= 1.5), {len(meds)} of "

@@ -44,6 +44,9 @@ MAX_STRETCH = 1.3  # of a registration: a photo taken square-on to the painting,
 MAX_PERSPECTIVE = 1.5  # the scale at one corner of the scan over that at another, at most
 MIN_CORRELATION = 0.6  # the final canonical correlation of an accepted registration
 MIN_CONTRAST = 3.0  # ... and its ratio to the correlation when misaligned
+MIN_SUPPORT = 0.33  # ... and the geometric mean of its first two canonical correlations: a
+# photo truly of the scanned paint differs from it in more than one way (light and hue), while a
+# wrong placement tuned to one chance likeness (a few edges of another painting) has one only
 HINT = "give control points with --points CSV (scan_col, scan_row, photo_x, photo_y)"
 
 
@@ -54,6 +57,7 @@ class AutoResult:
     matrix: np.ndarray  # 3 × 3: scan (col, row) pixel centres → photo (x, y) pixels
     correlation: float  # canonical correlation of scan and photo on the scan's own grid
     null_correlation: float  # the same when the photo is misaligned (what chance gives)
+    second_correlation: float  # the second canonical correlation where the first is
     overlap: float  # share of the scan's pixels inside the photo
 
 
@@ -258,8 +262,9 @@ def coarse_search(images: np.ndarray, photo: np.ndarray, top: int = 3
     return kept
 
 
-def _cca(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """The first canonical pair of ``x`` (n, k) and ``y`` (n, c): weights and correlation."""
+def _cca(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first canonical pair of ``x`` (n, k) and ``y`` (n, c): weights, and every canonical
+    correlation (largest first)."""
     x = x - x.mean(axis=0)
     y = y - y.mean(axis=0)
     n = max(len(x) - 1, 1)
@@ -270,7 +275,7 @@ def _cca(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
     wx, wy = inv_sqrt(x.T @ x / n), inv_sqrt(y.T @ y / n)
     u, s, vt = np.linalg.svd(wx @ (x.T @ y / n) @ wy)
-    return wx @ u[:, 0], wy @ vt[0], float(s[0])
+    return wx @ u[:, 0], wy @ vt[0], s
 
 
 def _warp_photo(photo_l: np.ndarray, m_l: np.ndarray, shape: tuple[int, int]
@@ -352,10 +357,12 @@ def _photo_level(photo: _Photo, m: np.ndarray, s_shape: tuple[int, int], f: floa
 
 
 def refine(images: np.ndarray, photo: np.ndarray, matrix: np.ndarray, model: str = "homography",
-           factors: tuple[float, ...] | None = None) -> tuple[np.ndarray, float, float]:
+           factors: tuple[float, ...] | None = None
+           ) -> tuple[np.ndarray, float, float, float]:
     """ECC on canonical images, coarse to fine (scan reduced by each of ``factors``, by default
     down to its own pixels), from ``matrix``; returns the refined matrix, the canonical
-    correlation at the last level and the best one by chance (the scan misaligned)."""
+    correlation at the last level, the best one by chance (the scan misaligned) and the second
+    canonical correlation."""
     import cv2
 
     k, h, w = images.shape
@@ -390,13 +397,13 @@ def refine(images: np.ndarray, photo: np.ndarray, matrix: np.ndarray, model: str
     x, y = feats[:, valid].T.astype(np.float64), seen[valid].astype(np.float64)
     if len(x) < 32:
         raise RegistrationError(f"the scan falls outside the photo; {HINT}")
-    rho = _cca(x, y)[2]
+    rho, second = (list(_cca(x, y)[2]) + [0.0])[:2]
     null = 0.0
     lh, lw = s_shape
     for dy, dx in ((lh // 3, lw // 3), (lh // 2, 0), (0, lw // 2), (-lh // 3, lw // 2)):
         moved = np.roll(feats, (dy, dx), axis=(1, 2))
-        null = max(null, _cca(moved[:, valid].T.astype(np.float64), y)[2])
-    return m, rho, null
+        null = max(null, float(_cca(moved[:, valid].T.astype(np.float64), y)[2][0]))
+    return m, float(rho), null, float(second)
 
 
 def pyramid(shape: tuple[int, int]) -> tuple[float, ...]:
@@ -424,7 +431,7 @@ def auto_register(images: np.ndarray, photo: np.ndarray, model: str = "homograph
     ranked = []
     for m0 in starts:
         try:
-            m, rho, null = refine(images, photo, m0, model, tuple(coarse))
+            m, rho, null, _second = refine(images, photo, m0, model, tuple(coarse))
         except RegistrationError:
             continue
         if _plausible(m, images.shape[1:], photo.shape[:2]):
@@ -435,24 +442,31 @@ def auto_register(images: np.ndarray, photo: np.ndarray, model: str = "homograph
     close = [m0 for gain, m0 in ranked[:2] if gain >= 0.8 * ranked[0][0]]
     for m0 in close:
         try:
-            m, rho, null = refine(images, photo, m0, model, tuple(
+            m, rho, null, second = refine(images, photo, m0, model, tuple(
                 f for f in levels if f < coarse[-1]) or (levels[-1],))
         except RegistrationError:
             continue
         if _plausible(m, images.shape[1:], photo.shape[:2]) and (
                 best is None or rho - null > best[1] - best[2]):
-            best = (m, rho, null)
+            best = (m, rho, null, second)
     if best is None:
         raise RegistrationError("cannot register the scan to this photo automatically (no "
                                 "plausible transform brings it onto the photo): is it a photo "
                                 f"of the scanned painting? {HINT}")
-    m, rho, null = best
+    m, rho, null, second = best
     overlap = _overlap(m, images.shape[1:], photo.shape[:2])
+    # a grey photo, or a scan of one image, has one canonical correlation only
+    single = photo.image.ndim == 2 or photo.image.shape[-1] == 1 or len(images) == 1
     if rho < MIN_CORRELATION or rho < MIN_CONTRAST * null:
         raise RegistrationError(
             f"cannot register the scan to this photo automatically (best correlation "
             f"{rho:.2f}, {null:.2f} by chance): is it a photo of the scanned painting? {HINT}")
-    return AutoResult(m, rho, null, overlap)
+    if not single and np.sqrt(rho * max(second, 0.0)) < MIN_SUPPORT:
+        raise RegistrationError(
+            f"cannot register the scan to this photo automatically (the best placement, "
+            f"correlation {rho:.2f}, matches the photo in one way only: {second:.2f} in any "
+            f"other): is it a photo of the scanned painting? {HINT}")
+    return AutoResult(m, rho, null, second, overlap)
 
 
 def _overlap(m: np.ndarray, scan: tuple[int, int], photo: tuple[int, int]) -> float:

@@ -202,7 +202,7 @@ def registration_layer(datastack: str | Path | DataStack, photo: str | Path,
 
         found = auto_register(scan_images(registration_images(ds)), image, model, start=matrix)
         quality.update(correlation=found.correlation, chance_correlation=found.null_correlation,
-                       overlap=found.overlap)
+                       second_correlation=found.second_correlation, overlap=found.overlap)
         if matrix is not None:
             method += ", refined by matching the maps to the photo"
             quality["points_moved_px"] = float(np.max(np.linalg.norm(
