@@ -86,6 +86,39 @@ class BlockReader:
             self._entries[name] = found
         return self._entries[name]
 
+    def spectra(self, r0: int, r1: int, c0: int, c1: int, out: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The block's spectra as rows of a (n, depth) array in the order cheapest to read, and
+        for each pixel of the block in raster order its row: ``spectra[order]`` is
+        ``read(...).reshape(-1, depth)``. From the zip each whole chunk is decoded in place
+        (no copy; a chunk past the array's edge brings its padding rows, never indexed)."""
+        depth = self.shape[2]
+        ch, cw = self.chunks[:2]
+        if not self.fast or r0 % ch or c0 % cw:
+            block = self.read(r0, r1, c0, c1, None if out is None else _view(
+                out, (r1 - r0, c1 - c0, depth)))
+            return block.reshape(-1, depth), np.arange((r1 - r0) * (c1 - c0))
+        rows, cols = range(r0 // ch, (r1 - 1) // ch + 1), range(c0 // cw, (c1 - 1) // cw + 1)
+        n = len(rows) * len(cols)
+        need = n * ch * cw * depth
+        if out is None or out.size < need or out.dtype != self.dtype:
+            out = np.empty(need, self.dtype)
+        chunks = out.reshape(-1)[:need].reshape(n, ch, cw, depth)
+        fd = self._fileobj.fileno()
+        for k, (i, j) in enumerate((i, j) for i in rows for j in cols):
+            where = self._entry(f"{self.key}/c/{i}/{j}/0")
+            data = os.pread(fd, where[1], where[0]) if where is not None else None
+            if data is None or len(data) != where[1] or zlib.crc32(data) != where[2]:
+                a1, b1 = min((i + 1) * ch, self.shape[0]), min((j + 1) * cw, self.shape[1])
+                chunks[k, : a1 - i * ch, : b1 - j * cw] = self.array[i * ch : a1, j * cw : b1]
+            else:
+                self.codec.decode(data, out=chunks[k])
+        # raster pixel (r, c) of the block lies in chunk k at (r mod ch, c mod cw)
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        k = (rr // ch - rows[0]) * len(cols) + (cc // cw - cols[0])
+        order = ((k * ch + rr % ch) * cw + cc % cw).ravel()
+        return chunks.reshape(-1, depth), order
+
     def read(self, r0: int, r1: int, c0: int, c1: int, out: np.ndarray | None = None
              ) -> np.ndarray:
         """The block ``[r0:r1, c0:c1, :]`` (into ``out`` when given: a reused buffer)."""
@@ -113,3 +146,9 @@ class BlockReader:
                 out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = chunk[
                     a0 - i * ch : a1 - i * ch, b0 - j * cw : b1 - j * cw]
         return out
+
+
+def _view(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``buf``'s first elements as an array of ``shape`` (None when it is too small)."""
+    n = int(np.prod(shape))
+    return buf.reshape(-1)[:n].reshape(shape) if buf.size >= n else None

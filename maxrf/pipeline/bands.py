@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from maxrf.datastack import DataStack, LayerWriter
+from maxrf.datastack.blockread import BlockReader
 from maxrf.datastack.layers import CUBE_CHUNK_PIXELS
 from maxrf.errors import MaxrfError
 from maxrf.pipeline.blocks import progress_bar, read_ahead
@@ -201,6 +202,7 @@ class BandReader:
             raise MaxrfError(f"no layer {', '.join(missing)}: run 'maxrf process' first",
                              self.ds.path)
         self.raw = self.ds.array("maxrf_raw")
+        self.reader = BlockReader(self.ds, "maxrf_raw")  # straight from the zip: 1.5x zarr
         self.cumsum = self.ds.array("maxrf_bandcumsum")
         self.counts = self.ds.array("maxrf_bandcounts")
         self.blocks = self.ds.array("maxrf_blocksums")
@@ -234,7 +236,7 @@ class BandReader:
             axis=-1, dtype=np.uint32)
 
     def spectrum(self, row: int, col: int) -> np.ndarray:
-        return np.asarray(self.raw[row, col, :])
+        return self.reader.read(row, row + 1, col, col + 1)[0, 0]
 
     def rect_sum(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Summed raw spectrum of rows ``[r0, r1)`` × columns ``[c0, c1)`` (float64)."""
@@ -254,8 +256,9 @@ class BandReader:
 
         def read(part):
             kind, (a, b, c, d) = part
-            src = self.blocks if kind == "blocks" else self.raw
-            return np.asarray(src[a:b, c:d, :]).sum(axis=(0, 1), dtype=np.float64)
+            if kind == "blocks":
+                return np.asarray(self.blocks[a:b, c:d, :]).sum(axis=(0, 1), dtype=np.float64)
+            return self.reader.read(a, b, c, d).sum(axis=(0, 1), dtype=np.float64)
 
         with ThreadPoolExecutor(4) as pool:
             for s in pool.map(read, parts):

@@ -347,14 +347,20 @@ class _Fitter:
         sn = _box3(s.reshape(shape)).reshape(-1)
         return (xu > np.sqrt(s)[:, None] * self.limit) | (xn > np.sqrt(sn)[:, None] * self.limit)
 
-    def fit(self, raw: np.ndarray):
-        shape = raw.shape[:2]
-        n = shape[0] * shape[1] * (self.hi - self.lo)
+    def fit(self, raw: np.ndarray, order: np.ndarray | None = None,
+            shape: tuple[int, int] | None = None):
+        """Fit a block: ``raw`` (rows, cols, channels), or spectra (n, channels) in any order
+        with ``order`` (each raster pixel's row) and the block's ``shape``."""
+        if order is None:
+            shape = raw.shape[:2]
+        spectra = raw.reshape(-1, raw.shape[-1])
+        n = spectra.shape[0] * (self.hi - self.lo)
         if self.buffer is None or self.buffer.size < n:
             self.buffer = np.empty(n, np.float32)
-        y, yy, total = spectra_f32(raw.reshape(-1, raw.shape[-1]), self.lo, self.hi, self.w64,
-                                   self.buffer)
+        y, yy, total = spectra_f32(spectra, self.lo, self.hi, self.w64, self.buffer)
         b = self.solver.project(y)
+        if order is not None:  # the few numbers per pixel, not the spectra, into raster order
+            b, yy, total = b[order], yy[order], total[order]
         total = np.maximum(total, 1.0)
         # detection needs only B; undetected elements are held at 0 in the fit itself, so that
         # their noise takes no counts from an overlapping neighbour (Ag Lα on Ar Kα)
@@ -418,15 +424,19 @@ def fit_maps(
 
             def read(item):
                 i, b = item
-                ring[i % len(ring)] = reader.read(*b, out=ring[i % len(ring)])
-                return ring[i % len(ring)]
+                spectra, order = reader.spectra(*b, out=ring[i % len(ring)])
+                ring[i % len(ring)] = spectra
+                return spectra, order
 
             # one BLAS thread: the projection gains nothing from two, and OpenBLAS's idle
             # threads spin for a while after each call, taking the cores from the compiled
             # solver and the decompression (36 k -> 67 k spectra/s serially at 512²)
             with threadpool_limits(1, user_api="blas"):
-                for (_i, block), raw in read_ahead(list(enumerate(blocks)), read, AHEAD):
-                    put(block, fitter.fit(raw))  # the next blocks are decompressed meanwhile
+                for (_i, block), (spectra, order) in read_ahead(list(enumerate(blocks)), read,
+                                                                 AHEAD):
+                    # the next blocks are decompressed meanwhile
+                    put(block, fitter.fit(spectra, order, (block[1] - block[0],
+                                                           block[3] - block[2])))
         else:
             from distributed import Client, as_completed
 
