@@ -45,7 +45,9 @@ def livetime_layers(datastack: str | Path, pulser_hz: float, dwell_ms: float | N
     energies = ds.read("maxrf_energies")
     cal = ds.attrs("maxrf_energies").get("calibration", {})
     lo, hi = zero_peak_channels(energies, cal.get("noise_fwhm_kev"))
-    counts = BandReader(ds.path).band(lo, hi)
+    reader = BandReader(ds.path)
+    lo, hi = reader.channels_of(lo, hi, outward=True)  # whole band groups holding the peak
+    counts = reader.band(lo, hi)
     live = (counts / float(pulser_hz)).astype(np.float32)
     if dwell_ms:
         dead = (1.0 - live / (float(dwell_ms) / 1000.0)).astype(np.float32)

@@ -139,6 +139,7 @@ class ViewerData:
             "hotmax_spots": self.spots,
             "lines": {el: self.lines(el) for el in self.elements},
             "pixel_size_mm": self.pixel_size_mm(),
+            "band_edges_kev": self.band_edges_kev(),
             "fit_range_kev": (self.ds.attrs("maxrf_elementmaps").get("fit_range_kev")
                               if self.elements else None),
             "map_units": "counts per pixel",
@@ -148,6 +149,17 @@ class ViewerData:
         }
         _prewarm()  # after the answer is made: it must not slow the page's first request
         return out
+
+    def band_edges_kev(self) -> list[float] | None:
+        """Where a band image's edges can fall (the band layers' group boundaries, each the
+        lower edge of its channel; the last past the last channel), or None: anywhere."""
+        r = self.reader
+        if r.counts is not None:
+            return None
+        e = self.energies
+        step = float(e[-1] - e[-2]) if len(e) > 1 else 1.0
+        edges = [float(e[k]) for k in range(0, r.channels, r.group)] + [float(e[-1]) + step]
+        return [round(x - 1e-6, 6) for x in edges]  # just below: searchsorted finds the channel
 
     def pixel_size_mm(self) -> float | None:
         """The scan's pixel size: ``maxrf view --pixel-size-mm``, else what its file said."""

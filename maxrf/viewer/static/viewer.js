@@ -674,7 +674,19 @@ async function reloadInfo() {  // new maps: the element list, the modes, the sho
   viewer.reloads = (viewer.reloads || 0) + 1;
 }
 
+function snapBand(lo, hi) {
+  // a band on the band layers' group boundaries (the image the server can make), never empty
+  const e = info && info.band_edges_kev;
+  if (!e) return [lo, hi];
+  const near = (x) => e.reduce((best, v, i) => Math.abs(v - x) < Math.abs(e[best] - x) ? i : best, 0);
+  let a = near(lo), b = near(hi);
+  if (b <= a) { b = Math.min(a + 1, e.length - 1); a = b - 1; }
+  return [e[a], e[b]];
+}
+
 function showBand(lo, hi) {
+  [lo, hi] = snapBand(lo, hi);
+  if (bandSel) bandSel = [lo, hi];  // the highlight shows the band the image sums
   viewer.band = { lo_kev: lo, hi_kev: hi };
   let opt = [...$("mode").options].find((o) => o.value === "band");
   if (!opt) { opt = new Option("", "band"); $("mode").add(opt); }
@@ -766,7 +778,7 @@ async function showMode() {
       const b = viewer.band;
       label = `band ${b.lo_kev.toFixed(2)}–${b.hi_kev.toFixed(2)} keV`;
       next = [{ label: "band", units: "counts in the band",
-                url: `/api/band.npy?lo_kev=${b.lo_kev.toFixed(4)}&hi_kev=${b.hi_kev.toFixed(4)}` }];
+                url: `/api/band.npy?lo_kev=${b.lo_kev.toFixed(6)}&hi_kev=${b.hi_kev.toFixed(6)}` }];
     } else if (composite) {
       next = [];
       for (let i = 0; i < 4; i++) {
