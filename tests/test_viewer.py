@@ -444,3 +444,30 @@ def test_browser_scatter_selection_masks_the_image(server, stack):
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_band_layers_of_version_3_still_read_any_band_exactly(tmp_path):
+    """A datastack made before bands v4 holds the counts by groups of 16 beside its planes:
+    any band is read exactly from them (and planes of v4 beside them are not mixed up)."""
+    rng = np.random.default_rng(5)
+    raw = rng.poisson(0.8, (20, 24, 80)).astype(np.uint16)
+    g = 16
+    sums = raw.reshape(20, 24, -1, g).sum(-1, dtype=np.uint32)
+    cum = np.concatenate([np.zeros((1, 20, 24), np.uint32),
+                          np.cumsum(sums, axis=-1, dtype=np.uint32).transpose(2, 0, 1)])
+    counts = np.ascontiguousarray(raw.reshape(20, 24, -1, g).transpose(2, 0, 1, 3))
+    padded = np.zeros((32, 32, 80), np.uint32)
+    padded[:20, :24] = raw
+    blocks = padded.reshape(2, 16, 2, 16, 80).sum((1, 3))
+    ds = DataStack(tmp_path / "v3.datastack")
+    old = {"group_channels": g, "maxrf": {"code_version": "3"}}
+    ds.append(raw, "maxrf_raw", chunks=(16, 16, 80))
+    ds.append(cum, "maxrf_bandcumsum", attrs=old)
+    ds.append(counts, "maxrf_bandcounts", attrs=old)
+    ds.append(blocks.astype(np.uint32), "maxrf_blocksums", attrs=old)
+    br = BandReader(tmp_path / "v3.datastack")
+    assert br.counts is not None and br.group == 16
+    for lo, hi in [(3, 29), (0, 80), (17, 18), (40, 79)]:
+        assert br.channels_of(lo, hi) == (lo, hi)
+        np.testing.assert_array_equal(br.band(lo, hi), raw[..., lo:hi].sum(-1))
+    np.testing.assert_array_equal(br.rect_sum(2, 19, 1, 23), raw[2:19, 1:23].sum((0, 1)))
