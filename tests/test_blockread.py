@@ -65,3 +65,13 @@ def test_a_damaged_chunk_is_refused_not_read(stack, tmp_path):
     assert np.array_equal(r.read(0, 16, 0, 16), _cube[:16, :16])  # other chunks still read
     with pytest.raises((MaxrfError, zipfile.BadZipFile, OSError, ValueError, RuntimeError)):
         r.read(16, 32, 16, 32)
+
+
+@pytest.mark.parametrize("rect", [(0, 37, 0, 45), (3, 30, 17, 44), (20, 21, 5, 6), (16, 32, 0, 16)])
+def test_sums_equal_numpy_s(stack, rect):
+    path, cube = stack
+    for name in ("maxrf_raw", "zstd_raw"):
+        r = BlockReader(DataStack(path), name)
+        r0, r1, c0, c1 = rect
+        want = cube[r0:r1, c0:c1].sum((0, 1), dtype=np.uint64)
+        assert np.array_equal(r.sum(*rect), want) and np.array_equal(r.sum(*rect, threads=1), want)

@@ -163,11 +163,31 @@ def composite(
     gains = list(gains or [1.0] * len(maps))
     if len(gains) != len(maps):
         raise MaxrfError(f"{len(maps)} elements but {len(gains)} gains")
-    rgb = np.zeros((*first.shape, 3), np.float32)
+    planes = np.zeros((3, *first.shape), np.float32)  # one contiguous plane per colour
+    t = np.empty(first.shape, np.float32)
+    part = np.empty(first.shape, np.float32)
     for (_el, m), c, g in zip(maps.items(), colors, gains, strict=True):
-        top = float(np.percentile(m, percentile)) or float(m.max()) or 1.0
-        rgb += np.clip(m * (g / top), 0, 1)[..., None] * np.array(parse_color(c), np.float32)
-    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+        np.multiply(m, g / stretch_top(m, percentile), out=t, casting="unsafe")
+        np.clip(t, 0, 1, out=t)
+        for k, v in enumerate(parse_color(c)):
+            if v:
+                np.multiply(t, v, out=part)
+                planes[k] += part
+    out = np.empty((*first.shape, 3), np.uint8)
+    for k in range(3):
+        np.clip(planes[k], 0, 1, out=planes[k])
+        planes[k] *= 255
+        out[..., k] = planes[k]
+    return out
+
+
+def stretch_top(m: np.ndarray, percentile: float = 99.5) -> float:
+    """The value a map is stretched to: its ``percentile`` (of a regular subsample of half a
+    million pixels or more for bigger maps: the same contrast, a quarter of the time at real
+    size), else its maximum, else 1."""
+    step = max(1, int(np.sqrt(m.size / 500_000)))
+    sample = m[::step, ::step] if m.ndim == 2 else m
+    return float(np.percentile(sample, percentile)) or float(m.max()) or 1.0
 
 
 def parse_color(text: str) -> tuple[float, float, float]:

@@ -283,7 +283,7 @@ class BandReader:
             kind, (a, b, c, d) = part
             if kind == "blocks":
                 return np.asarray(self.blocks[a:b, c:d, :]).sum(axis=(0, 1), dtype=np.float64)
-            return self.reader.read(a, b, c, d).sum(axis=(0, 1), dtype=np.float64)
+            return self.reader.sum(a, b, c, d, threads=1).astype(np.float64)
 
         with ThreadPoolExecutor(4) as pool:
             for s in pool.map(read, parts):
