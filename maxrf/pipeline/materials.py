@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from maxrf.datastack import DataStack
+from maxrf.datastack.blockread import BlockReader
 from maxrf.errors import MaxrfError
 from maxrf.pipeline.blocks import read_ahead
 
@@ -241,28 +242,42 @@ def map_materials(datastack: str | DataStack, k: int | None = None, seed: int = 
 
 
 def _mean_spectra(ds: DataStack, labels: np.ndarray, k: int, pixels: np.ndarray) -> np.ndarray:
-    """Each material's mean raw spectrum: ``maxrf_raw`` read 16 rows at a time (the next rows
-    decompressed in a thread meanwhile), each pixel's counts added to its material's sum in one
-    compiled pass (exact integer sums; no float copy of the counts)."""
-    raw = ds.array("maxrf_raw")
-    h, w, c = raw.shape
+    """Each material's mean raw spectrum: ``maxrf_raw`` read 16 rows at a time straight from
+    the zip (:class:`BlockReader`: whole chunks decoded in place into reused buffers, the next
+    rows meanwhile), each pixel's counts added to its material's sum in one compiled pass
+    (exact integer sums; no float copy of the counts)."""
+    reader = BlockReader(ds, "maxrf_raw")
+    h, w, c = reader.shape
     sums = np.zeros((k, c), np.float64)
-    rows = [(r, min(r + 16, h)) for r in range(0, h, 16)]
-    for (r0, r1), block in read_ahead(rows, lambda r: np.asarray(raw[r[0] : r[1]]), 2, 2):
-        lab = np.ascontiguousarray(labels[r0:r1].ravel(), dtype=np.int64)
-        flat = np.ascontiguousarray(block.reshape(-1, c))
+    # blocks of 16 × 256 pixels (33 MB of counts at 4096 channels; whole 16-row strips of a
+    # real scan were 208 MB each, four in flight: the step's peak memory)
+    blocks = [(r, min(r + 16, h), c0, min(c0 + 256, w))
+              for r in range(0, h, 16) for c0 in range(0, w, 256)]
+    ring: list[np.ndarray | None] = [None] * 4  # being summed, two read ahead, the next
+
+    def read(item):
+        i, block = item
+        spectra, order = reader.spectra(*block, out=ring[i % 4])
+        ring[i % 4] = spectra
+        return spectra, order
+
+    for (_i, (r0, r1, c0, c1)), (flat, order) in read_ahead(list(enumerate(blocks)), read, 2, 2):
+        lab = np.full(flat.shape[0], -1, np.int64)  # rows past the scan's edge: no material
+        lab[order] = labels[r0:r1, c0:c1].ravel()
         if flat.dtype.kind in "ui" and flat.dtype.isnative:
             _add_by_label(flat, lab, sums)
         else:  # float or foreign-endian counts
-            for m in np.unique(lab):
+            for m in np.unique(lab[lab >= 0]):
                 sums[m] += flat[lab == m].sum(axis=0, dtype=np.float64)
     return (sums / np.maximum(pixels, 1)[:, None]).astype(np.float32)
 
 
 @njit(cache=True)
 def _add_by_label(flat, lab, sums):  # pragma: no cover - compiled
-    """``sums[lab[p]] += flat[p]`` for every pixel ``p``."""
+    """``sums[lab[p]] += flat[p]`` for every pixel ``p`` with a label (≥ 0)."""
     for p in range(flat.shape[0]):
+        if lab[p] < 0:
+            continue
         row = sums[lab[p]]
         for ch in range(flat.shape[1]):
             row[ch] += flat[p, ch]
