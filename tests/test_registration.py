@@ -259,11 +259,7 @@ def test_a_photo_of_another_painting_is_refused(mosaic, tmp_path):
     assert "maxrf_registration" not in DataStack(copy)
 
 
-@pytest.mark.parametrize("seed, true, size", [
-    (13, photo_transform(4.0, 3.0, (60, 40), 0.0), (600, 800)),  # a 0.75 chance correlation
-    (11, photo_transform(5.0, 182.0, (420, 330), 0.0), (350, 420)),  # a detail: 0.61
-])
-def test_a_chance_likeness_of_another_painting_is_refused(seed, true, size):
+def test_a_chance_likeness_of_another_painting_is_refused():
     """Another mosaic of the same paints can be placed (a corner of the scan on a corner of the
     photo) where a few edges line up better than the scan's own photo correlates with it; it
     matches in one way only (its second canonical correlation is near chance) and is refused."""
@@ -275,7 +271,9 @@ def test_a_chance_likeness_of_another_painting_is_refused(seed, true, size):
     _els, maps, _paints = planted_maps(DemoSpec(height=h, width=w, seed=3, paints=6))
     rng = np.random.default_rng(3)
     noisy = [rng.poisson(np.clip(m, 0, None) * 40 / maps.max()).astype(np.float32) for m in maps]
-    elements, other, _ = planted_maps(DemoSpec(height=h, width=w, seed=seed, paints=6))
-    photo = photograph(elements, other, true, size, seed=1)
+    # seed 13 reached a correlation of 0.75 (0.17 by chance) before the second test
+    elements, other, _ = planted_maps(DemoSpec(height=h, width=w, seed=13, paints=6))
+    photo = photograph(elements, other, photo_transform(4.0, 3.0, (60, 40), 0.0), (600, 800),
+                       seed=1)
     with pytest.raises(RegistrationError, match="one way only|best correlation|no plausible"):
         auto_register(scan_images(noisy), photo, "affine")
