@@ -208,6 +208,7 @@ class BandReader:
         self.counts = (self.ds.array("maxrf_bandcounts")
                        if made in ("2", "3") and "maxrf_bandcounts" in self.ds else None)
         self.blocks = self.ds.array("maxrf_blocksums")
+        self.block_reader = BlockReader(self.ds, "maxrf_blocksums")
         self.height, self.width, self.channels = self.raw.shape
         self.group = int(self.cumsum.attrs.get("group_channels", GROUP))
 
@@ -281,9 +282,8 @@ class BandReader:
 
         def read(part):
             kind, (a, b, c, d) = part
-            if kind == "blocks":
-                return np.asarray(self.blocks[a:b, c:d, :]).sum(axis=(0, 1), dtype=np.float64)
-            return self.reader.sum(a, b, c, d, threads=1).astype(np.float64)
+            src = self.block_reader if kind == "blocks" else self.reader
+            return src.sum(a, b, c, d, threads=1).astype(np.float64)
 
         with ThreadPoolExecutor(4) as pool:
             for s in pool.map(read, parts):
