@@ -104,34 +104,34 @@ class BlockReader:
         if out is None or out.size < need or out.dtype != self.dtype:
             out = np.empty(need, self.dtype)
         chunks = out.reshape(-1)[:need].reshape(n, ch, cw, depth)
-        fd = self._fileobj.fileno()
         for k, (i, j) in enumerate((i, j) for i in rows for j in cols):
-            where = self._entry(f"{self.key}/c/{i}/{j}/0")
-            data = os.pread(fd, where[1], where[0]) if where is not None else None
-            if data is None or len(data) != where[1] or zlib.crc32(data) != where[2]:
-                a1, b1 = min((i + 1) * ch, self.shape[0]), min((j + 1) * cw, self.shape[1])
-                chunks[k, : a1 - i * ch, : b1 - j * cw] = self.array[i * ch : a1, j * cw : b1]
-            else:
-                self.codec.decode(data, out=chunks[k])
+            self._decode(i, j, chunks[k])
         # raster pixel (r, c) of the block lies in chunk k at (r mod ch, c mod cw)
         rr, cc = np.mgrid[r0:r1, c0:c1]
         k = (rr // ch - rows[0]) * len(cols) + (cc // cw - cols[0])
         order = ((k * ch + rr % ch) * cw + cc % cw).ravel()
         return chunks.reshape(-1, depth), order
 
-    def _chunk(self, i: int, j: int) -> np.ndarray:
-        """Chunk (i, j) decoded into this thread's buffer (through zarr when it must)."""
+    def _decode(self, i: int, j: int, into: np.ndarray) -> np.ndarray:
+        """Chunk (i, j) into ``into`` (a whole chunk's shape): from its zip entry when it is
+        stored and its CRC holds, else through zarr, which raises on a damaged or missing chunk
+        as every read does (the part past the array's edge is then left as it was)."""
         ch, cw = self.chunks[:2]
-        chunk = thread_buffer("blockread", (ch, cw, self.shape[2]), self.dtype)
         where = self._entry(f"{self.key}/c/{i}/{j}/0") if self.fast else None
         data = (os.pread(self._fileobj.fileno(), where[1], where[0]) if where is not None
                 else None)
         if data is None or len(data) != where[1] or zlib.crc32(data) != where[2]:
             a1, b1 = min((i + 1) * ch, self.shape[0]), min((j + 1) * cw, self.shape[1])
-            chunk[: a1 - i * ch, : b1 - j * cw] = self.array[i * ch : a1, j * cw : b1]
+            into[: a1 - i * ch, : b1 - j * cw] = self.array[i * ch : a1, j * cw : b1]
         else:
-            self.codec.decode(data, out=chunk)
-        return chunk
+            self.codec.decode(data, out=into)
+        return into
+
+    def _chunk(self, i: int, j: int) -> np.ndarray:
+        """Chunk (i, j) decoded into this thread's buffer."""
+        ch, cw = self.chunks[:2]
+        return self._decode(i, j, thread_buffer("blockread", (ch, cw, self.shape[2]),
+                                                self.dtype))
 
     def sum(self, r0: int, r1: int, c0: int, c1: int, threads: int = 2) -> np.ndarray:
         """The summed spectrum of the pixels ``[r0:r1, c0:c1]`` (uint64), chunk by chunk over
@@ -170,20 +170,11 @@ class BlockReader:
             out[...] = self.array[r0:r1, c0:c1, :]
             return out
         ch, cw = self.chunks[:2]
-        fd = self._fileobj.fileno()
-        chunk = thread_buffer("blockread", (ch, cw, depth), self.dtype)
         for i in range(r0 // ch, (r1 - 1) // ch + 1):
             for j in range(c0 // cw, (c1 - 1) // cw + 1):
                 a0, a1 = max(r0, i * ch), min(r1, (i + 1) * ch)
                 b0, b1 = max(c0, j * cw), min(c1, (j + 1) * cw)
-                where = self._entry(f"{self.key}/c/{i}/{j}/0")
-                data = os.pread(fd, where[1], where[0]) if where is not None else None
-                if data is None or len(data) != where[1] or zlib.crc32(data) != where[2]:
-                    # through zarr: it raises on a damaged or missing chunk as every read does
-                    out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = self.array[a0:a1, b0:b1, :]
-                    continue
-                self.codec.decode(data, out=chunk)
-                out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = chunk[
+                out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = self._chunk(i, j)[
                     a0 - i * ch : a1 - i * ch, b0 - j * cw : b1 - j * cw]
         return out
 
