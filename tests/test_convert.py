@@ -266,4 +266,5 @@ def test_band_layers_in_the_conversion_pass_equal_their_own_pass(tmp_path, recor
     reader = BandReader(tmp_path / "fused.datastack")
     assert np.array_equal(reader.band(8, 152), flipped[..., 8:152].sum(-1))
     assert np.array_equal(reader.band(190, 200), flipped[..., 192:200].sum(-1))  # 200 = the end
+    assert np.array_equal(reader.band(0, 200), flipped.sum(-1))
     assert np.array_equal(reader.rect_sum(2, 35, 1, 20), flipped[2:35, 1:20].sum((0, 1)))

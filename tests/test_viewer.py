@@ -471,3 +471,17 @@ def test_band_layers_of_version_3_still_read_any_band_exactly(tmp_path):
         assert br.channels_of(lo, hi) == (lo, hi)
         np.testing.assert_array_equal(br.band(lo, hi), raw[..., lo:hi].sum(-1))
     np.testing.assert_array_equal(br.rect_sum(2, 19, 1, 23), raw[2:19, 1:23].sum((0, 1)))
+
+
+def test_band_edges_when_the_channels_are_no_multiple_of_8(tmp_path):
+    """203 channels: the axis' end is an edge too, so the total and the last band are whole."""
+    from maxrf.pipeline.bands import band_layers
+
+    raw = np.random.default_rng(1).poisson(1.0, (20, 24, 203)).astype(np.uint16)
+    DataStack(tmp_path / "x.datastack").append(raw, "maxrf_raw", chunks=(16, 16, 203))
+    band_layers(tmp_path / "x.datastack", progress=False)
+    br = BandReader(tmp_path / "x.datastack")
+    for (lo, hi), want in [((0, 203), (0, 203)), ((190, 203), (192, 203)),
+                           ((201, 203), (200, 203)), ((5, 100), (8, 104))]:
+        assert br.channels_of(lo, hi) == want
+        np.testing.assert_array_equal(br.band(lo, hi), raw[..., want[0]:want[1]].sum(-1))

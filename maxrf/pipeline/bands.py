@@ -224,6 +224,8 @@ class BandReader:
             a, b = lo // g, -(-hi // g)
         else:
             a, b = int(np.floor(lo / g + 0.5)), int(np.floor(hi / g + 0.5))
+            if hi == self.channels:  # the axis' end is an edge too (when not a multiple of g)
+                b = -(-hi // g)
             if b <= a:  # narrower than a group: the group it mostly lies in
                 a = min(int((lo + hi) / 2 // g), (self.channels - 1) // g)
                 b = a + 1
