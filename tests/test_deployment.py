@@ -202,11 +202,11 @@ def test_deployments_from_prefect_yaml_run_on_a_worker(deployments, tmp_path):
         t0 = time.monotonic()
         os.killpg(worker.pid, signal.SIGTERM)
         try:  # an idle worker stops on SIGTERM by itself (seconds alone; in the full suite it
-            worker.wait(timeout=60)  # took 30+ s, not yet understood: see issue #22's note)
-        except subprocess.TimeoutExpired:
+            worker.wait(timeout=20)  # took 30+ s, not yet understood: see issue #22's note;
+        except subprocess.TimeoutExpired:  # 20 s, not 60: the known failure costs less time
             pass
         log = (tmp_path / "worker.log").read_text(errors="replace")[-6000:]
-        assert worker.poll() is not None and time.monotonic() - t0 < 60, log
+        assert worker.poll() is not None and time.monotonic() - t0 < 20, log
     finally:
         if worker.poll() is None:
             stop_group(worker)
