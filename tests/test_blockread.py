@@ -75,3 +75,19 @@ def test_sums_equal_numpy_s(stack, rect):
         r0, r1, c0, c1 = rect
         want = cube[r0:r1, c0:c1].sum((0, 1), dtype=np.uint64)
         assert np.array_equal(r.sum(*rect), want) and np.array_equal(r.sum(*rect, threads=1), want)
+
+
+def test_a_reader_during_an_append_reads_the_committed_state(stack, tmp_path):
+    """While another writer appends (its journal present), a new reader sees the committed
+    state through a view with no file descriptor: blocks then come through zarr."""
+    path, cube = stack
+    copy = tmp_path / "c.datastack"
+    copy.write_bytes(path.read_bytes())
+    writer = DataStack(copy)
+    with writer.appending() as app:
+        app.write("extra", np.zeros((4, 4), np.float32))
+        assert writer.journal_path.exists()
+        r = BlockReader(DataStack(copy), "maxrf_raw")
+        assert not r.fast
+        assert np.array_equal(r.read(3, 20, 5, 40), cube[3:20, 5:40])
+        assert np.array_equal(r.sum(0, 37, 0, 45), cube.sum((0, 1), dtype=np.uint64))

@@ -41,7 +41,8 @@ class BlockReader:
         self._fileobj = snap.fileobj
         self._entries: dict[str, tuple[int, int, int] | None] = {}
         self._infos = None
-        if self.codec is not None and len(self.shape) == 3 and self.chunks[2] == self.shape[2]:
+        if (self.codec is not None and len(self.shape) == 3 and self.chunks[2] == self.shape[2]
+                and _has_fd(self._fileobj)):  # not a recovery view of a file being appended to
             # the directory zarr's store parsed (shared per file version)
             self._infos = getattr(getattr(self.array.store, "_zf", None), "NameToInfo", None)
 
@@ -183,3 +184,11 @@ def _view(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     """``buf``'s first elements as an array of ``shape`` (None when it is too small)."""
     n = int(np.prod(shape))
     return buf.reshape(-1)[:n].reshape(shape) if buf.size >= n else None
+
+
+def _has_fd(fileobj) -> bool:
+    """Whether ``fileobj`` is a file with a descriptor to ``pread`` from."""
+    try:
+        return isinstance(fileobj.fileno(), int)
+    except (AttributeError, OSError, ValueError):
+        return False
