@@ -160,6 +160,30 @@ class BlockReader:
                 total += part
         return total
 
+    def channel_sums(self, ranges: list[tuple[int, int]], threads: int = 2) -> np.ndarray:
+        """Per pixel (height × width, uint32), the counts of the channels in ``ranges``
+        (``[lo, hi)`` pairs), from one read of every chunk."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        h, w = self.shape[:2]
+        ch, cw = self.chunks[:2]
+        out = np.zeros((h, w), np.uint32)
+        ranges = [(a, b) for a, b in ranges if b > a]
+
+        def one(ij: tuple[int, int]) -> None:
+            i, j = ij
+            chunk = self._chunk(i, j)
+            a1, b1 = min((i + 1) * ch, h) - i * ch, min((j + 1) * cw, w) - j * cw
+            part = out[i * ch : i * ch + a1, j * cw : j * cw + b1]  # this chunk's own pixels
+            for lo, hi in ranges:
+                part += chunk[:a1, :b1, lo:hi].sum(axis=-1, dtype=np.uint32)
+
+        if ranges:
+            parts = [(i, j) for i in range(-(-h // ch)) for j in range(-(-w // cw))]
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one, parts))
+        return out
+
     def read(self, r0: int, r1: int, c0: int, c1: int, out: np.ndarray | None = None
              ) -> np.ndarray:
         """The block ``[r0:r1, c0:c1, :]`` (into ``out`` when given: a reused buffer)."""

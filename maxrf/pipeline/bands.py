@@ -35,6 +35,7 @@ from maxrf.pipeline.table import step
 from maxrf.scratch import thread_buffer
 
 GROUP = 8  # channels per cumulative-sum plane: a band's edges fall on multiples of 8
+EXACT_BYTES = 256 * 2**20  # counts small enough to read a band's edge channels from maxrf_raw
 LAYERS = step("bands").layers
 B = CUBE_CHUNK_PIXELS  # the pass goes in bands of 16 full-width rows; chunks span the width
 
@@ -193,7 +194,7 @@ def finish_bands(app, seconds: float, provenance: dict | None, made_by: str = "b
 class BandReader:
     """Fast reads for a viewer: band images, rectangle spectra, single spectra."""
 
-    def __init__(self, datastack: str | Path) -> None:
+    def __init__(self, datastack: str | Path, exact_bytes: int = EXACT_BYTES) -> None:
         self.ds = DataStack.of(datastack)
         missing = [n for n in (*LAYERS, "maxrf_raw") if n not in self.ds]
         if missing:
@@ -211,13 +212,21 @@ class BandReader:
         self.block_reader = BlockReader(self.ds, "maxrf_blocksums")
         self.height, self.width, self.channels = self.raw.shape
         self.group = int(self.cumsum.attrs.get("group_channels", GROUP))
+        # a small scan's band edges come exactly from its counts (one read of them: ≤ 0.1 s)
+        self.from_raw = self.counts is None and self.raw.nbytes <= exact_bytes
+
+    @property
+    def exact(self) -> bool:
+        """Whether any band is summed exactly (else its edges move to group boundaries)."""
+        return self.counts is not None or self.from_raw
 
     def channels_of(self, lo: int, hi: int, outward: bool = False) -> tuple[int, int]:
         """The channels ``[lo, hi)`` that :meth:`band` sums for a band asked as ``[lo, hi)``:
-        the same with exact layers, else the edges on the nearest group boundaries (``outward``:
-        the smallest whole groups that hold the band), never empty when the band is not."""
+        the same when :attr:`exact`, else the edges on the nearest group boundaries
+        (``outward``: the smallest whole groups that hold the band), never empty when the band
+        is not."""
         lo, hi = max(int(lo), 0), min(int(hi), self.channels)
-        if hi <= lo or self.counts is not None:
+        if hi <= lo or self.exact:
             return lo, hi
         g = self.group
         if outward:
@@ -239,11 +248,16 @@ class BandReader:
             return np.zeros((self.height, self.width), np.uint32)
         g, n = self.group, self.channels
         g_lo, g_hi = -(-lo // g), -(-hi // g) if hi == n else hi // g
-        if self.counts is None:  # the edges are group boundaries (the last: the last channel)
-            with ThreadPoolExecutor(2) as pool:
+        if self.counts is None and lo % g == 0 and (hi % g == 0 or hi == n):
+            with ThreadPoolExecutor(2) as pool:  # on group boundaries: two planes
                 top = pool.submit(lambda: self.cumsum[g_hi])
                 return top.result() - self.cumsum[g_lo] if g_lo else top.result()
         g_hi = hi // g
+        if self.counts is None:  # a small scan: the edge channels from its counts, one read
+            if g_lo > g_hi:
+                return self.reader.channel_sums([(lo, hi)])
+            inner = self.cumsum[g_hi] - self.cumsum[g_lo]
+            return inner + self.reader.channel_sums([(lo, g_lo * g), (g_hi * g, hi)])
         if g_lo > g_hi:  # inside one group: the channels themselves
             return self._channels(lo, hi)
         with ThreadPoolExecutor(4) as pool:

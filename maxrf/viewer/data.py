@@ -154,7 +154,7 @@ class ViewerData:
         """Where a band image's edges can fall (the band layers' group boundaries, each the
         lower edge of its channel; the last past the last channel), or None: anywhere."""
         r = self.reader
-        if r.counts is not None:
+        if r.exact:
             return None
         e = self.energies
         step = float(e[-1] - e[-2]) if len(e) > 1 else 1.0
