@@ -208,7 +208,6 @@ class BandReader:
         made = str(self.cumsum.attrs.get("maxrf", {}).get("code_version", ""))
         self.counts = (self.ds.array("maxrf_bandcounts")
                        if made in ("2", "3") and "maxrf_bandcounts" in self.ds else None)
-        self.blocks = self.ds.array("maxrf_blocksums")
         self.block_reader = BlockReader(self.ds, "maxrf_blocksums")
         self.height, self.width, self.channels = self.raw.shape
         self.group = int(self.cumsum.attrs.get("group_channels", GROUP))
@@ -247,30 +246,33 @@ class BandReader:
         if hi <= lo:
             return np.zeros((self.height, self.width), np.uint32)
         g, n = self.group, self.channels
+        # whole groups from two planes (the last plane: the whole spectrum), the channels at
+        # the edges that do not fill a group from the counts (none when the edges fall on
+        # group boundaries, as they always do without exact layers)
         g_lo, g_hi = -(-lo // g), -(-hi // g) if hi == n else hi // g
-        if self.counts is None and lo % g == 0 and (hi % g == 0 or hi == n):
-            with ThreadPoolExecutor(2) as pool:  # on group boundaries: two planes
-                top = pool.submit(lambda: self.cumsum[g_hi])
-                return top.result() - self.cumsum[g_lo] if g_lo else top.result()
-        g_hi = hi // g
-        if self.counts is None:  # a small scan: the edge channels from its counts, one read
-            if g_lo > g_hi:
-                return self.reader.channel_sums([(lo, hi)])
-            inner = self.cumsum[g_hi] - self.cumsum[g_lo]
-            return inner + self.reader.channel_sums([(lo, g_lo * g), (g_hi * g, hi)])
-        if g_lo > g_hi:  # inside one group: the channels themselves
-            return self._channels(lo, hi)
-        with ThreadPoolExecutor(4) as pool:
+        if g_lo > g_hi:  # inside one group
+            return self._channels([(lo, hi)])
+        edges = [(lo, min(g_lo * g, n)), (min(g_hi * g, n), hi)]
+        with ThreadPoolExecutor(3) as pool:  # the reads side by side
             top = pool.submit(lambda: self.cumsum[g_hi])
-            bottom = pool.submit(lambda: self.cumsum[g_lo])
-            left = pool.submit(self._channels, lo, min(g_lo * g, n))
-            right = pool.submit(self._channels, g_hi * g, hi)
-            return (top.result() - bottom.result()) + left.result() + right.result()
+            rest = pool.submit(self._channels, edges)
+            planes = (top.result() - self.cumsum[g_lo]) if g_lo else top.result()
+            return planes + rest.result()
 
-    def _channels(self, lo: int, hi: int) -> np.ndarray | int:
-        """Counts of channels ``[lo, hi)`` within one group, per pixel (0 when empty)."""
-        if hi <= lo:
+    def _channels(self, ranges: list[tuple[int, int]]) -> np.ndarray | int:
+        """Per pixel, the counts of the channels in ``ranges`` (each within one group; 0 when
+        they are all empty): from the counts by groups (step versions 2 and 3), else from
+        ``maxrf_raw`` in one read (a small scan)."""
+        ranges = [(a, b) for a, b in ranges if b > a]
+        if not ranges:
             return 0
+        if self.counts is None:
+            return self.reader.channel_sums(ranges)
+        return sum(self._grouped(a, b) for a, b in ranges)
+
+    def _grouped(self, lo: int, hi: int) -> np.ndarray:
+        """Counts of channels ``[lo, hi)`` within one group, per pixel, from the counts by
+        groups."""
         if self.counts.ndim == 3:  # step version 2: channel-major
             return self.counts[lo:hi].sum(axis=0, dtype=np.uint32)
         g = lo // self.group

@@ -7,8 +7,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from maxrf.datastack.blockread import BlockReader
 
 
 def progress_bar(total: int, enabled: bool | None, desc: str, unit: str = "block"):
@@ -37,3 +41,31 @@ def read_ahead[T](
                 pending.append(pool.submit(read, items[i + ahead]))
             pending[i] = None
             yield item, data
+
+
+def pixel_blocks(h: int, w: int, rows: int = 16, cols: int = 256
+                 ) -> list[tuple[int, int, int, int]]:
+    """``(r0, r1, c0, c1)`` blocks of ``rows`` × ``cols`` pixels covering an h × w scan, row
+    band by row band (aligned to the 16 × 16 chunks with the defaults: 33 MB of counts at 4096
+    channels)."""
+    return [(r, min(r + rows, h), c, min(c + cols, w))
+            for r in range(0, h, rows) for c in range(0, w, cols)]
+
+
+def spectra_ahead(reader: BlockReader, blocks: Sequence[tuple[int, int, int, int]],
+                  ahead: int = 2) -> Iterator[tuple[tuple[int, int, int, int], np.ndarray,
+                                                   np.ndarray]]:
+    """``(block, spectra, order)`` for each block (:meth:`BlockReader.spectra`), the next
+    ``ahead`` ones decompressed meanwhile, each into one of ``ahead + 2`` reused buffers (the
+    one being worked on, those being read, the next): fresh 33 MB arrays are page faults every
+    time. A block's arrays are valid until the caller moves on."""
+    ring: list[np.ndarray | None] = [None] * (ahead + 2)
+
+    def read(item):
+        i, block = item
+        spectra, order = reader.spectra(*block, out=ring[i % len(ring)])
+        ring[i % len(ring)] = spectra
+        return spectra, order
+
+    for (_i, block), (spectra, order) in read_ahead(list(enumerate(blocks)), read, ahead):
+        yield block, spectra, order

@@ -30,7 +30,7 @@ import numpy as np
 from maxrf.datastack import DataStack
 from maxrf.datastack.blockread import BlockReader
 from maxrf.errors import MaxrfError
-from maxrf.pipeline.blocks import progress_bar, read_ahead
+from maxrf.pipeline.blocks import pixel_blocks, progress_bar, spectra_ahead
 from maxrf.pipeline.table import default, step
 from maxrf.xrf.defaults import DEFAULT_TUBE_KV
 from maxrf.xrf.fit import (
@@ -304,11 +304,6 @@ class MapResult:
     spectra_per_s: float
 
 
-def _blocks(h: int, w: int) -> list[tuple[int, int, int, int]]:
-    return [(r, min(r + BLOCK[0], h), c, min(c + BLOCK[1], w))
-            for r in range(0, h, BLOCK[0]) for c in range(0, w, BLOCK[1])]
-
-
 def _read(path: str, block, layer: str = "maxrf_raw") -> np.ndarray:
     r0, r1, c0, c1 = block
     return DataStack(path).array(layer, latest=False)[r0:r1, c0:c1, :]
@@ -401,7 +396,7 @@ def fit_maps(
     residual = np.zeros((h, w), np.float32)
     background = np.zeros((h, w), np.float32)
     sigma = np.zeros((n_el, h, w), np.float32)
-    blocks = _blocks(h, w)
+    blocks = pixel_blocks(h, w, *BLOCK)
     started = time.time()
     bar = progress_bar(h * w, progress, f"element maps {ds.path.name}")
 
@@ -418,23 +413,11 @@ def fit_maps(
 
             fitter = _Fitter(mm)
             reader = BlockReader(ds, "maxrf_raw")
-            # a block is read into one of a few reused buffers: the one being fitted, the two
-            # being read ahead, and the next (fresh 32 MB arrays are page faults every time)
-            ring: list[np.ndarray | None] = [None] * (AHEAD + 2)
-
-            def read(item):
-                i, b = item
-                spectra, order = reader.spectra(*b, out=ring[i % len(ring)])
-                ring[i % len(ring)] = spectra
-                return spectra, order
-
             # one BLAS thread: the projection gains nothing from two, and OpenBLAS's idle
             # threads spin for a while after each call, taking the cores from the compiled
             # solver and the decompression (36 k -> 67 k spectra/s serially at 512²)
             with threadpool_limits(1, user_api="blas"):
-                for (_i, block), (spectra, order) in read_ahead(list(enumerate(blocks)), read,
-                                                                 AHEAD):
-                    # the next blocks are decompressed meanwhile
+                for block, spectra, order in spectra_ahead(reader, blocks, AHEAD):
                     put(block, fitter.fit(spectra, order, (block[1] - block[0],
                                                            block[3] - block[2])))
         else:
@@ -481,7 +464,7 @@ def roi_maps(datastack: str | Path, elements: list[str], width_fwhm: float = 1.0
         idx = lambda a, b: np.flatnonzero((energies >= a) & (energies < b))  # noqa: E731
         windows.append((idx(e0 - f, e0 + f), idx(e0 - 2 * f, e0 - f), idx(e0 + f, e0 + 2 * f)))
     out = np.zeros((len(elements), h, w), np.float32)
-    for r0, r1, c0, c1 in _blocks(h, w):
+    for r0, r1, c0, c1 in pixel_blocks(h, w, *BLOCK):
         y = np.asarray(raw[r0:r1, c0:c1, :], dtype=np.float32)
         for k, (mid, left, right) in enumerate(windows):
             bg = 0.5 * (y[..., left].mean(axis=-1) + y[..., right].mean(axis=-1)) * mid.size

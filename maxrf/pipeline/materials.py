@@ -19,7 +19,7 @@ from numba import njit
 from maxrf.datastack import DataStack
 from maxrf.datastack.blockread import BlockReader
 from maxrf.errors import MaxrfError
-from maxrf.pipeline.blocks import read_ahead
+from maxrf.pipeline.blocks import pixel_blocks, spectra_ahead
 
 MAX_MATERIALS = 12
 SAMPLE = 30_000  # pixels the clustering is fitted on
@@ -249,19 +249,9 @@ def _mean_spectra(ds: DataStack, labels: np.ndarray, k: int, pixels: np.ndarray)
     reader = BlockReader(ds, "maxrf_raw")
     h, w, c = reader.shape
     sums = np.zeros((k, c), np.float64)
-    # blocks of 16 × 256 pixels (33 MB of counts at 4096 channels; whole 16-row strips of a
-    # real scan were 208 MB each, four in flight: the step's peak memory)
-    blocks = [(r, min(r + 16, h), c0, min(c0 + 256, w))
-              for r in range(0, h, 16) for c0 in range(0, w, 256)]
-    ring: list[np.ndarray | None] = [None] * 4  # being summed, two read ahead, the next
-
-    def read(item):
-        i, block = item
-        spectra, order = reader.spectra(*block, out=ring[i % 4])
-        ring[i % 4] = spectra
-        return spectra, order
-
-    for (_i, (r0, r1, c0, c1)), (flat, order) in read_ahead(list(enumerate(blocks)), read, 2, 2):
+    # blocks of 16 × 256 pixels (whole 16-row strips of a real scan were 208 MB each, four in
+    # flight: the step's peak memory)
+    for (r0, r1, c0, c1), flat, order in spectra_ahead(reader, pixel_blocks(h, w)):
         lab = np.full(flat.shape[0], -1, np.int64)  # rows past the scan's edge: no material
         lab[order] = labels[r0:r1, c0:c1].ravel()
         if flat.dtype.kind in "ui" and flat.dtype.isnative:
