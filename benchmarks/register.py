@@ -99,7 +99,7 @@ def run_cases(h: int, w: int) -> None:
             worsts.append(err.max())
         print(f"{painting:>8} {scale:5.1f} {angle:6.1f} {persp:7.0e} {size[1]:>4}x{size[0]:<5} "
               f"{shown:5.2f} {np.median(err):6.2f} {err.max():6.2f} {r.correlation:5.2f} "
-              f"{r.null_correlation:6.2f} {r.second_correlation:5.2f} "
+              f"{r.null_correlation:6.2f} {r.second_correlation or 0.0:5.2f} "
               f"{time.perf_counter() - t:5.1f}")
     if meds:
         print(f"mosaics: median corner error {np.median(meds):.2f} scan px (goal <= 0.5), "

@@ -277,3 +277,16 @@ def test_a_chance_likeness_of_another_painting_is_refused():
                        seed=1)
     with pytest.raises(RegistrationError, match="one way only|best correlation|no plausible"):
         auto_register(scan_images(noisy), photo, "affine")
+
+
+def test_a_grey_photo_has_one_canonical_correlation():
+    """A grey photo reaches registration as three equal channels: it has one canonical
+    correlation with the maps, so the second one is not asked of it (it would be noise)."""
+    from maxrf.imaging.autoregister import _cca
+
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(5000, 4))
+    rgb = maps[:, :3] @ rng.normal(size=(3, 3)) + 0.1 * rng.normal(size=(5000, 3))
+    grey = np.repeat(rgb.mean(axis=1, keepdims=True), 3, axis=1)
+    assert len(_cca(maps, rgb)[2]) == 3 and len(_cca(maps, grey)[2]) == 1
+    assert _cca(maps, grey)[2][0] > 0.9

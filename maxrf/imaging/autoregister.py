@@ -57,7 +57,7 @@ class AutoResult:
     matrix: np.ndarray  # 3 × 3: scan (col, row) pixel centres → photo (x, y) pixels
     correlation: float  # canonical correlation of scan and photo on the scan's own grid
     null_correlation: float  # the same when the photo is misaligned (what chance gives)
-    second_correlation: float  # the second canonical correlation where the first is
+    second_correlation: float | None  # the second canonical correlation (None: one only)
     overlap: float  # share of the scan's pixels inside the photo
 
 
@@ -263,19 +263,21 @@ def coarse_search(images: np.ndarray, photo: np.ndarray, top: int = 3
 
 
 def _cca(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The first canonical pair of ``x`` (n, k) and ``y`` (n, c): weights, and every canonical
-    correlation (largest first)."""
+    """The first canonical pair of ``x`` (n, k) and ``y`` (n, c): weights, and the canonical
+    correlations (largest first; as many as the smaller of the two sides has independent
+    columns: a grey photo's three equal channels give one)."""
     x = x - x.mean(axis=0)
     y = y - y.mean(axis=0)
     n = max(len(x) - 1, 1)
 
-    def inv_sqrt(c: np.ndarray) -> np.ndarray:
+    def inv_sqrt(c: np.ndarray) -> tuple[np.ndarray, int]:
         vals, vecs = np.linalg.eigh(c + 1e-6 * np.trace(c) / len(c) * np.eye(len(c)))
-        return vecs @ np.diag(1 / np.sqrt(np.maximum(vals, 1e-12))) @ vecs.T
+        rank = int((vals > 1e-4 * max(float(vals.max()), 1e-300)).sum())
+        return vecs @ np.diag(1 / np.sqrt(np.maximum(vals, 1e-12))) @ vecs.T, rank
 
-    wx, wy = inv_sqrt(x.T @ x / n), inv_sqrt(y.T @ y / n)
+    (wx, rx), (wy, ry) = inv_sqrt(x.T @ x / n), inv_sqrt(y.T @ y / n)
     u, s, vt = np.linalg.svd(wx @ (x.T @ y / n) @ wy)
-    return wx @ u[:, 0], wy @ vt[0], s
+    return wx @ u[:, 0], wy @ vt[0], s[: max(min(rx, ry), 1)]
 
 
 def _warp_photo(photo_l: np.ndarray, m_l: np.ndarray, shape: tuple[int, int]
@@ -358,11 +360,11 @@ def _photo_level(photo: _Photo, m: np.ndarray, s_shape: tuple[int, int], f: floa
 
 def refine(images: np.ndarray, photo: np.ndarray, matrix: np.ndarray, model: str = "homography",
            factors: tuple[float, ...] | None = None
-           ) -> tuple[np.ndarray, float, float, float]:
+           ) -> tuple[np.ndarray, float, float, float | None]:
     """ECC on canonical images, coarse to fine (scan reduced by each of ``factors``, by default
     down to its own pixels), from ``matrix``; returns the refined matrix, the canonical
     correlation at the last level, the best one by chance (the scan misaligned) and the second
-    canonical correlation."""
+    canonical correlation (None when there is one only: a grey photo, a scan of one image)."""
     import cv2
 
     k, h, w = images.shape
@@ -397,13 +399,14 @@ def refine(images: np.ndarray, photo: np.ndarray, matrix: np.ndarray, model: str
     x, y = feats[:, valid].T.astype(np.float64), seen[valid].astype(np.float64)
     if len(x) < 32:
         raise RegistrationError(f"the scan falls outside the photo; {HINT}")
-    rho, second = (list(_cca(x, y)[2]) + [0.0])[:2]
+    corr = _cca(x, y)[2]
+    rho, second = float(corr[0]), (float(corr[1]) if len(corr) > 1 else None)
     null = 0.0
     lh, lw = s_shape
     for dy, dx in ((lh // 3, lw // 3), (lh // 2, 0), (0, lw // 2), (-lh // 3, lw // 2)):
         moved = np.roll(feats, (dy, dx), axis=(1, 2))
         null = max(null, float(_cca(moved[:, valid].T.astype(np.float64), y)[2][0]))
-    return m, float(rho), null, float(second)
+    return m, rho, null, second
 
 
 def pyramid(shape: tuple[int, int]) -> tuple[float, ...]:
@@ -455,13 +458,11 @@ def auto_register(images: np.ndarray, photo: np.ndarray, model: str = "homograph
                                 f"of the scanned painting? {HINT}")
     m, rho, null, second = best
     overlap = _overlap(m, images.shape[1:], photo.shape[:2])
-    # a grey photo, or a scan of one image, has one canonical correlation only
-    single = photo.image.ndim == 2 or photo.image.shape[-1] == 1 or len(images) == 1
     if rho < MIN_CORRELATION or rho < MIN_CONTRAST * null:
         raise RegistrationError(
             f"cannot register the scan to this photo automatically (best correlation "
             f"{rho:.2f}, {null:.2f} by chance): is it a photo of the scanned painting? {HINT}")
-    if not single and np.sqrt(rho * max(second, 0.0)) < MIN_SUPPORT:
+    if second is not None and np.sqrt(rho * max(second, 0.0)) < MIN_SUPPORT:
         raise RegistrationError(
             f"cannot register the scan to this photo automatically (the best placement, "
             f"correlation {rho:.2f}, matches the photo in one way only: {second:.2f} in any "
